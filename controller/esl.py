@@ -1,0 +1,490 @@
+"""The only module that talks to greenswitch: one outbound ESL session per call, with timeouts everywhere.
+
+greenswitch 0.0.19 gives us the session object, its handler registry and its server; its reader and its
+command helpers have defects that this module overrides (each has a test in tests/test_esl.py):
+
+- its parser URL-decodes a whole frame *before* splitting it into lines, so a `%0A` inside a value makes fake
+  headers; event bodies (DETECTED_SPEECH results, BACKGROUND_JOB) are merged into the headers, and a JSON event
+  body kills the reader greenlet. `FrameReader` reads header lines, then exactly Content-Length bytes, and decodes
+  each value on its own.
+- `send()` and its blocking executes wait forever: every wait here takes a timeout.
+- it sends app arguments on an `execute-app-arg` header line (a newline in data starts a new command) and matches
+  completions by application name (two `speak`s in a row get each other's result). Here every execute carries
+  `event-lock: true` and an `Event-UUID`, the argument travels as a `content-type: text/plain` body, and its
+  CHANNEL_EXECUTE_COMPLETE is matched on `Application-UUID`.
+- registering your own CHANNEL_EXECUTE_COMPLETE handler starves its catch-all handler, so blocking executes time
+  out: completions are resolved in the reader, before any handler runs.
+- its server polls `accept()` every 100 ms and calls `sys.exit()` when `bind_port` is 0: see `server.py`'s
+  `Listener`, which accepts immediately and binds any port.
+"""
+from __future__ import annotations
+
+import json
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+from urllib.parse import unquote
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.queue
+from greenswitch import esl as gs
+
+from .log import call_logger
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024
+HANGUP_EVENTS = ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
+
+
+class EslError(Exception):
+    """Base of every ESL failure the call code may see."""
+
+
+class CallHangup(EslError):
+    """The channel hung up or the socket closed: raised into every pending wait of the call."""
+
+    def __init__(self, cause: str = "NORMAL_CLEARING") -> None:
+        super().__init__(f"call hung up ({cause})")
+        self.cause = cause
+
+
+class EslTimeout(EslError):
+    """FreeSWITCH did not answer in time (a command reply or an app completion)."""
+
+
+class CommandError(EslError):
+    """FreeSWITCH replied `-ERR ...` to a command."""
+
+
+class ExecuteFlushed(EslError):
+    """A queued execute was dropped by `uuid_break all`: FreeSWITCH never runs nor completes it."""
+
+
+class ProtocolError(EslError):
+    """A frame that does not follow the ESL framing (missing or bad Content-Length, header without `: `)."""
+
+
+@dataclass
+class Frame:
+    """One ESL frame: decoded headers, and the body (for events, the event's own body after its headers)."""
+
+    headers: dict[str, str]
+    body: str = ""
+    raw_length: int = 0
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    @property
+    def name(self) -> str:
+        return self.headers.get("Event-Name", "")
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.headers.get(key, default)
+
+    def var(self, name: str, default: str | None = None) -> str | None:
+        """A channel variable as carried by events (`variable_<name>`)."""
+        return self.headers.get(f"variable_{name}", default)
+
+
+def parse_header_block(block: bytes, decode: bool) -> dict[str, str]:
+    """Split a header block into lines first, then URL-decode each value alone (names are never encoded)."""
+    headers: dict[str, str] = {}
+    for line in block.decode("utf-8", errors="replace").split("\n"):
+        if not line:
+            continue
+        name, sep, value = line.partition(": ")
+        if not sep:
+            if line.endswith(":"):
+                name, value = line[:-1], ""
+            else:
+                raise ProtocolError(f"header line without ': ': {line[:80]!r}")
+        headers[name] = unquote(value) if decode else value
+    return headers
+
+
+def parse_event_body(content_type: str, body: bytes) -> Frame:
+    """Turn an event frame's body into a Frame: plain events are headers + optional body; JSON is one object."""
+    if content_type == "text/event-json":
+        try:
+            doc = json.loads(body.decode("utf-8", errors="replace"))
+        except ValueError as exc:
+            raise ProtocolError(f"event-json body is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ProtocolError("event-json body is not an object")
+        inner = str(doc.pop("_body", ""))
+        return Frame({str(k): str(v) for k, v in doc.items()}, inner, len(body))
+    head, sep, rest = body.partition(b"\n\n")
+    headers = parse_header_block(head, decode=content_type != "text/event-xml")
+    inner = b""
+    if sep and "Content-Length" in headers:
+        try:
+            size = int(headers["Content-Length"])
+        except ValueError:
+            raise ProtocolError(f"event Content-Length is not a number: {headers['Content-Length']!r}") from None
+        inner = rest[:size]
+    return Frame(headers, inner.decode("utf-8", errors="replace"), len(body))
+
+
+class FrameReader:
+    """Reads whole frames from a socket file: header lines up to a blank line, then exactly Content-Length bytes."""
+
+    def __init__(self, fileobj: Any) -> None:
+        self._f = fileobj
+
+    def read(self) -> Frame | None:
+        """Next frame, or None at a clean end of stream; ProtocolError on broken framing."""
+        block = bytearray()
+        while True:
+            line = self._f.readline(MAX_HEADER_BYTES + 1)
+            if not line:
+                if block:
+                    raise ProtocolError("connection closed in the middle of a header block")
+                return None
+            if line == b"\n":
+                if not block:
+                    continue  # stray blank line between frames
+                break
+            block += line
+            if len(block) > MAX_HEADER_BYTES:
+                raise ProtocolError(f"header block larger than {MAX_HEADER_BYTES} bytes")
+        outer = parse_header_block(bytes(block), decode=False)
+        body = b""
+        if "Content-Length" in outer:
+            try:
+                size = int(outer["Content-Length"])
+            except ValueError:
+                raise ProtocolError(f"Content-Length is not a number: {outer['Content-Length']!r}") from None
+            if not 0 <= size <= MAX_BODY_BYTES:
+                raise ProtocolError(f"Content-Length {size} out of range 0..{MAX_BODY_BYTES}")
+            body = self._read_exact(size)
+        elif outer.get("Content-Type", "").startswith("text/event-"):
+            raise ProtocolError("event frame without Content-Length")
+        ctype = outer.get("Content-Type", "")
+        if ctype.startswith("text/event-"):
+            frame = parse_event_body(ctype, body)
+            frame.headers.setdefault("Content-Type", ctype)
+            frame.raw_length = len(block) + 1 + len(body)
+            return frame
+        if "Event-Name" in outer:  # the outbound `connect` reply: a whole channel event in a reply's headers
+            outer = parse_header_block(bytes(block), decode=True)
+        return Frame(outer, body.decode("utf-8", errors="replace"), len(block) + 1 + len(body))
+
+    def _read_exact(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self._f.read(size - len(data))
+            if not chunk:
+                raise ProtocolError(f"connection closed after {len(data)} of {size} body bytes")
+            data += chunk
+        return data
+
+
+def command_frame(command: str, headers: Iterable[tuple[str, str]] = (), body: str | None = None) -> bytes:
+    """Encode a command frame; a body always travels with `content-type: text/plain` and its length."""
+    for part in [command, *(f"{k}{v}" for k, v in headers)]:
+        if "\n" in part or "\r" in part:
+            raise ValueError(f"line break in ESL command or header: {part[:60]!r}")
+    lines = [command, *(f"{k}: {v}" for k, v in headers)]
+    if body is None:
+        return ("\n".join(lines) + "\n\n").encode("utf-8")
+    payload = body.encode("utf-8")
+    lines += ["content-type: text/plain", f"content-length: {len(payload)}"]
+    return ("\n".join(lines) + "\n\n").encode("utf-8") + payload
+
+
+class Execution:
+    """One app run on the channel: its CHANNEL_EXECUTE marks it started, its EXECUTE_COMPLETE resolves it."""
+
+    def __init__(self, app: str, arg: str | None, app_uuid: str) -> None:
+        self.app = app
+        self.arg = arg
+        self.app_uuid = app_uuid
+        self.started = False
+        self.result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+    @property
+    def done(self) -> bool:
+        return self.result.ready()
+
+    def wait(self, timeout: float | None) -> Frame:
+        """The completion frame; EslTimeout after `timeout` seconds (None only for an answered bridge)."""
+        try:
+            return self.result.get(timeout=timeout)
+        except gevent.Timeout:
+            raise EslTimeout(f"{self.app} did not complete within {timeout:.1f}s") from None
+
+
+@dataclass
+class SessionStats:
+    frames_in: int = 0
+    commands_out: int = 0
+    sent_log: list[str] = field(default_factory=list)
+
+
+class EslSession(gs.OutboundSession):
+    """An outbound ESL session (one call) on top of greenswitch's OutboundSession."""
+
+    def __init__(self, sock: Any, address: Any = None, *, command_timeout: float = 10.0,
+                 record_commands: bool = False) -> None:
+        self._send_lock = gevent.lock.Semaphore()
+        self._executions: dict[str, Execution] = {}
+        self._listeners: list[gevent.queue.Queue] = []
+        self.events: gevent.queue.Queue = gevent.queue.Queue()  # every event from the first byte on: the call's inbox
+        self.command_timeout = command_timeout
+        self.hangup_cause: str | None = None
+        self.hungup = gevent.event.Event()
+        self.closed = gevent.event.Event()
+        self.channel: dict[str, str] = {}
+        self.stats = SessionStats()
+        self._record = record_commands
+        self.log = call_logger("-", "switchboard.esl")
+        super().__init__(address, sock)
+
+    # ---------------------------------------------------------------- reading
+    def receive_events(self) -> None:
+        """Replaces greenswitch's reader: whole frames, per-value decoding, completions resolved here."""
+        self._frames = FrameReader(self.sock_file)
+        while self._run:
+            try:
+                frame = self._frames.read()
+            except ProtocolError as exc:
+                self.log.error("malformed ESL frame, ending this call: %s", exc)
+                self._connection_lost("PROTOCOL_ERROR")
+                return
+            except (OSError, ValueError) as exc:
+                if self._run:
+                    self.log.info("ESL socket closed: %s", exc)
+                self._connection_lost("SOCKET_CLOSED")
+                return
+            if frame is None:
+                self._connection_lost("SOCKET_CLOSED")
+                return
+            self.stats.frames_in += 1
+            self._dispatch(frame)
+
+    def _dispatch(self, frame: Frame) -> None:
+        ctype = frame.content_type
+        if ctype in ("command/reply", "api/response"):
+            if self._commands_sent:
+                self._commands_sent.pop(0).set(frame)
+            else:
+                self.log.warning("reply with no command waiting: %s", frame.headers.get("Reply-Text", frame.body)[:80])
+            return
+        if ctype == "text/disconnect-notice":
+            if frame.get("Content-Disposition") == "linger":
+                self._lingering = True
+                self._mark_hangup(self.hangup_cause or "NORMAL_CLEARING")
+            else:
+                self._connection_lost("DISCONNECTED")
+            return
+        if not ctype.startswith("text/event-"):
+            self.log.debug("ignoring frame of type %r", ctype)
+            return
+        name = frame.name
+        if name == "CHANNEL_EXECUTE":
+            execution = self._executions.get(frame.get("Application-UUID", ""))
+            if execution:
+                execution.started = True
+        elif name == "CHANNEL_EXECUTE_COMPLETE":
+            execution = self._executions.pop(frame.get("Application-UUID", ""), None)
+            if execution:
+                execution.result.set(frame)
+        elif name in HANGUP_EVENTS and self._is_mine(frame):
+            self._mark_hangup(frame.get("Hangup-Cause") or "NORMAL_CLEARING")
+        self.events.put(frame)
+        for queue in list(self._listeners):
+            queue.put(frame)
+        self._esl_event_queue.put(frame)  # greenswitch's handler registry (register_handle) still works
+
+    def _is_mine(self, frame: Frame) -> bool:
+        uid = frame.get("Unique-ID")
+        return not uid or not self.uuid or uid == self.uuid
+
+    def _mark_hangup(self, cause: str) -> None:
+        if self.hungup.is_set():
+            return
+        self.hangup_cause = cause
+        self._outbound_connected = False
+        self.hungup.set()
+        for execution in list(self._executions.values()):
+            if not execution.done:
+                execution.result.set_exception(CallHangup(cause))
+        self._executions.clear()
+
+    def _connection_lost(self, reason: str) -> None:
+        self.connected = False
+        self._run = False
+        self._mark_hangup(self.hangup_cause or reason)
+        for pending in self._commands_sent:
+            if not pending.ready():
+                pending.set_exception(CallHangup(self.hangup_cause or reason))
+        self._commands_sent.clear()
+        self.closed.set()
+        self.events.put(None)
+        for queue in list(self._listeners):
+            queue.put(None)
+
+    # greenswitch's own hang-up and disconnect handlers are superseded by the reader above.
+    def on_hangup(self, event: Any) -> None:  # noqa: D401 - greenswitch hook
+        return None
+
+    def on_disconnect(self, event: Any) -> None:
+        return None
+
+    def on_event(self, event: Any) -> None:
+        return None
+
+    # ---------------------------------------------------------------- sending
+    @property
+    def uuid(self) -> str:
+        return self.channel.get("Unique-ID", "")
+
+    def send(self, data: str | bytes, timeout: float | None = None) -> Frame:
+        """Send one command frame and wait for its reply, at most `timeout` (default command_timeout) seconds."""
+        raw = data if isinstance(data, bytes) else command_frame(data)
+        if not self.connected:
+            raise CallHangup(self.hangup_cause or "SOCKET_CLOSED")
+        pending = gevent.event.AsyncResult()
+        with self._send_lock:  # reply order is send order: append and write as one step
+            self._commands_sent.append(pending)
+            try:
+                self.sock.sendall(raw)
+            except OSError:
+                self._connection_lost("SOCKET_CLOSED")
+                raise CallHangup(self.hangup_cause or "SOCKET_CLOSED") from None
+        self.stats.commands_out += 1
+        if self._record:
+            self.stats.sent_log.append(raw.decode("utf-8", errors="replace"))
+        wait = self.command_timeout if timeout is None else timeout
+        try:
+            return pending.get(timeout=wait)
+        except gevent.Timeout:
+            first_line = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+            raise EslTimeout(f"no reply to {first_line!r} within {wait:.1f}s") from None
+
+    def command(self, line: str, timeout: float | None = None) -> str:
+        """A socket command (`myevents`, `linger 30`, `divert_events on`...): its Reply-Text, CommandError on -ERR."""
+        reply = self.send(line, timeout)
+        text = reply.get("Reply-Text", "")
+        if text.startswith("-ERR"):
+            raise CommandError(f"{line!r} refused: {text}")
+        return text
+
+    def connect(self, timeout: float | None = None) -> dict[str, str]:
+        """`connect`: the reply's headers are the channel's data (uuid, caller, variables, Answer-State)."""
+        reply = self.send("connect", timeout)
+        self.channel = dict(reply.headers)
+        self._outbound_connected = True
+        self.session_data = self.channel
+        self.log = call_logger(self.uuid or "-", "switchboard.esl")
+        return self.channel
+
+    def api(self, command: str, timeout: float | None = None) -> str:
+        """`api <command>` over the socket: the response body; CommandError when it starts with -ERR."""
+        if "\n" in command or "\r" in command:
+            raise ValueError("line break in api command")
+        body = self.send(f"api {command}", timeout).body
+        if body.startswith("-ERR"):
+            raise CommandError(f"api {command.split(' ', 1)[0]} failed: {body.strip()}")
+        return body
+
+    def start_execute(self, app: str, arg: str | None = None) -> Execution:
+        """Queue one app on the channel without waiting for it to finish.
+
+        Sends exactly (the argument as a body, so no character in it can start a new command):
+            sendmsg / call-command: execute / execute-app-name: <app> / event-lock: true /
+            Event-UUID: <uuid> / content-type: text/plain / content-length: <n> / (blank) / <arg>
+        """
+        if self.hungup.is_set():
+            raise CallHangup(self.hangup_cause or "NORMAL_CLEARING")
+        app_uuid = str(uuidlib.uuid4())
+        execution = Execution(app, arg, app_uuid)
+        self._executions[app_uuid] = execution
+        headers = [("call-command", "execute"), ("execute-app-name", app), ("event-lock", "true"),
+                   ("Event-UUID", app_uuid)]
+        try:
+            reply = self.send(command_frame("sendmsg", headers, arg if arg else None))
+        except EslError:
+            self._executions.pop(app_uuid, None)
+            raise
+        text = reply.get("Reply-Text", "")
+        if text.startswith("-ERR"):
+            self._executions.pop(app_uuid, None)
+            raise CommandError(f"execute {app} refused: {text}")
+        return execution
+
+    def execute(self, app: str, arg: str | None = None, timeout: float = 30.0) -> Frame:
+        """Run one app and wait for its completion (matched on Application-UUID), at most `timeout` seconds."""
+        return self.start_execute(app, arg).wait(timeout)
+
+    def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
+        """`sendmsg` with `call-command: hangup`, `hangup-cause: <cause>`."""
+        if self.hungup.is_set():
+            return
+        self.send(command_frame("sendmsg", [("call-command", "hangup"), ("hangup-cause", cause)]))
+
+    def flush_queued(self) -> list[Execution]:
+        """After `uuid_break all`: fail the executes FreeSWITCH dropped (queued, never started); they never complete."""
+        dropped = [e for e in self._executions.values() if not e.started and not e.done]
+        for execution in dropped:
+            self._executions.pop(execution.app_uuid, None)
+            execution.result.set_exception(ExecuteFlushed(f"{execution.app} dropped by uuid_break all"))
+        return dropped
+
+    def break_all(self) -> list[Execution]:
+        """`api uuid_break <uuid> all`: stops what plays now and flushes the queue (capture 11)."""
+        self.api(f"uuid_break {self.uuid} all")
+        return self.flush_queued()
+
+    def listen(self) -> gevent.queue.Queue:
+        """A queue receiving every event frame of this session from now on (None when the socket closes)."""
+        queue: gevent.queue.Queue = gevent.queue.Queue()
+        self._listeners.append(queue)
+        if self.closed.is_set():
+            queue.put(None)
+        return queue
+
+    def unlisten(self, queue: gevent.queue.Queue) -> None:
+        if queue in self._listeners:
+            self._listeners.remove(queue)
+
+    def wait_event(self, predicate: Callable[[Frame], bool], timeout: float) -> Frame | None:
+        """First future event matching `predicate`, or None after `timeout` or when the socket closes."""
+        queue = self.listen()
+        try:
+            with gevent.Timeout(timeout, False):
+                while True:
+                    frame = queue.get()
+                    if frame is None:
+                        return None
+                    if predicate(frame):
+                        return frame
+            return None
+        finally:
+            self.unlisten(queue)
+
+    def close(self) -> None:
+        """Send `exit` when still connected (bounded wait), then close the socket and stop the reader."""
+        if self.connected:
+            try:
+                self.send("exit", timeout=2.0)
+            except EslError:
+                pass
+        self._run = False
+        self.connected = False
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.closed.set()
+        if self._receive_events_greenlet is not None:
+            self._receive_events_greenlet.join(timeout=1.0)
+            self._receive_events_greenlet.kill(block=False)
+        if self._process_events_greenlet is not None:
+            self._process_events_greenlet.kill(block=False)
+
+    stop = close

@@ -1,0 +1,348 @@
+"""esl.py against a scripted FreeSWITCH peer over real TCP: one test per greenswitch defect it overcomes."""
+from __future__ import annotations
+
+import socket
+import time
+
+import gevent
+import gevent.event
+import gevent.socket
+import pytest
+
+from controller.esl import (CallHangup, EslSession, EslTimeout, ExecuteFlushed, FrameReader, command_frame)
+from controller.server import Listener
+
+CONNECT_REPLY = (
+    b"Event-Name: CHANNEL_DATA\nCore-UUID: core-1\nUnique-ID: call-1\nChannel-Name: loopback/agent-b\n"
+    b"Caller-Caller-ID-Number: %2B33612345678\nCaller-Caller-ID-Name: ESL%20Test\nAnswer-State: ringing\n"
+    b"variable_switchboard_agent: support\nContent-Type: command/reply\nReply-Text: %2BOK%0A\n"
+    b"Socket-Mode: async\nControl: full\n\n"
+)
+OK = b"Content-Type: command/reply\nReply-Text: +OK\n\n"
+
+
+def event(headers: list[tuple[str, str]], body: str = "", ctype: str = "text/event-plain") -> bytes:
+    from urllib.parse import quote
+    lines = "".join(f"{k}: {quote(v, safe='')}\n" for k, v in headers)
+    if body:
+        lines += f"Content-Length: {len(body.encode())}\n\n{body}"
+    else:
+        lines += "\n"
+    data = lines.encode()
+    return f"Content-Length: {len(data)}\nContent-Type: {ctype}\n\n".encode() + data
+
+
+class Peer:
+    """A scripted FreeSWITCH: connects to the listener and reads what the controller sends."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = gevent.socket.create_connection(("127.0.0.1", port))
+        self.file = self.sock.makefile("rb")
+
+    def read_command(self) -> tuple[list[str], bytes]:
+        lines = []
+        while True:
+            line = self.file.readline()
+            assert line, "controller closed the socket"
+            if line == b"\n":
+                break
+            lines.append(line.decode().rstrip("\n"))
+        body = b""
+        for line in lines:
+            if line.lower().startswith("content-length: "):
+                body = self.file.read(int(line.split(": ")[1]))
+        return lines, body
+
+    def send(self, data: bytes) -> None:
+        gevent.sleep(0.02)  # let the controller's greenlet reach its wait, as on a real call
+        self.sock.sendall(data)
+
+
+@pytest.fixture
+def serve():
+    """Run a Listener on an ephemeral port with the given per-call handler."""
+    started = []
+
+    def start(handler, **kwargs):
+        listener = Listener(handler, host="127.0.0.1", port=0, **kwargs)
+        listener.bind()
+        started.append((listener, gevent.spawn(listener.listen)))
+        listener.ready.wait(2)
+        return listener
+
+    yield start
+    for listener, greenlet in started:
+        listener.stop()
+        greenlet.kill()
+
+
+def connected(port: int) -> Peer:
+    peer = Peer(port)
+    lines, _ = peer.read_command()
+    assert lines == ["connect"]
+    peer.send(CONNECT_REPLY)
+    return peer
+
+
+def test_binding_port_zero_gets_an_ephemeral_port_instead_of_exiting(serve):
+    listener = serve(lambda s: None)
+    assert listener.port > 0
+
+
+def test_the_connect_reply_is_decoded_value_by_value(serve):
+    got = gevent.event.AsyncResult()
+    listener = serve(lambda s: got.set(s.connect()))
+    peer = connected(listener.port)  # keep the peer (and its socket) alive
+    channel = got.get(timeout=3)
+    assert channel["Caller-Caller-ID-Number"] == "+33612345678"
+    assert channel["Caller-Caller-ID-Name"] == "ESL Test"
+    assert channel["Reply-Text"] == "+OK\n"
+    assert channel["Answer-State"] == "ringing"
+
+
+def test_values_are_decoded_after_the_frame_is_split_so_percent_0a_makes_no_fake_header(serve):
+    got = gevent.event.AsyncResult()
+
+    def handler(session: EslSession):
+        session.connect()
+        got.set(session.wait_event(lambda f: f.name == "CUSTOM", timeout=2))
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    peer.send(event([("Event-Name", "CUSTOM"), ("Unique-ID", "call-1"),
+                     ("variable_note", "line one\nFake-Header: injected")]))
+    frame = got.get(timeout=3)
+    assert frame.var("note") == "line one\nFake-Header: injected"
+    assert "Fake-Header" not in frame.headers
+
+
+def test_an_event_body_stays_out_of_the_headers(serve):
+    got = gevent.event.AsyncResult()
+
+    def handler(session):
+        session.connect()
+        got.set(session.wait_event(lambda f: f.name == "DETECTED_SPEECH", timeout=2))
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    nlsml = '<result><interpretation confidence="87"><input mode="speech">bonjour: oui</input></interpretation></result>'
+    peer.send(event([("Event-Name", "DETECTED_SPEECH"), ("Unique-ID", "call-1"),
+                     ("Speech-Type", "detected-speech")], body=nlsml))
+    frame = got.get(timeout=3)
+    assert frame.body == nlsml
+    assert frame.get("Speech-Type") == "detected-speech"
+    assert not any("interpretation" in k for k in frame.headers)
+
+
+def test_a_json_event_does_not_kill_the_reader(serve):
+    got = gevent.event.AsyncResult()
+
+    def handler(session):
+        session.connect()
+        first = session.wait_event(lambda f: f.name == "DTMF", timeout=2)
+        second = session.wait_event(lambda f: f.name == "CHANNEL_ANSWER", timeout=2)
+        got.set((first, second))
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    body = b'{"Event-Name": "DTMF", "Unique-ID": "call-1", "DTMF-Digit": "#"}'
+    gevent.sleep(0.05)
+    peer.send(f"Content-Length: {len(body)}\nContent-Type: text/event-json\n\n".encode() + body)
+    gevent.sleep(0.05)
+    peer.send(event([("Event-Name", "CHANNEL_ANSWER"), ("Unique-ID", "call-1")]))
+    first, second = got.get(timeout=3)
+    assert first.get("DTMF-Digit") == "#"
+    assert second is not None
+
+
+def test_a_command_without_reply_times_out_instead_of_waiting_forever(serve):
+    got = gevent.event.AsyncResult()
+
+    def handler(session):
+        session.connect()
+        try:
+            session.command("myevents", timeout=0.2)
+        except EslTimeout as exc:
+            got.set(exc)
+
+    listener = serve(handler)
+    peer = connected(listener.port)  # keep the peer (and its socket) alive
+    assert "myevents" in str(got.get(timeout=3))
+
+
+def test_the_argument_travels_as_a_text_plain_body_with_event_lock_and_event_uuid(serve):
+    def handler(session):
+        session.connect()
+        session.start_execute("speak", "flite|kal|Bonjour\nexecute-app-name: hangup")
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    lines, body = peer.read_command()
+    assert lines[0] == "sendmsg"
+    assert "call-command: execute" in lines and "execute-app-name: speak" in lines
+    assert "event-lock: true" in lines and any(l.startswith("Event-UUID: ") for l in lines)
+    assert "content-type: text/plain" in lines
+    assert body == "flite|kal|Bonjour\nexecute-app-name: hangup".encode()
+
+
+def _complete(app, app_uuid, response="_none_"):
+    return event([("Event-Name", "CHANNEL_EXECUTE_COMPLETE"), ("Unique-ID", "call-1"), ("Application", app),
+                  ("Application-UUID", app_uuid), ("Application-Response", response)])
+
+
+def _uuid_of(lines):
+    return next(l.split(": ", 1)[1] for l in lines if l.startswith("Event-UUID: "))
+
+
+def test_completions_are_matched_on_application_uuid_not_on_the_app_name(serve):
+    got = gevent.event.AsyncResult()
+
+    def handler(session):
+        session.connect()
+        first = session.start_execute("speak", "flite|kal|one")
+        second = session.start_execute("speak", "flite|kal|two")
+        got.set((second.wait(2).get("Application-Response"), first.wait(2).get("Application-Response")))
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    one, _ = peer.read_command()
+    peer.send(OK)
+    two, _ = peer.read_command()
+    peer.send(OK)
+    peer.send(_complete("speak", _uuid_of(two), "second"))
+    peer.send(_complete("speak", _uuid_of(one), "first"))
+    assert got.get(timeout=3) == ("second", "first")
+
+
+def test_an_own_execute_complete_handler_does_not_starve_blocking_executes(serve):
+    got = gevent.event.AsyncResult()
+    seen = []
+
+    def handler(session):
+        session.connect()
+        session.register_handle("CHANNEL_EXECUTE_COMPLETE", seen.append)
+        got.set(session.execute("answer", timeout=2).get("Application"))
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    lines, _ = peer.read_command()
+    peer.send(OK)
+    peer.send(_complete("answer", _uuid_of(lines)))
+    assert got.get(timeout=3) == "answer"
+    gevent.sleep(0.05)
+    assert len(seen) == 1
+
+
+def test_a_hangup_surfaces_as_one_exception_in_every_pending_wait(serve):
+    got = gevent.event.AsyncResult()
+
+    def handler(session):
+        session.connect()
+        execution = session.start_execute("playback", "tone_stream://%(1000,0,440)")
+        try:
+            execution.wait(5)
+        except CallHangup as exc:
+            got.set(exc.cause)
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    peer.read_command()
+    peer.send(OK)
+    peer.send(event([("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", "call-1"), ("Hangup-Cause", "USER_BUSY")]))
+    assert got.get(timeout=3) == "USER_BUSY"
+
+
+def test_uuid_break_all_fails_the_waiters_of_the_executes_it_flushed(serve):
+    got = gevent.event.AsyncResult()
+
+    def handler(session):
+        session.connect()
+        playing = session.start_execute("speak", "flite|kal|one")
+        queued = session.start_execute("speak", "flite|kal|two")
+        gevent.sleep(0.1)
+        session.break_all()
+        try:
+            queued.wait(2)
+        except ExecuteFlushed:
+            got.set(playing.wait(2).get("Application-Response"))
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    one, _ = peer.read_command()
+    peer.send(OK)
+    peer.send(event([("Event-Name", "CHANNEL_EXECUTE"), ("Unique-ID", "call-1"), ("Application", "speak"),
+                     ("Application-UUID", _uuid_of(one))]))
+    peer.read_command()
+    peer.send(OK)
+    lines, _ = peer.read_command()
+    assert lines == ["api uuid_break call-1 all"]
+    peer.send(b"Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
+    peer.send(_complete("speak", _uuid_of(one)))
+    assert got.get(timeout=3) == "_none_"
+
+
+def test_a_malformed_frame_ends_that_call_and_the_server_serves_the_next(serve):
+    ended = gevent.event.AsyncResult()
+    answered = gevent.event.AsyncResult()
+
+    def handler(session):
+        session.connect()
+        try:
+            session.command("myevents", timeout=3)
+            answered.set(True)
+        except CallHangup as exc:
+            ended.set(exc.cause)
+
+    listener = serve(handler)
+    bad = connected(listener.port)
+    bad.read_command()
+    bad.send(b"Content-Type: api/response\nContent-Length: twelve\n\n")
+    assert ended.get(timeout=3) == "PROTOCOL_ERROR"
+    good = connected(listener.port)
+    good.read_command()
+    good.send(b"Content-Type: command/reply\nReply-Text: +OK Events Enabled\n\n")
+    assert answered.get(timeout=3) is True
+
+
+def test_new_connections_are_accepted_at_once_not_on_a_100ms_poll(serve):
+    connects = []
+    listener = serve(lambda s: connects.append(s.connect()))
+    started = time.monotonic()
+    for _ in range(20):
+        peer = connected(listener.port)
+        peer.sock.close()
+    # greenswitch's poll adds ~100 ms per call (>= 2 s for 20); an immediate accept needs a few ms each.
+    assert time.monotonic() - started < 1.0
+
+
+def test_calls_over_max_connections_are_refused_and_counted(serve):
+    hold = gevent.event.Event()
+
+    def handler(session):
+        session.connect()
+        hold.wait(3)
+
+    listener = serve(handler, max_connections=1)
+    first = connected(listener.port)
+    second = connected(listener.port)
+    lines, _ = second.read_command()
+    assert lines == ["exit"]
+    assert listener.refused == 1
+    hold.set()
+    first.sock.close()
+
+
+def test_command_frames_refuse_line_breaks_in_headers():
+    with pytest.raises(ValueError):
+        command_frame("api uuid_kill x\nexit")
+
+
+def test_the_frame_reader_reads_exactly_content_length_bytes():
+    a, b = socket.socketpair()
+    a.sendall(b"Content-Type: api/response\nContent-Length: 5\n\nhello"
+              b"Content-Type: command/reply\nReply-Text: +OK\n\n")
+    a.close()
+    reader = FrameReader(b.makefile("rb"))
+    assert reader.read().body == "hello"
+    assert reader.read().get("Reply-Text") == "+OK"
+    assert reader.read() is None
