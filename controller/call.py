@@ -153,7 +153,7 @@ class CallSession:
             self._resume(previous)
         else:
             self.variables = {
-                "caller": self.caller,
+                "caller_number": self.caller,
                 "caller_name": self.esl.channel.get("Caller-Caller-ID-Name", ""),
                 "destination": self.esl.channel.get("Caller-Destination-Number", ""),
                 "uuid": self.uuid,

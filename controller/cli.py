@@ -1,2 +1,135 @@
-def main():
-    pass
+"""The `switchboard` command: serve, worker, check, simulate, demo, numbers ..., knowledge ...
+
+Bad input (a config that does not validate, a missing file, a bad argument) prints what is wrong and how to
+fix it, and exits 2; nothing here lets a traceback reach the operator.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+CONFIG_HELP = "the YAML configuration (default: $SWITCHBOARD_CONFIG)"
+
+
+def config_option(func: Any) -> Any:
+    return click.option("--config", "config_path", envvar="SWITCHBOARD_CONFIG", type=click.Path(dir_okay=False),
+                        help=CONFIG_HELP)(func)
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(message.rstrip("\n"), err=True)
+    sys.exit(code)
+
+
+def load(config_path: str | None) -> Any:
+    """Load and validate the configuration, or exit 2 listing every problem."""
+    from .config import ConfigError, load_config
+    if not config_path:
+        fail("no configuration given: pass --config CONFIG or set SWITCHBOARD_CONFIG")
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default=lambda: os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"), show_default="INFO",
+              help="DEBUG, INFO, WARNING or ERROR")
+@click.option("--log-json/--log-text", default=None, help="JSON log lines (default: when stderr is not a terminal)")
+def main(log_level: str, log_json: bool | None) -> None:
+    """Switchboard: the on-premise action engine for AI phone agents on FreeSWITCH."""
+    from .log import setup_logging
+    setup_logging(log_level, log_json)
+
+
+@main.command()
+@click.argument("config_arg", required=False, metavar="[CONFIG]")
+@config_option
+def check(config_arg: str | None, config_path: str | None) -> None:
+    """Validate a configuration: every error with file, field, problem and what is allowed (exit 2)."""
+    from .config import check_summary, config_warnings
+    config = load(config_arg or config_path)
+    for warning in config_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(check_summary(config))
+
+
+@main.command()
+@config_option
+@click.option("--port", type=int, default=None, help="override server.port (0: any free port)")
+def serve(config_path: str | None, port: int | None) -> None:
+    """Accept calls from FreeSWITCH's `socket` app until SIGTERM, then drain and exit 0."""
+    from gevent import monkey
+    monkey.patch_all()
+    config = load(config_path)
+    from .runtime import Runtime
+    runtime = Runtime(config, port=port)
+    try:
+        runtime.start()
+    except OSError as exc:
+        fail(str(exc))
+    sys.exit(runtime.serve_forever())
+
+
+@main.command()
+@config_option
+def worker(config_path: str | None) -> None:
+    """Run the after-call worker alone: classify, email, webhooks, with retries and a dead-letter stream."""
+    from gevent import monkey
+    monkey.patch_all()
+    config = load(config_path)
+    from .store import Store
+    from .worker import run_standalone
+    sys.exit(run_standalone(config, Store.open(config)))
+
+
+@main.command()
+@click.argument("scenarios", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@config_option
+@click.option("--controller", "controller_addr", metavar="HOST:PORT",
+              help="a running controller (default: start one in this process)")
+@click.option("--time-scale", type=float, default=None, help="shrink every wait (default: server.time_scale)")
+@click.option("--json", "as_json", is_flag=True, help="print the call records as JSON")
+def simulate(scenarios: tuple[str, ...], config_path: str | None, controller_addr: str | None,
+             time_scale: float | None, as_json: bool) -> None:
+    """Run simulated FreeSWITCH calls (scenario YAML files) against the controller and print each timeline."""
+    from gevent import monkey
+    monkey.patch_all()
+    config = load(config_path)
+    from .simulate import run_simulation
+    code = run_simulation(config, [Path(s) for s in scenarios], controller_addr, time_scale, as_json)
+    sys.exit(code)
+
+
+@main.command()
+@config_option
+@click.option("--time-scale", type=float, default=0.25, show_default=True)
+def demo(config_path: str | None, time_scale: float) -> None:
+    """The example agent end to end: local CRM and SMTP, every example scenario, timelines and emails."""
+    from gevent import monkey
+    monkey.patch_all()
+    config = load(config_path or "examples/agent.yaml")
+    from .demo import run_demo
+    sys.exit(run_demo(config, time_scale))
+
+
+def _register_groups() -> None:
+    from knowledge.cli import knowledge
+    main.add_command(knowledge)
+    try:
+        from .numbers_cli import numbers
+    except ImportError:
+        return
+    main.add_command(numbers)
+
+
+_register_groups()
+
+
+if __name__ == "__main__":
+    main()

@@ -13,14 +13,19 @@ process (a separate `switchboard worker`) still has a connection to it.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger("switchboard.redis")
 
@@ -50,13 +55,17 @@ def _quote(value: str) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Running (a zombie, killed but not yet reaped by its parent, is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _cmdline(pid: int) -> str:
@@ -88,6 +97,8 @@ class EmbeddedRedis:
         return f"unix://{self.socket_path}"
 
     def client(self, **kwargs) -> redis.Redis:
+        """A client on the socket; no retries unless asked (redis-py's default backs off for seconds)."""
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         return redis.Redis(unix_socket_path=str(self.socket_path), **kwargs)
 
     def start(self) -> "EmbeddedRedis":
@@ -98,20 +109,41 @@ class EmbeddedRedis:
                 "choose a shorter server.state_dir or set REDIS_URL"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self._adopt():
-            return self
-        self._clear_stale()
-        self.conf_path.write_text(self._config())
-        with open(self.log_path, "ab") as out:
-            self._proc = subprocess.Popen(
-                [str(redis_server_binary()), str(self.conf_path)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=self.data_dir, start_new_session=True,
-            )
-        self.pid, self.adopted = self._proc.pid, False
-        self._wait_ready()
+        with self._start_lock():
+            if self._adopt():
+                return self
+            self._clear_stale()
+            self.conf_path.write_text(self._config())
+            with open(self.log_path, "ab") as out:
+                self._proc = subprocess.Popen(
+                    [str(redis_server_binary()), str(self.conf_path)],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=self.data_dir, start_new_session=True,
+                )
+            self.pid, self.adopted = self._proc.pid, False
+            self._wait_ready()
         log.info("embedded redis started", extra={"pid": self.pid, "socket": str(self.socket_path),
                                                   "appendfsync": self.appendfsync})
         return self
+
+    @contextmanager
+    def _start_lock(self) -> Iterator[None]:
+        """Two processes starting at once (serve and worker, or both restarting a dead server) must not both
+        spawn a server on the same append-only file: the second waits here, then adopts the first's."""
+        with open(self.data_dir / ".start.lock", "a") as fh:
+            deadline = time.monotonic() + self.start_timeout_s
+            while True:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise EmbeddedRedisError(f"another process has held {fh.name} for "
+                                                 f"{self.start_timeout_s:.0f} s while starting redis") from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def alive(self) -> bool:
         if self._proc is not None:

@@ -12,9 +12,10 @@ What the controller sends: a command line, optional ``name: value`` header lines
 """
 from __future__ import annotations
 
-import string
+import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
+from urllib.parse import unquote
 
 Headers = Sequence[tuple[str, str]]
 
@@ -22,11 +23,14 @@ Headers = Sequence[tuple[str, str]]
 # existing uppercase %XX escape (double_encode false, as switch_event_serialize calls it).
 _URL_UNSAFE = frozenset(b"\r\n #%&+:;<=>?@[\\]^`{|}\"")
 _UPPER_HEX = frozenset(b"0123456789ABCDEF")
+_NEEDS_ENCODING = re.compile(r'[^\x20-\x7e]|[#%&+:;<=>?@\[\\\]^`{|}" ]')
 DISCONNECT_BODY = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 
 
 def url_encode(value: str) -> str:
     """Encode a header value as switch_url_encode does: `+33 6` -> `%2B33%206`, `%(` -> `%25(`."""
+    if not _NEEDS_ENCODING.search(value):
+        return value
     data = value.encode("utf-8")
     out: list[str] = []
     for i, byte in enumerate(data):
@@ -40,21 +44,7 @@ def url_encode(value: str) -> str:
 
 def url_decode(value: str) -> str:
     """Decode %XX escapes (either case) as switch_url_decode does; `+` stays `+`."""
-    data = value.encode("utf-8")
-    out = bytearray()
-    i = 0
-    while i < len(data):
-        if data[i] == 0x25 and i + 2 < len(data) + 0 and _is_hex(data[i + 1 : i + 3]):
-            out.append(int(data[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            out.append(data[i])
-            i += 1
-    return out.decode("utf-8", errors="replace")
-
-
-def _is_hex(pair: bytes) -> bool:
-    return len(pair) == 2 and all(chr(c) in string.hexdigits for c in pair)
+    return unquote(value, errors="replace") if "%" in value else value
 
 
 def header_block(headers: Headers, encode: bool) -> bytes:
@@ -110,6 +100,15 @@ def disconnect_notice(uuid: str | None) -> bytes:
     return header_block(headers, encode=False) + b"\n" + data
 
 
+def corrupt(frame: bytes, fault: str) -> bytes:
+    """A deliberately broken event frame: Content-Length 10 short/long of the body, or missing."""
+    head, _, body = frame.partition(b"\n\n")
+    if fault == "missing_length":
+        return b"Content-Type: text/event-plain\n\n" + body
+    delta = -10 if fault == "short_length" else 10
+    return f"Content-Length: {len(body) + delta}\nContent-Type: text/event-plain\n\n".encode() + body
+
+
 @dataclass
 class Frame:
     """One parsed frame: `headers` as written on the wire (values not decoded), `body` bytes."""
@@ -144,8 +143,12 @@ class Frame:
 @dataclass
 class EventBody:
     headers: dict[str, str] = field(default_factory=dict)
-    names: list[str] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.pairs]
 
 
 def parse_event_body(data: bytes) -> EventBody:
@@ -156,7 +159,7 @@ def parse_event_body(data: bytes) -> EventBody:
         if not line:
             continue
         name, _, value = line.partition(": ")
-        parsed.names.append(name)
+        parsed.pairs.append((name, url_decode(value)))
         parsed.headers[name] = url_decode(value)
     if "Content-Length" in parsed.headers:
         parsed.body = rest[: int(parsed.headers["Content-Length"])]
@@ -212,10 +215,14 @@ class Command:
 
     @property
     def app_arg(self) -> str | None:
-        """The argument FreeSWITCH would run the app with: a text/plain body, else `execute-app-arg`."""
+        """The argument FreeSWITCH runs the app with (switch_ivr_parse_event): `execute-app-arg`, else the
+        body when `content-type` is text/plain; a body with any other content type is ignored."""
+        header = self.header("execute-app-arg")
+        if header:
+            return header
         if self.body and (self.header("content-type") or "").lower() == "text/plain":
             return self.body.decode("utf-8")
-        return self.header("execute-app-arg")
+        return None
 
 
 class FrameReader:

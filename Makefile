@@ -1,0 +1,26 @@
+# Two commands: `make demo` (simulated calls through the real controller) and `make test` (the whole suite).
+# Both create .venv and install everything from the package registries; nothing is installed system-wide.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Switchboard needs Python 3.11, found " + sys.version.split()[0]'
+	@$(PYTHON) -m venv $(VENV) || { echo "cannot create $(VENV): on Debian run 'apt-get install python3.11-venv' (the venv module is packaged apart)"; exit 2; }
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/switchboard demo --config examples/agent.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info examples/state

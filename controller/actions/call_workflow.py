@@ -1,0 +1,39 @@
+"""The during-call workflow action: the brain fills the arguments, the HTTP call runs, the result is spoken."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..templating import TemplateError, render
+from .base import Action, ActionOutcome, register
+from .workflow import run_workflow
+
+
+@register
+class CallWorkflowAction(Action):
+    """`run_workflow` (the one HTTP implementation of every moment) with the brain's arguments as variables.
+
+    The arguments are validated against the configured JSON schema before this runs; the kept response fields
+    become call variables; `say_result` (a template over the variables) is what the agent says on success.
+    """
+
+    type = "workflow"
+
+    def schema(self) -> dict[str, Any]:
+        return self.config.arguments or {"type": "object", "properties": {}, "additionalProperties": False}
+
+    def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:
+        call = conversation.call
+        variables = {**call.variables, "arguments": arguments, **arguments}
+        result = run_workflow(self.config, variables, uuid=call.uuid, clock=conversation.clock)
+        if not result.ok:
+            return ActionOutcome("failed", progress=False,
+                                 detail={"status": result.status, "error": result.error})
+        call.variables.update(result.variables)
+        say = ""
+        if self.config.say_result:
+            try:
+                say = render(self.config.say_result, {**variables, **result.variables})
+            except TemplateError as exc:
+                conversation.log.error("workflow %s: say_result template failed: %s", self.name, exc)
+        return ActionOutcome("ok", say=say, detail={"status": result.status, "kept": result.variables,
+                                                    "elapsed_ms": round(result.elapsed_ms, 1)})

@@ -1,0 +1,33 @@
+"""The hang-up action: the brain judged the operator's condition met; after `min_attempts` times, end the call."""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Action, ActionOutcome, phrase, register
+
+
+@register
+class HangupAction(Action):
+    """Ends the call once its natural-language condition has been met `min_attempts` times in this call.
+
+    Below the count the agent does not hang up: it asks whether it can do anything else, so a caller who said
+    "au revoir" by mistake is not cut off when the operator asked for two confirmations.
+    """
+
+    type = "hangup"
+
+    def spec(self, call: Any):
+        spec = super().spec(call)
+        description = f"{self.config.description} (condition: {self.config.condition})"
+        return type(spec)(spec.name, spec.type, description, spec.parameters, fillable=spec.fillable)
+
+    def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:
+        counts = conversation.call.variables.setdefault("_hangup_attempts", {})
+        counts[self.name] = counts.get(self.name, 0) + 1
+        met, needed = counts[self.name], self.config.min_attempts
+        if met < needed:
+            return ActionOutcome("condition_met", say=phrase(conversation.language, "not_yet"),
+                                 detail={"attempt": met, "min_attempts": needed}, progress=False)
+        goodbye = self.config.message or phrase(conversation.language, "goodbye")
+        return ActionOutcome("hung_up", say=goodbye, detail={"attempt": met, "min_attempts": needed},
+                             end_call=True)

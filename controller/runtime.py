@@ -1,0 +1,193 @@
+"""The running Switchboard: configuration, Redis, FreeSWITCH module checks, brains and actions, the listener.
+
+Everything a call needs is built once here, before the first call is accepted (brains embed their action
+descriptions, knowledge bases load), so a call greenlet only looks things up.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any, Callable
+
+import gevent
+import gevent.event
+
+from .actions import build_actions
+from .call import CallSession, run_concurrently
+from .clock import Clock
+from .conversation import Conversation
+from .esl import EslSession
+from .features import FeatureChecker
+from .server import Listener
+from .store import Store
+
+log = logging.getLogger("switchboard.runtime")
+
+
+def needed_modules(config: Any) -> set[str]:
+    """The FreeSWITCH modules the configured features use (checked with `module_exists`)."""
+    modules: set[str] = set()
+    for agent in config.agents.values():
+        modules.add(agent.speech.tts.module)
+        if agent.speech.asr and agent.speech.asr.module:
+            modules.add(agent.speech.asr.module)
+        for action in agent.actions.during_call:
+            if action.type == "transfer":
+                modules.add("mod_sofia")
+    return {m for m in modules if m}
+
+
+def used_sources(config: Any) -> set[str]:
+    """Knowledge sources some agent uses (RAG actions, semantic brains): loaded before the first call."""
+    names = set()
+    for agent in config.agents.values():
+        names.update(a.source for a in agent.actions.during_call if a.type == "rag")
+        if getattr(agent.brain, "rag_source", None):
+            names.add(agent.brain.rag_source)
+    return names
+
+
+def open_source(source: Any) -> tuple[Any, str | None]:
+    """Load one source's current index; a missing or damaged index is logged, and RAG answers "no answer"."""
+    from knowledge.embedders import parse_embedder
+    from knowledge.errors import KnowledgeError
+    from knowledge.search import KnowledgeBase
+    from knowledge.sources import SourceSpec
+    embedder = source.embedder
+    raw = embedder.backend if embedder.model_dir is None else {"backend": embedder.backend,
+                                                               "model_dir": str(embedder.model_dir)}
+    try:
+        spec = SourceSpec(source.name, source.index_dir, parse_embedder(raw, source.index_dir),
+                          source.language, source.min_score)
+        return KnowledgeBase.open(spec), None
+    except (KnowledgeError, ValueError, OSError) as exc:
+        log.error("knowledge source %s unavailable, calls go on without it: %s", source.name, exc)
+        return None, str(exc)
+
+
+class Runtime:
+    """Owns the process-wide pieces and answers the call sessions' questions."""
+
+    def __init__(self, config: Any, *, clock: Clock | None = None, store: Store | None = None,
+                 port: int | None = None, run_worker: bool | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock(config.server.time_scale)
+        self.store = store or Store(config.redis, config.server.state_dir, self.clock)
+        self._own_store = store is None
+        self.command_timeout = config.server.command_timeout_s
+        self.execute_timeout = config.server.execute_timeout_s
+        self.extra_events = list(config.server.extra_events)
+        self.features = FeatureChecker(needed_modules(config))
+        self.listener = Listener(self.handle, host=config.server.host,
+                                 port=config.server.port if port is None else port,
+                                 max_connections=config.server.max_connections,
+                                 command_timeout=self.command_timeout)
+        self.run_worker = config.server.run_worker if run_worker is None else run_worker
+        self.agents: dict[str, dict[str, Any]] = {}
+        self.observers: list[Callable[[CallSession, dict[str, Any]], None]] = []
+        self._greenlets: list[gevent.Greenlet] = []
+        self.worker = None
+        self.stopped = gevent.event.Event()
+        self._knowledge: dict[str, tuple[Any, str | None]] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> int:
+        """Connect Redis, build brains and actions, bind the socket; returns the bound port."""
+        if self._own_store:
+            self.store.start()
+        from .brain import make_brain  # brains import embedders: only once the process runs
+        for name in sorted(used_sources(self.config)):
+            self._knowledge[name] = open_source(self.config.knowledge_sources[name])
+        for agent_id, agent in self.config.agents.items():
+            actions = build_actions(agent, self)
+            self.agents[agent_id] = {"agent": agent, "actions": actions,
+                                     "brain": make_brain(agent, self.kb_lookup)}
+        port = self.listener.bind()
+        self._greenlets.append(gevent.spawn(self.listener.listen))
+        if self.run_worker:
+            from .worker import build_worker
+            self.worker = build_worker(self.config, self.store, self.clock)
+            self._greenlets.append(gevent.spawn(self.worker.run, self.stopped))
+        self.listener.ready.wait(5)
+        return port
+
+    def stop(self, drain_timeout: float | None = None) -> int:
+        """Stop accepting, drain live calls, stop the worker and the embedded Redis; returns calls cut."""
+        timeout = self.config.server.drain_timeout_s if drain_timeout is None else drain_timeout
+        left = self.listener.drain(timeout)
+        self.stopped.set()
+        gevent.joinall(self._greenlets, timeout=5)
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+        if self._own_store:
+            self.store.close()
+        return left
+
+    def serve_forever(self) -> int:
+        """Run until SIGTERM/SIGINT, then drain (`drain_timeout_s`) and exit 0."""
+        stop = gevent.event.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(signum, stop.set)
+        stop.wait()
+        log.info("signal received: no new calls; draining live calls for up to %ss",
+                 self.config.server.drain_timeout_s)
+        left = self.stop()
+        log.info("stopped (%d call(s) handed back to the dialplan)", left)
+        return 0
+
+    def knowledge(self, source: str) -> tuple[Any, str | None]:
+        """(KnowledgeBase, None), or (None, why it is unavailable): a broken index fails only the RAG action."""
+        return self._knowledge.get(source, (None, f"knowledge source {source!r} was not loaded at start"))
+
+    def kb_lookup(self, source: str, query: str) -> list[dict[str, Any]]:
+        kb, _ = self.knowledge(source)
+        if kb is None:
+            return []
+        return [{"text": h.text, "source": h.source, "score": h.score} for h in kb.search(query, k=3)]
+
+    # ---------------------------------------------------------------- per call
+    def handle(self, esl: EslSession) -> None:
+        CallSession(esl, self).run()
+
+    def choose_agent(self, agent_id: str | None, call_log: Any) -> Any:
+        if agent_id and agent_id in self.config.agents:
+            return self.config.agents[agent_id]
+        if agent_id:
+            call_log.warning("unknown switchboard_agent %r: using the default agent %s (check the dialplan's "
+                             "`set switchboard_agent=...`)", agent_id, self.config.default_agent)
+        return self.config.agents[self.config.default_agent]
+
+    def before_call(self, call: CallSession) -> None:
+        """Before-call workflows, concurrently, within the agent's ring budget; results become call variables."""
+        workflows = call.agent.actions.before_call
+        if not workflows:
+            return
+        from .actions.workflow import run_workflow
+        budget = self.clock.scaled(call.agent.ring_budget_s)
+
+        def job(action: Any) -> Callable[[], None]:
+            def run() -> None:
+                entry = call.start_action("before_call", action.name, "workflow")
+                try:
+                    result = run_workflow(action, call.variables, uuid=call.uuid, clock=self.clock)
+                except gevent.GreenletExit:
+                    call.finish_action(entry, "timeout", error=f"ring budget of {call.agent.ring_budget_s}s spent")
+                    raise
+                call.variables.update(result.variables)
+                call.finish_action(entry, "ok" if result.ok else "failed", status=result.status,
+                                   error=result.error, kept=sorted(result.variables))
+            return run
+
+        run_concurrently([job(a) for a in workflows], budget)
+        self.store.update_call(call.uuid, variables=call.variables)
+
+    def in_call(self, call: CallSession) -> None:
+        pieces = self.agents[call.agent.id]
+        Conversation(call, pieces["brain"], pieces["actions"]).run()
+
+    def on_call_ended(self, call: CallSession, record: dict[str, Any]) -> None:
+        for observer in list(self.observers):
+            try:
+                observer(call, record)
+            except Exception:
+                log.exception("call-ended observer failed", extra={"uuid": call.uuid})

@@ -1,0 +1,442 @@
+"""One simulated call: FreeSWITCH's session thread for the caller's channel.
+
+A single executor greenlet plays the session: it parks, runs queued `sendmsg` commands one at a time in
+order (executes and hangups), performs transfers, and runs the hang-up sequence. Connections, the API,
+the caller's script and the watchdog only queue work or interrupt the running app, so every event leaves
+in the order FreeSWITCH fires it (captures 04, 06, 07, 12).
+"""
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import gevent
+from gevent.event import Event
+
+from controller.clock import Clock
+from controller.log import call_logger
+from controller.simulator import apps, wire
+from controller.simulator.channel import CALL_STATE_NUMBERS, CAUSES, Channel, Profile, Switch
+from controller.simulator.connection import Connection
+from controller.simulator.recording import CallRecording
+from controller.simulator.scenario import Scenario
+
+MEDIA_APPS = frozenset({"speak", "playback"})
+BREAKABLE_APPS = frozenset({"speak", "playback", "sleep"})
+CONNECT_TIMEOUT_S = 25.0  # mod_event_socket waits 25 s for the first command of an outbound session
+
+
+@dataclass
+class RunningApp:
+    name: str
+    arg: str
+    app_uuid: str
+    broken: Event = field(default_factory=Event)
+
+
+@dataclass
+class AsrState:
+    """detect_speech: `listening` until a result arrives, then idle until `detect_speech resume`."""
+
+    started: bool = False
+    listening: bool = False
+    grammar: str = "default"
+
+
+class SimCall:
+    """Everything about one call: channel, connections, queue, caller script, recording."""
+
+    def __init__(self, scenario: Scenario, controller_addr: tuple[str, int], clock: Clock, switch: Switch) -> None:
+        self.scenario = scenario
+        self.addr = controller_addr
+        self.clock = clock
+        self.switch = switch
+        self.uuid = scenario.uuid or str(uuidlib.uuid4())
+        self.rec = CallRecording(scenario.name, self.uuid)
+        self.log = call_logger(self.uuid, "switchboard.simulator", scenario=scenario.name)
+        self._m0 = clock.monotonic()
+        self._wall0 = clock.wall()
+        self.channel = self._build_channel()
+        self.connections: list[Connection] = []
+        self.controlling: Connection | None = None
+        self.socket_app: str | None = None
+        self.current: RunningApp | None = None
+        self.divert = False
+        self.asr = AsrState()
+        self.avmd_running = False
+        self.held = False
+        self.peers: dict[str, dict[str, str]] = {}
+        self.peer_kills: dict[str, str] = {}
+        self.started_apps: Counter[str] = Counter()
+        self.answered = Event()
+        self.finished = Event()
+        self._items: deque = deque()
+        self._urgent: deque = deque()
+        self._wake = Event()
+        self._pending_speech: list[tuple[list, str | None]] = []
+        self._waiters: list[tuple[Callable[[], bool], Event]] = []
+        self._malformed = scenario.malformed
+        self._greenlets: list[gevent.Greenlet] = []
+        self._torn_down = False
+
+    # -- time ---------------------------------------------------------------------------------------
+    def now(self) -> float:
+        """Call seconds since the call started (unscaled)."""
+        return (self.clock.monotonic() - self._m0) / self.clock.time_scale
+
+    def now_us(self) -> int:
+        return int((self._wall0 + self.now()) * 1e6)
+
+    def sleep(self, seconds: float) -> None:
+        self.clock.sleep(seconds)
+
+    def tick(self) -> None:
+        """FreeSWITCH's 20 ms frame: the park loop picks queued commands up once per frame."""
+        self.clock.sleep(0.02)
+
+    def note(self, text: str) -> None:
+        self.rec.note(self.now(), text)
+        self.log.info(text)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def run(self) -> CallRecording:
+        """Dial the controller, play the call to its end (bounded by max_duration_s), return the recording."""
+        from controller.simulator.script import CallerScript
+
+        self._greenlets.append(gevent.spawn(self._executor))
+        if self.open_connection() is None:
+            self.hangup("NORMAL_CLEARING", "dialplan")
+        self._greenlets.append(gevent.spawn(CallerScript(self).run))
+        self._greenlets.append(gevent.spawn(self._watchdog))
+        bound = self.clock.scaled(self.scenario.max_duration_s + CONNECT_TIMEOUT_S + 60.0)
+        if not self.finished.wait(bound):
+            self.note("the call did not finish in time: closing every connection")
+            self.rec.error = self.rec.error or "did not finish"
+        for conn in list(self.connections):
+            conn.close(send_notice=False)
+        gevent.killall(self._greenlets, block=True, timeout=1.0)
+        return self.rec
+
+    def open_connection(self) -> Connection | None:
+        """What the `socket` app does: connect to the controller; the controller must send `connect`."""
+        conn = Connection(self, f"conn{len(self.connections) + 1}")
+        error = conn.open(self.addr)
+        if error:
+            self.note(f"socket app could not connect to {self.addr[0]}:{self.addr[1]}: {error}")
+            self.rec.error = f"connect failed: {error}"
+            return None
+        self.connections.append(conn)
+        self.rec.connections.append(conn.id)
+        self.controlling = conn
+        self.socket_app = str(uuidlib.uuid4())
+        self._greenlets.append(gevent.spawn(self._connect_deadline, conn))
+        return conn
+
+    def _connect_deadline(self, conn: Connection) -> None:
+        self.sleep(CONNECT_TIMEOUT_S)
+        if not conn.connected and not conn.closed:
+            self.note(f"{conn.id}: no `connect` within {CONNECT_TIMEOUT_S:.0f} s: socket app gives up")
+            conn.close()
+            self.connection_closed(conn)
+
+    def parked(self, conn: Connection) -> None:
+        """The socket app parks (CHANNEL_PARK) once the session is connected; FreeSWITCH fires it while the
+        controller subscribes, so the simulator fires it a frame after the first command that follows `connect`
+        and a controller that starts with `myevents` always sees it (captures 07, 09, 12)."""
+        def park() -> None:
+            self.tick()
+            if self.channel.up and conn is self.controlling:
+                self.fire("CHANNEL_PARK")
+        self._greenlets.append(gevent.spawn(park))
+
+    def connection_closed(self, conn: Connection) -> None:
+        """A connection ended; if its socket app was running, the dialplan goes on and hangs up."""
+        if conn is self.controlling and self.channel.up:
+            self.note(f"{conn.id} closed while the call was up: the socket app returns and the dialplan hangs up")
+            self.push_urgent(("socket_end",))
+        self._check_finished()
+
+    def _check_finished(self) -> None:
+        if self._torn_down and all(conn.closed for conn in self.connections):
+            self.finished.set()
+
+    def _watchdog(self) -> None:
+        self.sleep(self.scenario.max_duration_s)
+        if self.channel.up:
+            self.note(f"max_duration_s={self.scenario.max_duration_s:g} reached: the simulator hangs up")
+            self.hangup("NORMAL_CLEARING", "simulator")
+        self.sleep(30.0)
+        for conn in list(self.connections):
+            if not conn.closed:
+                self.note(f"{conn.id} still open 30 s after max_duration_s: closing it")
+                conn.close()
+        self._check_finished()
+
+    # -- events -------------------------------------------------------------------------------------
+    def fire(self, name: str, before=(), after=(), variables: bool | None = None, subclass: str | None = None,
+             body: str | None = None, headers: list | None = None) -> None:
+        """Serialise one event and hand it to every connection subscribed to it."""
+        if headers is None:
+            headers = self.channel.event(name, before, after, variables, subclass)
+        frame = wire.event_plain(headers, body)
+        if self._malformed and self._malformed.event == name:
+            frame = wire.corrupt(frame, self._malformed.fault)
+            self.note(f"sent a malformed {name} frame ({self._malformed.fault})")
+            self._malformed = None
+        values = dict(headers)
+        for conn in list(self.connections):
+            if conn.wants(name, subclass, values):
+                conn.send(frame)
+
+    def fire_callstate(self, new: str) -> None:
+        old, self.channel.call_state = self.channel.call_state, new
+        if old != new:
+            self.fire("CHANNEL_CALLSTATE", before=[("Original-Channel-Call-State", old),
+                                                    ("Channel-Call-State-Number", str(CALL_STATE_NUMBERS[new]))])
+
+    def socket_app_headers(self, response: str | None = None) -> list:
+        return [("Application", "socket"), ("Application-Data", f"{self.addr[0]}:{self.addr[1]} async full"),
+                ("Application-Response", response or self.channel.get_var("current_application_response")
+                 or "_none_"), ("Application-UUID", self.socket_app or "")]
+
+    # -- waiting helpers for the script -------------------------------------------------------------
+    def wait_until(self, predicate: Callable[[], bool], timeout_s: float | None = None) -> bool:
+        """Block until `predicate()` holds (re-checked on every app start/end and hang-up)."""
+        if predicate():
+            return True
+        event = Event()
+        self._waiters.append((predicate, event))
+        try:
+            return event.wait(None if timeout_s is None else self.clock.scaled(timeout_s)) or predicate()
+        finally:
+            self._waiters = [w for w in self._waiters if w[1] is not event]
+
+    def _notify(self) -> None:
+        for predicate, event in list(self._waiters):
+            if predicate():
+                event.set()
+
+    @property
+    def agent_talking(self) -> bool:
+        return self.current is not None and self.current.name in MEDIA_APPS
+
+    # -- the session thread --------------------------------------------------------------------------
+    def push(self, item: tuple) -> None:
+        self._items.append(item)
+        self._wake.set()
+
+    def push_urgent(self, item: tuple) -> None:
+        self._urgent.append(item)
+        self._wake.set()
+
+    def flush(self) -> list[str]:
+        """`uuid_break all`: queued sendmsg commands are dropped and never complete (capture 11)."""
+        dropped = [item[1].app or item[1].header("call-command") or "?" for item in self._items]
+        self._items.clear()
+        return dropped
+
+    def break_app(self) -> None:
+        if self.current is not None and self.current.name in BREAKABLE_APPS:
+            self.current.broken.set()
+
+    def _next(self) -> tuple | None:
+        while True:
+            if self._urgent:
+                return self._urgent.popleft()
+            if not self.channel.up:
+                return None
+            if self._items:
+                return self._items.popleft()
+            self._wake.clear()
+            self._wake.wait()
+
+    def _executor(self) -> None:
+        while (item := self._next()) is not None:
+            kind = item[0]
+            if kind == "execute":
+                self._execute(item[1])
+            elif kind == "hangup":
+                self.tick()
+                self.hangup(item[1].header("hangup-cause") or "NORMAL_CLEARING", "controller")
+            elif kind == "transfer":
+                apps.do_transfer(self, *item[1:])
+            elif kind == "socket_end":
+                self._socket_end()
+            self._deliver_pending_speech()
+            self._notify()
+        self._teardown()
+
+    def _execute(self, command: wire.Command) -> None:
+        app = (command.app or "").strip()
+        arg = command.app_arg or ""
+        app_uuid = command.header("Event-UUID") or str(uuidlib.uuid4())
+        if (command.header("event-lock") or "").lower() not in ("true", "yes", "on", "1"):
+            self.note(f"execute {app} without event-lock: FreeSWITCH may run it inside a running playback")
+        self.tick()
+        if not self.channel.up:
+            return
+        spec = apps.APPS.get(app)
+        if spec is None or spec.module not in self.scenario.modules:
+            where = f"module {spec.module} is not loaded" if spec else "no such application"
+            self.note(f"execute {app}: {where}: FreeSWITCH hangs up with DESTINATION_OUT_OF_ORDER (capture 06)")
+            self.hangup("DESTINATION_OUT_OF_ORDER", "simulator")
+            return
+        self.run_app(app, arg, app_uuid, spec.handler)
+
+    def run_app(self, app: str, arg: str, app_uuid: str, handler) -> None:
+        """switch_core_session_exec: variables, CHANNEL_EXECUTE, the app, CHANNEL_EXECUTE_COMPLETE."""
+        ch = self.channel
+        ch.set_var("current_application_response", None)
+        ch.set_var("current_loop", "1")
+        ch.set_var("total_loops", "1")
+        ch.set_var("current_application", app)
+        ch.set_var("current_application_data", arg)
+        described = [("Application", app)] + ([("Application-Data", arg)] if arg else [])
+        self.rec.executed_apps.append((app, arg or None))
+        self.started_apps[app] += 1
+        self.fire("CHANNEL_EXECUTE", after=[*described, ("Application-UUID", app_uuid)])
+        ch.set_var("current_application", app)
+        self.current = RunningApp(app, arg, app_uuid)
+        self._notify()
+        try:
+            response = handler(self, arg) or "_none_"
+        finally:
+            self.current = None
+        if response != "_none_":
+            ch.set_var("current_application_response", response)
+        self.fire("CHANNEL_EXECUTE_COMPLETE",
+                  after=[*described, ("Application-Response", response), ("Application-UUID", app_uuid)])
+        self._notify()
+
+    def wait_app(self, seconds: float) -> bool:
+        """Run the current app for `seconds`; False when uuid_break or a hang-up cut it short."""
+        running = self.current
+        if running is None or not self.channel.up:
+            return False
+        return not running.broken.wait(self.clock.scaled(seconds))
+
+    def answer(self) -> None:
+        """switch_channel_answer: CHANNEL_ANSWER (still RINGING), then the call state turns ACTIVE."""
+        ch = self.channel
+        if ch.answer_state == "answered" or not ch.up:
+            return
+        ch.set_var("endpoint_disposition", "ANSWER")
+        ch.answer_state = "answered"
+        ch.mark("answered")
+        self.fire("CHANNEL_ANSWER")
+        self.fire_callstate("ACTIVE")
+        self.answered.set()
+        self._notify()
+
+    def hangup(self, cause: str, by: str) -> None:
+        """switch_channel_hangup: CHANNEL_HANGUP now; the session thread finishes the sequence."""
+        ch = self.channel
+        if not ch.up:
+            return
+        if cause not in CAUSES:
+            self.note(f"unknown hangup cause {cause!r}: using NORMAL_CLEARING")
+            cause = "NORMAL_CLEARING"
+        ch.hangup_cause = cause
+        ch.answer_state = "hangup"
+        ch.state_number = 10
+        self.rec.hangup_cause, self.rec.hangup_by = cause, by
+        self.note(f"hangup {cause} by {by}")
+        self.fire("CHANNEL_HANGUP")
+        if self.current is not None:
+            self.current.broken.set()
+        self._wake.set()
+        self._notify()
+
+    def _socket_end(self) -> None:
+        """The controlling socket closed with the call up: socket app returns, dialplan runs `hangup`."""
+        if not self.channel.up or self.socket_app is None:
+            return
+        self.fire("CHANNEL_UNPARK")
+        self.fire("CHANNEL_EXECUTE_COMPLETE", after=self.socket_app_headers())
+        self.socket_app = None
+        self.hangup("NORMAL_CLEARING", "dialplan")
+
+    def _teardown(self) -> None:
+        ch = self.channel
+        if self.socket_app is not None and self.controlling is not None:
+            self.fire("CHANNEL_UNPARK")
+            self.fire("CHANNEL_EXECUTE_COMPLETE", after=self.socket_app_headers())
+            self.socket_app = None
+        ch.state = "CS_HANGUP"
+        self.fire("CHANNEL_STATE")
+        self.fire_callstate("HANGUP")
+        ch.mark("hangup")
+        ch.state, ch.state_number = "CS_REPORTING", 11
+        self.fire("CHANNEL_STATE")
+        apps.set_cdr_variables(self)
+        self.fire("CHANNEL_HANGUP_COMPLETE", before=[("Hangup-Cause", ch.hangup_cause or "NORMAL_CLEARING")])
+        self._torn_down = True
+        for conn in list(self.connections):
+            conn.channel_down()
+        self._notify()
+        self._check_finished()
+
+    # -- caller speech --------------------------------------------------------------------------------
+    def speech(self, speech_type: str, body: str | None = None) -> str:
+        """Deliver one DETECTED_SPEECH as FreeSWITCH would: diverted, fired when parked, queued, or lost."""
+        raw = [("Command", "sendevent DETECTED_SPEECH"), ("Event-Name", "DETECTED_SPEECH"),
+               ("Unique-ID", self.uuid), ("Speech-Type", speech_type)]
+        if body is not None:
+            raw.append(("Content-Length", str(len(body.encode("utf-8")))))
+        raw.append(("Event-UUID", str(uuidlib.uuid4())))
+        if self.divert:
+            conn = self.controlling
+            if conn is not None and conn.events_on and not conn.closed:
+                conn.send(wire.event_plain(raw, body))
+                return "diverted"
+            return "lost"
+        if self.agent_talking:
+            return "lost"
+        if self.current is not None:
+            self._pending_speech.append((raw, body))
+            return "queued"
+        self.tick()
+        self.fire("DETECTED_SPEECH", headers=[*raw, *self.channel.data(False)], body=body)
+        return "fired"
+
+    def _deliver_pending_speech(self) -> None:
+        pending, self._pending_speech = self._pending_speech, []
+        for raw, body in pending:
+            if self.channel.up:
+                self.fire("DETECTED_SPEECH", headers=[*raw, *self.channel.data(False)], body=body)
+
+    # -- channel ---------------------------------------------------------------------------------------
+    def _build_channel(self) -> Channel:
+        s = self.scenario
+        created = self.now_us()
+        name = f"loopback/{s.destination}-b"
+        profile = Profile("inbound", s.caller_number, s.caller_name, s.destination, self.uuid, name, created)
+        ch = Channel(self.switch, self.uuid, profile, self.now_us)
+        profile.times["progress"] = created
+        for key, value in [("direction", "inbound"), ("uuid", self.uuid), ("session_id", self.switch.next_session_id()),
+                           ("channel_name", name), ("read_codec", "L16"), ("read_rate", "8000"),
+                           ("write_codec", "L16"), ("write_rate", "8000"),
+                           ("origination_caller_id_number", s.caller_number),
+                           ("origination_caller_id_name", s.caller_name),
+                           ("other_loopback_leg_uuid", str(uuidlib.uuid4())), ("loopback_leg", "B")]:
+            ch.set_var(key, value)
+        for header, value in s.sip_headers.items():
+            ch.set_var(f"sip_h_{header}", value)
+        if s.agent:
+            ch.set_var("DP_MATCH", f"ARRAY::{s.destination}|:{s.agent}")
+        ch.set_var("call_uuid", self.uuid)
+        if s.agent:
+            ch.set_var("switchboard_agent", s.agent)
+        for key, value in s.variables.items():
+            ch.set_var(key, value)
+        if s.answered:
+            ch.answer_state, ch.call_state = "answered", "ACTIVE"
+            ch.mark("answered")
+            ch.set_var("endpoint_disposition", "ANSWER")
+            self.answered.set()
+        ch.set_var("current_application_data", f"{self.addr[0]}:{self.addr[1]} async full")
+        ch.set_var("current_application", "socket")
+        ch.set_var("socket_host", self.addr[0])
+        return ch

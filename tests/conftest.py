@@ -1,0 +1,14 @@
+"""Shared fixtures; real peers live in peers.py."""
+from peers import http_server, redis_settings, smtp_server, state_dir, store  # noqa: F401
+
+import pytest  # noqa: E402
+
+from controller_support import SessionRedis  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def session_redis():
+    """One real redis-server for the controller integration tests (each test has its own key prefix)."""
+    server = SessionRedis()
+    yield server
+    server.stop()

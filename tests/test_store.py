@@ -1,0 +1,300 @@
+"""Store: call state, counters, the after-call stream, the spool, and the embedded Redis surviving kills."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.clock import Clock
+from controller.redis_server import EmbeddedRedis
+from controller.spool import Spool
+from controller.store import RedisSettings, Store, connect
+
+
+def _kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return
+        time.sleep(0.01)
+
+
+def _records(store: Store) -> list[dict]:
+    return [json.loads(fields[b"record"]) for _, fields in store.redis.xrange(store.stream_key)]
+
+
+def test_a_call_state_is_kept_as_json_and_expires_with_the_call_ttl(store: Store) -> None:
+    store.call_started("u-1", "sales", "+33612345678", {"customer": {"name": "Zoé", "tier": 2}})
+    store.update_call("u-1", state="answered", answered_at="2026-01-05T10:00:00+00:00")
+    store.append_transcript("u-1", {"role": "caller", "text": "I want to talk to sales"})
+    store.append_transcript("u-1", {"role": "agent", "text": "Let me transfer you"})
+    store.append_action("u-1", {"name": "to_sales", "type": "transfer", "ok": True})
+    assert store.incr_call("u-1", "silences") == 1
+    assert store.incr_call("u-1", "silences") == 2
+
+    state = store.call_state("u-1")
+
+    assert state["agent"] == "sales" and state["caller"] == "+33612345678" and state["state"] == "answered"
+    assert state["variables"] == {"customer": {"name": "Zoé", "tier": 2}}
+    assert state["count:silences"] == 2
+    assert [t["text"] for t in state["transcript"]] == ["I want to talk to sales", "Let me transfer you"]
+    assert state["actions"] == [{"name": "to_sales", "type": "transfer", "ok": True}]
+    for key in ("t:call:u-1", "t:call:u-1:transcript", "t:call:u-1:actions"):
+        assert 0 < store.redis.ttl(key) <= 600
+    store.redis.delete("t:call:u-1", "t:call:u-1:transcript", "t:call:u-1:actions")
+    assert store.call_state("u-1") == {}
+
+
+def test_global_counters_add_up_across_calls(store: Store) -> None:
+    store.incr("calls:refused")
+    store.incr("transfer:sales.to_desk:no_answer", uuid="u-1")
+    store.incr("transfer:sales.to_desk:no_answer", by=2, uuid="u-2")
+
+    assert store.counters() == {"calls:refused": 1, "transfer:sales.to_desk:no_answer": 3}
+
+
+def test_a_record_appended_goes_to_the_stream_with_a_record_id(store: Store) -> None:
+    entry_id = store.append_record({"uuid": "u-1", "agent": "sales", "transcript": []})
+
+    assert entry_id and "-" in entry_id
+    (record,) = _records(store)
+    assert record["uuid"] == "u-1" and len(record["record_id"]) == 32
+
+
+def test_live_call_methods_carry_on_and_log_once_per_call_when_redis_is_down(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    _kill(store.embedded.pid)
+    caplog.set_level(logging.WARNING)
+
+    for _ in range(2):
+        store.call_started("u-1", "sales", "+33612345678", {})
+        store.append_transcript("u-1", {"role": "caller", "text": "hello"})
+        store.update_call("u-1", state="answered")
+        assert store.incr("calls:refused", uuid="u-1") is None
+        assert store.call_state("u-1") == {}
+        store.append_transcript("u-2", {"role": "caller", "text": "hello"})
+        time.sleep(0.05)
+
+    per_call = [r for r in caplog.records if r.name == "switchboard.store" and getattr(r, "uuid", None)]
+    assert sorted(r.uuid for r in per_call) == ["u-1", "u-2"]
+    assert len([r for r in caplog.records if "redis unavailable (" in r.getMessage()]) == 1
+
+
+def test_records_spooled_while_redis_is_down_reach_the_stream_in_order_when_it_returns(store: Store) -> None:
+    store.append_record({"uuid": "u-0"})
+    _kill(store.embedded.pid)
+
+    spooled = [store.append_record({"uuid": f"u-{n}"}) for n in range(1, 4)]
+
+    assert spooled == [None, None, None]
+    assert [json.loads(p.read_text())["uuid"] for p in store.spool.pending()] == ["u-1", "u-2", "u-3"]
+    assert store.restart_embedded_if_dead()
+    assert store.replay_spool() == 3
+    assert store.spool.pending() == []
+    assert [r["uuid"] for r in _records(store)] == ["u-0", "u-1", "u-2", "u-3"]
+
+
+def test_a_record_appended_while_the_spool_is_not_empty_waits_its_turn(store: Store) -> None:
+    _kill(store.embedded.pid)
+    store.append_record({"uuid": "u-1"})
+    store.restart_embedded_if_dead()
+
+    assert store.append_record({"uuid": "u-2"}) is not None
+
+    assert [r["uuid"] for r in _records(store)] == ["u-1", "u-2"]
+    assert store.spool.pending() == []
+
+
+def test_spool_names_keep_their_order_when_the_wall_clock_goes_back(state_dir: Path) -> None:
+    spool = Spool(state_dir / "spool")
+    for n, now_us in enumerate([2_000_000, 1_000_000, 1_000_000, 3_000_000]):
+        spool.write(json.dumps({"n": n}), now_us)
+    (state_dir / "spool" / ".00000000000000001-000000.json.tmp").write_text("{half")
+
+    reopened = Spool(state_dir / "spool")
+
+    assert [json.loads(p.read_text())["n"] for p in reopened.pending()] == [0, 1, 2, 3]
+    assert not list((state_dir / "spool").glob(".*.tmp"))
+    reopened.write("{}", 0)
+    assert json.loads(reopened.pending()[-1].read_text()) == {}
+
+
+def test_a_record_survives_a_sigkill_of_the_embedded_redis(store: Store, state_dir: Path) -> None:
+    store.append_record({"uuid": "u-kept"})
+    pid = store.embedded.pid
+    _kill(pid)  # appendfsync always: the XADD reply came after the fsync
+    assert (state_dir / "redis" / "redis.pid").exists() and (state_dir / "redis" / "redis.sock").exists()
+
+    again = EmbeddedRedis(state_dir / "redis").start()
+    try:
+        client = again.client()
+        assert not again.adopted and again.pid != pid
+        (_, fields), = client.xrange("t:calls")
+        assert json.loads(fields[b"record"])["uuid"] == "u-kept"
+        client.close()
+    finally:
+        again.stop()
+
+
+def test_a_second_process_adopts_the_redis_left_running_by_a_killed_serve(state_dir: Path) -> None:
+    script = textwrap.dedent(f"""
+        import sys, time
+        from controller.redis_server import EmbeddedRedis
+        r = EmbeddedRedis({str(state_dir / "redis")!r}).start()
+        r.client().xadd("t:calls", {{"record": '{{"uuid": "u-orphan"}}'}})
+        print(r.pid, flush=True)
+        time.sleep(60)
+    """)
+    serve = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        redis_pid = int(serve.stdout.readline())
+    finally:
+        serve.kill()
+        serve.wait()
+
+    adopted = EmbeddedRedis(state_dir / "redis").start()
+    try:
+        assert adopted.adopted and adopted.pid == redis_pid
+        client = adopted.client()
+        assert [json.loads(f[b"record"])["uuid"] for _, f in client.xrange("t:calls")] == ["u-orphan"]
+        client.close()
+    finally:
+        adopted.stop()
+    assert not adopted.alive() and not (state_dir / "redis" / "redis.sock").exists()
+
+
+def test_a_stale_pid_file_naming_another_process_does_not_stop_the_start(state_dir: Path) -> None:
+    data = state_dir / "redis"
+    data.mkdir()
+    (data / "redis.pid").write_text(str(os.getpid()))
+    (data / "redis.sock").write_text("")
+
+    server = EmbeddedRedis(data).start()
+    try:
+        assert server.client().ping() and server.pid != os.getpid()
+    finally:
+        server.stop()
+
+
+def test_the_embedded_redis_keeps_running_while_another_process_uses_it(state_dir: Path) -> None:
+    owner = EmbeddedRedis(state_dir / "redis").start()
+    worker = EmbeddedRedis(state_dir / "redis").start()
+    other = worker.client()
+    other.ping()
+
+    owner.stop()
+
+    assert worker.alive() and other.ping()
+    other.close()
+    worker.stop()
+    assert not worker.alive()
+
+
+def test_a_socket_path_too_long_for_unix_sockets_is_refused_with_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="shorter server.state_dir or set REDIS_URL"):
+        EmbeddedRedis(tmp_path / ("x" * 120)).start()
+
+
+def test_a_sentinel_url_reaches_the_master_the_sentinel_names(state_dir: Path) -> None:
+    from controller.redis_server import redis_server_binary
+
+    master_port, sentinel_port = _free_ports(2)
+    (state_dir / "sentinel.conf").write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\ndir {state_dir}\n"
+        f"sentinel monitor calls 127.0.0.1 {master_port} 1\n")
+    master = subprocess.Popen([str(redis_server_binary()), "--port", str(master_port), "--bind", "127.0.0.1",
+                               "--save", "", "--dir", str(state_dir)], stdout=subprocess.DEVNULL)
+    sentinel = subprocess.Popen([str(redis_server_binary()), str(state_dir / "sentinel.conf"), "--sentinel"],
+                                stdout=subprocess.DEVNULL)
+    try:
+        client = connect(f"redis+sentinel://127.0.0.1:{sentinel_port}/calls")
+        for _ in range(100):
+            try:
+                client.set("k", "v")
+                break
+            except Exception:
+                time.sleep(0.05)
+        direct = connect(f"redis://127.0.0.1:{master_port}/0")
+        assert direct.get("k") == b"v"
+        client.close()
+        direct.close()
+    finally:
+        for proc in (sentinel, master):
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def test_a_sentinel_url_without_a_master_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="redis\\+sentinel://"):
+        connect("redis+sentinel://127.0.0.1:26379")
+
+
+def test_redis_url_from_the_environment_wins_over_the_config(state_dir: Path, monkeypatch) -> None:
+    with EmbeddedRedis(state_dir / "ext") as external:
+        monkeypatch.setenv("REDIS_URL", external.url)
+        s = Store(RedisSettings(url="redis://127.0.0.1:1/0", key_prefix="env"), state_dir / "s", Clock())
+        s.start(maintain=False)
+        try:
+            assert s.embedded is None
+            assert s.append_record({"uuid": "u-env"}) is not None
+            assert external.client().xlen("env:calls") == 1
+        finally:
+            s.close()
+
+
+def _free_ports(n: int) -> list[int]:
+    from peers import free_port
+
+    ports: set[int] = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def test_the_store_restarts_a_dead_embedded_redis_and_replays_the_spool_on_its_own(
+        state_dir: Path, redis_settings: RedisSettings, monkeypatch) -> None:
+    import gevent
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    store = Store(redis_settings, state_dir, Clock(), replay_interval_s=0.05).start()
+    try:
+        _kill(store.embedded.pid)
+        assert store.append_record({"uuid": "u-late"}) is None
+        for _ in range(200):
+            if not store.spool.pending():
+                break
+            gevent.sleep(0.02)
+
+        assert store.embedded.alive() and store.spool.pending() == []
+        assert [r["uuid"] for r in _records(store)] == ["u-late"]
+    finally:
+        store.close()
+
+
+def test_two_processes_starting_at_once_share_one_embedded_redis(state_dir: Path) -> None:
+    import threading
+
+    servers = [EmbeddedRedis(state_dir / "redis"), EmbeddedRedis(state_dir / "redis")]
+    threads = [threading.Thread(target=s.start) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    try:
+        assert servers[0].pid == servers[1].pid
+        assert sorted(s.adopted for s in servers) == [False, True]
+    finally:
+        for s in sorted(servers, key=lambda s: not s.adopted):
+            s.stop()

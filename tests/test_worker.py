@@ -1,0 +1,261 @@
+"""The after-call worker on a real Redis, SMTP server and HTTP server; and the classification rules."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import gevent
+import gevent.event
+
+from controller.classify import classify
+from controller.store import Store
+from controller.worker import Worker
+from peers import Reply, ScriptedHttp, SmtpPeer
+
+CLASSIFICATIONS = {
+    "transferred": {"description": "handed to a person", "when": {"transferred": True}},
+    "lead": {"description": "asked for a quote", "when": {"transcript_contains": ["quote", "price"],
+                                                          "min_duration_s": 20}},
+    "hung_up_early": {"description": "caller left fast", "when": {"hangup_by": "caller", "max_duration_s": 10}},
+    "other": {"description": "everything else", "fallback": True},
+}
+
+
+def _email(**overrides: Any) -> SimpleNamespace:
+    fields = dict(type="email", name="summary", subject="{{ classification }} call from {{ caller }}",
+                  to=["sales@example.test"], cc=[], bcc=[], template={"text": "{{ transcript | length }} turns"},
+                  when_classified=None)
+    fields.update(overrides)
+    return SimpleNamespace(**fields)
+
+
+def _webhook(url: str, **overrides: Any) -> SimpleNamespace:
+    fields = dict(type="workflow", name="crm", request=SimpleNamespace(method="POST", url=url + "/hook",
+                                                                       headers={}, body=None),
+                  timeout_s=2, keep={}, when_classified=None)
+    fields.update(overrides)
+    return SimpleNamespace(**fields)
+
+
+def _record(uuid: str = "u-1", **overrides: Any) -> dict:
+    record = {"uuid": uuid, "agent": "sales", "caller": "+33612345678", "duration_s": 42, "hangup_by": "caller",
+              "transcript": [{"role": "caller", "text": "What is the price?"}], "actions": [], "variables": {}}
+    record.update(overrides)
+    return record
+
+
+def _worker(store: Store, smtp: SmtpPeer, actions: list, **kwargs: Any) -> Worker:
+    kwargs.setdefault("min_idle_ms", 60_000)
+    kwargs.setdefault("reclaim_interval_s", 0)
+    return Worker(store, lambda agent: actions, CLASSIFICATIONS, smtp.settings(), consumer="w-1", **kwargs)
+
+
+def _drain(worker: Worker, rounds: int = 200) -> None:
+    """process_once until nothing is pending for the group (bounded)."""
+    for _ in range(rounds):
+        worker.process_once(block_ms=20)
+        if worker.store.redis.xpending(worker.store.stream_key, worker.group)["pending"] == 0 \
+                and worker.store.redis.xlen(worker.store.stream_key) == 0:
+            return
+        gevent.sleep(0.01)
+
+
+def _dead(store: Store) -> list[dict]:
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in store.redis.xrange(store.dead_letter_key)]
+
+
+def test_a_record_is_classified_emailed_then_acknowledged_and_deleted(store: Store, smtp_server: SmtpPeer) -> None:
+    store.append_record(_record())  # appended before any worker existed: the group starts at 0
+    worker = _worker(store, smtp_server, [_email()])
+
+    assert worker.process_once(block_ms=100) == 1
+
+    (mail,) = smtp_server.mailbox.messages
+    assert mail.message["Subject"] == "lead call from +33612345678"
+    assert store.redis.xlen(store.stream_key) == 0
+    assert store.redis.xpending(store.stream_key, worker.group)["pending"] == 0
+    assert _dead(store) == []
+
+
+def test_an_email_only_goes_out_when_the_call_is_classified_as_listed(store: Store, smtp_server: SmtpPeer) -> None:
+    worker = _worker(store, smtp_server, [_email(when_classified=["transferred"])])
+    store.append_record(_record("u-lead"))
+    store.append_record(_record("u-transfer", transferred=True))
+
+    _drain(worker)
+
+    (mail,) = smtp_server.mailbox.messages
+    assert mail.message["Subject"] == "transferred call from +33612345678"
+    assert store.redis.xlen(store.stream_key) == 0
+
+
+def test_a_failing_action_is_retried_with_backoff_then_dead_lettered_with_the_reason(
+        store: Store, smtp_server: SmtpPeer, http_server: ScriptedHttp) -> None:
+    http_server.default = Reply(status=500, body={"error": "crm down"})
+    worker = _worker(store, smtp_server, [_webhook(http_server.url)])
+    entry_id = store.append_record(_record())
+
+    _drain(worker)
+
+    assert len(http_server.requests) == 3  # max_attempts
+    (dead,) = _dead(store)
+    assert dead["entry_id"] == entry_id and dead["attempts"] == "3" and dead["classification"] == "lead"
+    assert dead["reason"].startswith("crm: workflow crm: HTTP 500")
+    assert json.loads(dead["record"])["uuid"] == "u-1"
+    assert store.redis.xlen(store.stream_key) == 0
+    assert store.redis.xpending(store.stream_key, worker.group)["pending"] == 0
+
+
+def test_a_retry_does_not_send_again_the_email_that_already_went(
+        store: Store, smtp_server: SmtpPeer, http_server: ScriptedHttp) -> None:
+    http_server.then(Reply(status=502), Reply(status=502))
+    worker = _worker(store, smtp_server, [_email(), _webhook(http_server.url)])
+    store.append_record(_record())
+
+    _drain(worker)
+
+    assert len(smtp_server.mailbox.messages) == 1
+    assert len(http_server.requests) == 3 and http_server.requests[-1].json()["uuid"] == "u-1"
+    assert _dead(store) == [] and store.redis.xlen(store.stream_key) == 0
+
+
+def test_a_failing_email_is_retried_and_sent_once_it_goes_through(store: Store, smtp_server: SmtpPeer) -> None:
+    smtp_server.mailbox.fail_next = 2
+    worker = _worker(store, smtp_server, [_email(name="first"), _email(name="second", subject="second")])
+    store.append_record(_record())
+
+    _drain(worker)
+
+    subjects = [m.message["Subject"] for m in smtp_server.mailbox.messages]
+    assert sorted(subjects) == ["lead call from +33612345678", "second"]
+
+
+def test_a_permanent_failure_goes_to_the_dead_letter_stream_at_once(store: Store, smtp_server: SmtpPeer) -> None:
+    worker = _worker(store, smtp_server, [_email(subject="Re: {{ variables.name }}")])
+    store.append_record(_record(variables={"name": "x\r\nBcc: victim@example.test"}))
+
+    _drain(worker)
+
+    (dead,) = _dead(store)
+    assert dead["attempts"] == "1" and "header injection" in dead["reason"]
+    assert smtp_server.mailbox.messages == []
+
+
+def test_a_pending_record_of_a_dead_consumer_is_reclaimed_and_processed(store: Store, smtp_server: SmtpPeer) -> None:
+    worker = _worker(store, smtp_server, [_email()], min_idle_ms=50)
+    worker.ensure_group()
+    store.append_record(_record())
+    store.redis.xreadgroup(worker.group, "dead-host:4242", {store.stream_key: ">"}, count=10)  # read, then died
+    assert store.redis.xpending(store.stream_key, worker.group)["consumers"][0]["name"] == b"dead-host:4242"
+    gevent.sleep(0.1)
+
+    _drain(worker)
+
+    assert len(smtp_server.mailbox.messages) == 1
+    assert store.redis.xlen(store.stream_key) == 0
+
+
+def test_the_same_record_replayed_twice_is_emailed_once(store: Store, smtp_server: SmtpPeer) -> None:
+    record = _record(record_id="r-spooled-then-replayed")
+    store.append_record(record)
+    store.append_record(record)
+    worker = _worker(store, smtp_server, [_email()])
+
+    _drain(worker)
+
+    assert len(smtp_server.mailbox.messages) == 1
+    assert store.redis.xlen(store.stream_key) == 0
+
+
+def test_an_unreadable_entry_goes_to_the_dead_letter_stream(store: Store, smtp_server: SmtpPeer) -> None:
+    store.redis.xadd(store.stream_key, {"record": "{not json"})
+    worker = _worker(store, smtp_server, [_email()])
+
+    _drain(worker)
+
+    (dead,) = _dead(store)
+    assert "unreadable record" in dead["reason"] and dead["record"] == "{not json"
+
+
+def test_run_processes_records_until_stopped(store: Store, smtp_server: SmtpPeer) -> None:
+    worker = _worker(store, smtp_server, [_email()])
+    stop = gevent.event.Event()
+    runner = gevent.spawn(worker.run, stop, 20)
+    store.append_record(_record())
+    for _ in range(200):
+        if smtp_server.mailbox.messages:
+            break
+        gevent.sleep(0.02)
+
+    stop.set()
+    runner.join(timeout=5)
+
+    assert runner.dead and len(smtp_server.mailbox.messages) == 1
+
+
+def test_classification_takes_the_first_matching_rule_then_the_fallback() -> None:
+    assert classify(_record(transferred=True), CLASSIFICATIONS) == "transferred"
+    assert classify(_record(), CLASSIFICATIONS) == "lead"
+    assert classify(_record(duration_s=5), CLASSIFICATIONS) == "hung_up_early"
+    assert classify(_record(duration_s=15, hangup_by="agent"), CLASSIFICATIONS) == "other"
+    assert classify(_record(), {}) is None
+
+
+def test_classification_reads_actions_and_timestamps_when_flags_are_absent() -> None:
+    rules = {"booked": {"when": {"action_called": ["book_visit"], "min_duration_s": 60}},
+             "handed_over": {"when": {"transferred": True}}}
+    record = _record(actions=[{"name": "to_desk", "type": "transfer", "result": "no_answer"},
+                              {"name": "to_desk", "type": "transfer", "result": "bridged"}])
+    booked = _record(actions=[{"name": "book_visit", "type": "workflow", "result": "ok"}], duration_s=None,
+                     started_at="2026-01-05T10:00:00+00:00", ended_at="2026-01-05T10:02:00+00:00")
+
+    assert classify(record, rules) == "handed_over"
+    assert classify(_record(actions=record["actions"][:1]), rules) is None
+    assert classify(booked, rules) == "booked"
+    assert classify({**booked, "ended_at": "2026-01-05T10:00:30+00:00"}, rules) is None
+
+
+def test_a_worker_built_from_a_loaded_configuration_runs_each_agents_after_call_actions(
+        tmp_path, store: Store, smtp_server: SmtpPeer, http_server: ScriptedHttp) -> None:
+    from controller.config import load_config
+    from controller.worker import build_worker
+
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "summary.html").write_text("<p>{{ caller }}: {{ transcript[0].text }}</p>")
+    (tmp_path / "switchboard.yaml").write_text(f"""
+smtp: {{host: 127.0.0.1, port: {smtp_server.port}, from: switchboard@example.test}}
+classifications:
+  lead: {{description: asked for a price, when: {{transcript_contains: [price]}}}}
+  other: {{description: everything else, fallback: true}}
+agents:
+  sales:
+    language: en
+    actions:
+      after_call:
+        - type: email
+          name: summary
+          description: Tell sales about the lead.
+          subject: "New {{{{ classification }}}} from {{{{ caller }}}}"
+          to: sales@example.test
+          template: {{html: templates/summary.html}}
+          when_classified: [lead]
+        - type: workflow
+          name: crm
+          description: Push the call to the CRM.
+          request: {{url: "{http_server.url}/calls"}}
+""")
+    config = load_config(tmp_path / "switchboard.yaml")
+    worker = build_worker(config, store, consumer="w-1", reclaim_interval_s=0)
+    store.append_record(_record("u-lead"))
+    store.append_record(_record("u-chat", transcript=[{"who": "caller", "text": "hello"}]))
+    store.append_record(_record("u-ghost", agent="gone"))
+
+    _drain(worker)
+
+    (mail,) = smtp_server.mailbox.messages
+    assert mail.message["Subject"] == "New lead from +33612345678"
+    assert "+33612345678: What is the price?" in mail.message.get_body(("html",)).get_content()
+    assert sorted(r.json()["uuid"] for r in http_server.requests) == ["u-chat", "u-lead"]
+    (dead,) = _dead(store)
+    assert dead["uuid"] == "u-ghost" and "agent 'gone' is not in" in dead["reason"]
