@@ -90,7 +90,7 @@ class CallSession:
 
     def enter(self, moment: Moment) -> None:
         self.moment = moment
-        self.moments[moment.value] = self.clock.wall()
+        self.moments.setdefault(moment.value, self.clock.wall())  # a hand-off's second session keeps the first
         self.log.info("moment: %s", moment.value)
         self.runtime.store.update_call(self.uuid, state=moment.value)
 
@@ -243,6 +243,8 @@ class CallSession:
             "duration_s": round(ended - started, 3),
             "talk_s": round(ended - answered, 3) if answered else 0.0,
             "hangup_by": self.hangup_by or "caller",
+            "transferred": any(a.type == "transfer" and a.result in ("answered", "handed_off", "transferred")
+                               for a in self.actions),
             "hangup_cause": self.hangup_cause,
             "variables": self.variables,
             "sip_headers": self.sip_headers,

@@ -5,7 +5,6 @@ fix it, and exits 2; nothing here lets a traceback reach the operator.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -83,9 +82,23 @@ def worker(config_path: str | None) -> None:
     from gevent import monkey
     monkey.patch_all()
     config = load(config_path)
+    import signal
+
+    import gevent
+    import gevent.event
+
+    from .clock import Clock
     from .store import Store
-    from .worker import run_standalone
-    sys.exit(run_standalone(config, Store.open(config)))
+    from .worker import build_worker
+    clock = Clock(config.server.time_scale)
+    store = Store.open(config, clock)
+    stop = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+    try:
+        build_worker(config, store, clock).run(stop)
+    finally:
+        store.close()
 
 
 @main.command()

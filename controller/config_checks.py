@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any, Iterator
 
 from controller.config_errors import render_path
-from controller.config_types import NAME_RE, RefContext
+from controller.config_types import ID_RE, NAME_RE, RefContext, exists
 
 if TYPE_CHECKING:
     from controller.config import Config
@@ -77,10 +77,13 @@ def _transfer_checks(ctx: RefContext, agent_id: str, path: list, action: dict) -
         if isinstance(dest, dict) and dest.get("agent") == agent_id:
             yield (path + ["destinations", j, "agent"], "an agent cannot hand a call to itself",
                    "another agent with extension and context", False)
-    if destinations or not isinstance(action.get("name"), str) or not re.fullmatch(NAME_RE, action["name"]):
+    name = action.get("name")
+    named = isinstance(name, str) and re.fullmatch(NAME_RE, name) and isinstance(agent_id, str) \
+        and re.fullmatch(ID_RE, agent_id)
+    if destinations or not named:
         return
-    csv = ctx.base_dir / "numbers" / f"{agent_id}.{action['name']}.csv"
-    if not csv.is_file():
+    csv = ctx.base_dir / "numbers" / f"{agent_id}.{name}.csv"
+    if not exists(csv):
         yield (path, f"has no destinations and no imported numbers file {csv}",
                "destinations: [{country, number, description}] or `switchboard numbers import`", False)
     elif not action.get("sip_connection") and ctx.default_sip_connection is None:
@@ -110,7 +113,7 @@ def config_warnings(cfg: "Config") -> list[str]:
     for agent_id, agent in cfg.agents.items():
         found.extend(_agent_warnings(cfg, agent_id, agent))
     for name, source in cfg.knowledge_sources.items():
-        if not source.index_dir.is_dir():
+        if not exists(source.index_dir, "dir"):
             found.append((["knowledge_sources", name, "index_dir"], f"{source.index_dir} does not exist yet; "
                           f"build it with `switchboard knowledge build {name}`"))
     if cfg.smtp and cfg.smtp.password_env and cfg.smtp.password_env not in os.environ:

@@ -193,6 +193,14 @@ def no_yaml_number(what: str, example: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def exists(path: Path, kind: str = "file") -> bool:
+    """Whether `path` is an existing file (or dir); False for names the OS refuses (too long, NUL)."""
+    try:
+        return path.is_dir() if kind == "dir" else path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_path(value: Path, info: ValidationInfo) -> Path:
     """A path relative to the configuration file's directory, made absolute."""
     if "\0" in str(value):
@@ -253,7 +261,7 @@ class Embedder(ConfigModel):
         if value is None:
             return None
         path = resolve_path(value, info)
-        if not path.is_dir():
+        if not exists(path, "dir"):
             raise fail(f"model directory {path} does not exist", "a local sentence-transformers model directory")
         return path
 

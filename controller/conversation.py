@@ -109,11 +109,16 @@ class Conversation:
             outcome = action.run(self, action_call.arguments)
         except ActionRefused as refused:
             outcome = ActionOutcome("refused", detail={"reason": refused.reason, "field": refused.field})
-        except CallHangup:
-            self.call.finish_action(entry, "abandoned")
+        except CallHangup as hangup:  # an action may attach what it knew (`hangup.outcome`) before re-raising
+            known = getattr(hangup, "outcome", None) or ActionOutcome("abandoned")
+            self.call.finish_action(entry, known.result, **known.detail)
             raise
         except EslError as exc:
             outcome = ActionOutcome("failed", detail={"error": str(exc)})
+        if outcome.handed_off:
+            self.ending = True
+            return Turn("action_result", result={"action": action.name, "type": action.type,
+                                                 "result": outcome.result, "detail": outcome.detail, "say": ""})
         self.call.finish_action(entry, outcome.result, **outcome.detail)
         if outcome.progress:
             self.guard.progress()

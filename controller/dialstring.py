@@ -169,16 +169,71 @@ def format_number(e164: str, number_format: NumberFormat) -> str:
     raise DialStringError("number_format", number_format, "allowed: e164, e164_no_plus")
 
 
-def caller_leg_bridge_vars(copy_caller_headers: bool) -> str:
+RINGBACK_RE = re.compile(r"%\([0-9]{1,5}(,[0-9]{1,5}(\.[0-9]{1,3})?){1,5}\)")
+EXTENSION_RE = re.compile(r"[A-Za-z0-9_+*#-]{1,32}")
+CONTEXT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+PROMPT_DROPPED = frozenset(",'\"{}[]^|$\\=")
+PROMPT_MAX = 256
+
+
+def caller_leg_bridge_vars(copy_caller_headers: bool, ringback: Optional[str] = None) -> str:
     """The `multiset` data to run on the caller's leg before every bridge to a number.
 
     `continue_on_fail=true hangup_after_bridge=false` keeps the caller on every failure cause
     (capture 07). sofia copies the caller's `sip_h_*` variables (its incoming X- headers) onto the
     new leg unless the *caller's* leg has `sip_copy_custom_headers=false`: a dial-string variable
     cannot turn that off, so the choice is made here (mod_sofia.c, sofia_outgoing_channel).
+    `ringback` (a tone like `%(2000,4000,440,480)`) becomes `transfer_ringback`: the caller is already
+    answered, and for an answered caller switch_ivr_originate plays `transfer_ringback`, not `ringback`.
     """
     copy = "true" if copy_caller_headers else "false"
-    return f"continue_on_fail=true hangup_after_bridge=false sip_copy_custom_headers={copy}"
+    data = f"continue_on_fail=true hangup_after_bridge=false sip_copy_custom_headers={copy}"
+    if ringback is not None:
+        if not isinstance(ringback, str) or not RINGBACK_RE.fullmatch(ringback):
+            raise DialStringError("ringback", ringback, "must be a tone like %(2000,4000,440,480)")
+        data += f" transfer_ringback={ringback}"
+    return data
+
+
+def confirm_prompt(text: str) -> str:
+    """Spoken text made safe as the value of `group_confirm_file=say:<text>` in a dial string's `{}`.
+
+    The separators and quotes `, ' " { } [ ] ^ | $ \\ =` and control characters are dropped (a comma is
+    only a pause to the TTS, but it would end the variable); what is left must be 1..256 characters.
+    """
+    if not isinstance(text, str):
+        raise DialStringError("confirm prompt", text, "must be text")
+    kept = "".join(" " if c in PROMPT_DROPPED or not c.isprintable() else c for c in text)
+    cleaned = " ".join(kept.split())
+    if not cleaned or len(cleaned) > PROMPT_MAX:
+        raise DialStringError("confirm prompt", text, f"must say something in at most {PROMPT_MAX} characters")
+    return cleaned
+
+
+def transfer_command(uuid: str, extension: str, context: str) -> str:
+    """`uuid_transfer <uuid> <extension> XML <context>`: hand the call to another agent's dialplan extension."""
+    validate_uuid(uuid)
+    if not isinstance(extension, str) or not EXTENSION_RE.fullmatch(extension):
+        raise DialStringError("extension", extension, "must be 1..32 letters, digits or _ + * # -")
+    if not isinstance(context, str) or not CONTEXT_RE.fullmatch(context):
+        raise DialStringError("context", context, "must be 1..64 letters, digits or _ . -")
+    return f"uuid_transfer {uuid} {extension} XML {context}"
+
+
+def kill_command(uuid: str, cause: str = "ALLOTTED_TIMEOUT") -> str:
+    """`uuid_kill <uuid> <CAUSE>`: end one leg (the transfer guard ends a target leg FreeSWITCH forgot)."""
+    validate_uuid(uuid)
+    if not isinstance(cause, str) or not re.fullmatch(r"[A-Z_]{1,40}", cause):
+        raise DialStringError("cause", cause, "must be a hangup cause like ALLOTTED_TIMEOUT")
+    return f"uuid_kill {uuid} {cause}"
+
+
+def refer_target(target_e164: str, gateway: str, number_format: NumberFormat) -> str:
+    """The `deflect` argument of a blind transfer by SIP REFER: `sip:+33123456789@<gateway>`.
+
+    The gateway name is the Refer-To host, so in refer mode it must be a name the caller's side resolves.
+    """
+    return f"sip:{format_number(target_e164, number_format)}@{validate_gateway(gateway)}"
 
 
 def bridge_string(
@@ -190,6 +245,7 @@ def bridge_string(
     headers: Sequence[tuple[str, str]] = (),
     caller_id_number: Optional[str] = None,
     codecs: Optional[str] = None,
+    confirm: Optional[tuple[str, str, str, str]] = None,
 ) -> str:
     """The `bridge` argument for a transfer to a number through a sofia gateway.
 
@@ -197,6 +253,10 @@ def bridge_string(
     (captures 09 and 16). Per-leg values (`leg_timeout`, headers) go in `[]`; the caller id
     (`origination_caller_id_number=+33...`) and codecs (`absolute_codec_string=^^:PCMU:PCMA`, the
     `^^:` list form because a comma would split the variable list) go in `{}`.
+    `confirm` (key, prompt, tts engine, tts voice) asks whoever answers to press the key before the caller is
+    connected: `group_confirm_key=1,group_confirm_file=say:<prompt>,tts_engine=flite,tts_voice=kal` in `{}`,
+    where switch_ivr_originate reads them, with `group_confirm_cancel_timeout=false` so that `leg_timeout`
+    keeps running until the key is pressed: a voicemail that answers counts as no answer.
     """
     if isinstance(leg_timeout_s, bool) or not isinstance(leg_timeout_s, int) or not 1 <= leg_timeout_s <= 600:
         raise DialStringError("leg_timeout", leg_timeout_s, "must be whole seconds between 1 and 600")
@@ -205,6 +265,15 @@ def bridge_string(
         global_vars.append(f"origination_caller_id_number={validate_e164(caller_id_number, 'caller_id_number')}")
     if codecs is not None:
         global_vars.append("absolute_codec_string=^^:" + ":".join(validate_codecs(codecs)))
+    if confirm is not None:
+        key, prompt, engine, voice = confirm
+        if not isinstance(key, str) or not re.fullmatch(r"[0-9*#]", key):
+            raise DialStringError("confirm key", key, "must be one of 0-9 * #")
+        for name, value in (("tts engine", engine), ("tts voice", voice)):
+            if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.:@+-]{1,128}", value):
+                raise DialStringError(name, value, "must be a name like flite or kal")
+        global_vars += [f"group_confirm_key={key}", f"group_confirm_file=say:{confirm_prompt(prompt)}",
+                        "group_confirm_cancel_timeout=false", f"tts_engine={engine}", f"tts_voice={voice}"]
     leg_vars = [f"leg_timeout={leg_timeout_s}"]
     seen: set[str] = set()
     for name, value in headers:

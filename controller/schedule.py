@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
-from typing import Iterable, Optional, Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -42,15 +42,17 @@ def zone(name: str) -> ZoneInfo:
     """The IANA zone `name`; ValueError naming it when unknown (zoneinfo raises several types)."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         raise ValueError(f"unknown IANA timezone {name!r} (e.g. Europe/Paris)") from None
 
 
-def parse_days(spec: str | Iterable[str]) -> tuple[str, ...]:
+def parse_days(spec: str | Sequence[str]) -> tuple[str, ...]:
     """`["Monday-Friday", "Sunday"]` or `"Saturday"` -> canonical names in week order.
 
     Ranges are inclusive and may wrap (`Saturday-Monday`). Names are case-insensitive.
     """
+    if not isinstance(spec, (str, list, tuple)):
+        raise ValueError(f"{spec!r} is not a day name or a list of day names")
     items = [spec] if isinstance(spec, str) else list(spec)
     if not items:
         raise ValueError("no days given")

@@ -41,13 +41,16 @@ STALE_CONSUMER_MS = 24 * 3600 * 1000
 MAX_BLOCK_MS = 1000  # below the store client's 5 s socket timeout
 
 
+def _field(action: Any, name: str) -> Any:
+    return action.get(name) if isinstance(action, Mapping) else getattr(action, name, None)
+
+
 def action_kind(action: Any) -> str:
     """`email` or `workflow`, from the action's `type` when it has one, else from its fields."""
-    kind = getattr(action, "type", None) or (action.get("type") if isinstance(action, Mapping) else None)
+    kind = _field(action, "type")
     if kind:
         return str(kind)
-    has = (lambda name: name in action) if isinstance(action, Mapping) else (lambda name: hasattr(action, name))
-    return "workflow" if has("request") else "email" if has("to") else "unknown"
+    return "workflow" if _field(action, "request") is not None else "email" if _field(action, "to") else "unknown"
 
 
 def template_vars(record: Mapping[str, Any], classification: Optional[str]) -> dict[str, Any]:
@@ -105,6 +108,10 @@ class Worker:
                     log.warning("worker paused: redis unavailable (%s)", exc)
                 down = True
                 self._group_ready = False
+                stop.wait(1.0)
+                continue
+            except Exception:  # a bug must not end after-call processing for the whole host
+                log.exception("worker round failed; retrying in 1 s")
                 stop.wait(1.0)
                 continue
             if down:
@@ -218,8 +225,14 @@ class Worker:
         done = {k.decode()[5:] for k in self._r.hkeys(pkey) if k.startswith(b"done:")}
         attempt = int(self._r.hincrby(pkey, "attempts", 1))
         self._r.expire(pkey, PROGRESS_TTL_S)
-        classification = classify(record, self.classifications)
-        variables = template_vars(record, classification)
+        try:
+            classification = classify(record, self.classifications)
+            variables = template_vars(record, classification)
+        except (TypeError, ValueError) as exc:  # a field of the wrong type (duration_s: "abc"): no retry can help
+            self._dead_letter(entry_id, raw, record, [("classify", f"record cannot be classified: {exc}", True)],
+                              attempt, None)
+            clog.error("record dead-lettered: cannot be classified: %s", exc)
+            return
         failures: list[tuple[str, str, bool]] = []
         try:
             actions = list(self.actions_for_agent(record.get("agent")))
@@ -227,7 +240,7 @@ class Worker:
             actions, failures = [], [("config", f"no after-call actions for agent {record.get('agent')!r}: {exc}",
                                       False)]
         for action in actions:
-            name = getattr(action, "name", None) or action.get("name")
+            name = _field(action, "name")
             if name in done or not applies(action, classification):
                 continue
             try:

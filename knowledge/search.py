@@ -22,6 +22,7 @@ from knowledge.embedders import Embedder, get_embedder
 from knowledge.errors import KnowledgeError
 from knowledge.index import Generation, current_name, current_stamp
 from knowledge.sources import SourceSpec
+from knowledge.worker import apply_quietly
 
 log = logging.getLogger("switchboard.knowledge")
 
@@ -42,7 +43,7 @@ class Hit:
 
 def _off_hub(fn: Any, *args: Any) -> Any:
     """Run CPU work on gevent's threadpool: blocks the calling greenlet, never the hub."""
-    return gevent.get_hub().threadpool.apply(fn, args)
+    return apply_quietly(gevent.get_hub().threadpool, fn, *args)
 
 
 def _load_checked(spec: SourceSpec, embedder_name: str, model_id: str) -> Generation:

@@ -29,6 +29,24 @@ BatchFn = Callable[[list[str]], np.ndarray]
 _get_ident = monkey.get_original("threading", "get_ident")
 
 
+def apply_quietly(pool: ThreadPool, fn: Callable[..., T], *args: Any) -> T:
+    """`pool.apply(fn, args)`, with an exception re-raised in the calling greenlet only.
+
+    A bare `apply` also has gevent print the exception's traceback to stderr; an expected error (a damaged
+    index, a bad model directory) must reach the caller as a clean message instead.
+    """
+    def guarded() -> tuple[bool, Any]:
+        try:
+            return True, fn(*args)
+        except Exception as exc:  # handed over to the caller, who raises it
+            return False, exc
+
+    ok, value = pool.apply(guarded)
+    if not ok:
+        raise value
+    return value
+
+
 class _Request:
     __slots__ = ("texts", "result")
 
@@ -56,7 +74,7 @@ class BatchWorker:
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the worker's thread; blocks the calling greenlet only."""
         self._check_thread()
-        return self._pool.apply(fn, args)
+        return apply_quietly(self._pool, fn, *args)
 
     def start(self, batch_fn: BatchFn) -> None:
         """Set the batch function (e.g. the loaded model's encode) and start collecting requests."""
@@ -106,7 +124,7 @@ class BatchWorker:
     def _run_batch(self, batch: list[_Request]) -> None:
         texts = [text for request in batch for text in request.texts]
         try:
-            rows = self._pool.apply(self._batch_fn, (texts,))
+            rows = apply_quietly(self._pool, self._batch_fn, texts)
         except Exception as exc:  # every caller of this batch gets the model's error, the worker lives on
             for request in batch:
                 request.result.set_exception(exc)

@@ -12,9 +12,12 @@ import gevent
 from gevent.queue import Empty, Queue
 from gevent.server import StreamServer
 
+from controller.simulator import Scenario, Simulator
 from controller.simulator.wire import Frame, parse_event_body, parse_frame, url_decode
 
 WAIT_S = 10.0
+SCALE = 0.01
+HANGUP = "sendmsg\ncall-command: hangup\nhangup-cause: NORMAL_CLEARING\n\n"
 
 
 class FakeSession:
@@ -27,11 +30,20 @@ class FakeSession:
         self.bodies: list[str] = []
         self.notices: list[Frame] = []
         self.raw: list[bytes] = []
+        self.received = bytearray()
         self.closed = gevent.event.Event()
         self._new = gevent.event.Event()
         self._reader = gevent.spawn(self._read)
 
     def _read(self) -> None:
+        try:
+            self._read_frames()
+        except OSError:
+            pass
+        self.closed.set()
+        self._new.set()
+
+    def _read_frames(self) -> None:
         buffer = b""
         while True:
             while b"\n\n" not in buffer:
@@ -41,6 +53,8 @@ class FakeSession:
                     self._new.set()
                     return
                 buffer += data
+                self.received += data
+                self._new.set()
             head, _, buffer = buffer.partition(b"\n\n")
             headers = dict(line.split(": ", 1) for line in head.decode().split("\n") if ": " in line)
             length = int(headers.get("Content-Length", 0))
@@ -48,8 +62,11 @@ class FakeSession:
                 data = self.sock.recv(65536)
                 if not data:
                     self.closed.set()
+                    self._new.set()
                     return
                 buffer += data
+                self.received += data
+                self._new.set()
             body, buffer = buffer[:length], buffer[length:]
             raw = head + b"\n\n" + body
             self.raw.append(raw)
@@ -129,11 +146,23 @@ class FakeSession:
             self._new.clear()
             self._new.wait(min(remaining, 0.5))
 
+    def wait_bytes(self, needle: bytes, timeout: float = WAIT_S) -> None:
+        """Wait until `needle` appears in the raw bytes received (frames the reader may not parse)."""
+        deadline = gevent.get_hub().loop.now() + timeout
+        while needle not in self.received:
+            remaining = deadline - gevent.get_hub().loop.now()
+            if remaining <= 0 or self.closed.is_set():
+                raise AssertionError(f"{needle!r} never arrived")
+            self._new.clear()
+            self._new.wait(min(remaining, 0.5))
+
     def wait_closed(self, timeout: float = WAIT_S) -> None:
         assert self.closed.wait(timeout), "FreeSWITCH did not close the connection"
 
     def close(self) -> None:
         self.sock.close()
+        self.closed.set()
+        self._new.set()
 
 
 class FakeController:
@@ -170,3 +199,34 @@ class FakeController:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def play(scenario: dict, handler, scale: float = SCALE):
+    """Run one scenario (`end: wait` unless given) against `handler`; returns the recording and the sessions."""
+    with FakeController(handler) as controller:
+        recording = Simulator(controller.addr, time_scale=scale).run(Scenario.from_dict({"end": "wait", **scenario}))
+    assert not controller.errors, controller.errors
+    return recording, controller.sessions
+
+
+def start(s: FakeSession, *extra: str) -> str:
+    """connect, myevents, the `extra` commands, linger, answer; returns the channel uuid."""
+    s.channel = s.connect()
+    s.command("myevents")
+    for command in extra:
+        s.command(command)
+    s.command("linger")
+    s.execute("answer")
+    return s.channel["Unique-ID"]
+
+
+def finish(s: FakeSession) -> None:
+    """Hang up, wait for the linger notice, exit."""
+    s.send(HANGUP)
+    s.wait_notice("linger")
+    s.command("exit")
+    s.wait_closed()
+
+
+def event_names(s: FakeSession) -> list[str]:
+    return [e["Event-Name"] for e in s.events]

@@ -88,6 +88,7 @@ SCRIPT = {
     "broken json": tool_reply(("keypad", "{digits: 1")),
     "two tools": tool_reply(("keypad", {"digits": "1#"}), ("hangup", {})),
     "crash": 500,
+    "garbage": {"choices": [{"message": "not an object"}]},
     "slow": "stall",
 }
 
@@ -100,7 +101,8 @@ def server():
 
 
 def context(transcript: list[dict[str, Any]] | None = None, language: str = "en") -> BrainContext:
-    return BrainContext("uuid-1", "acme", language, transcript or [], {"caller_name": "Ada", "plan": "gold"},
+    return BrainContext("uuid-1", "acme", language, transcript or [],
+                        {"caller_name": "Ada", "plan": "gold", "_hangup_attempts": {"hangup": 1}},
                         [SALES, KEYPAD, HANGUP])
 
 
@@ -138,6 +140,7 @@ def test_the_system_prompt_carries_language_variables_and_closed_transfers_and_t
     system = messages[0]["content"]
     assert messages[0]["role"] == "system"
     assert "Speak French." in system and "- caller_name: Ada" in system and "- plan: gold" in system
+    assert "_hangup_attempts" not in system
     assert "The action transfer sales is closed now and opens next at 2026-03-02T09:00:00+01:00." in system
     assert messages[1:] == [{"role": "assistant", "content": "Bonjour, que puis-je faire ?"},
                             {"role": "user", "content": "what are you"}]
@@ -189,16 +192,21 @@ def test_an_http_500_makes_the_agent_say_the_fallback_line_in_its_language(serve
     assert decision.detail["error"].startswith(f"HTTP 500 from {server.base_url}/chat/completions")
 
 
+def test_a_reply_that_is_not_a_chat_completion_gives_the_fallback_line(server):
+    decision = brain(server).decide(Turn("speech", "garbage"), context())
+    assert decision.action is None and decision.detail["error"].startswith("reply is not a chat completion")
+
+
 def test_a_server_that_does_not_answer_in_time_gives_the_fallback_line(server):
     decision = brain(server, timeout_s=0.3).decide(Turn("speech", "slow"), context())
     assert decision.action is None and decision.say.startswith("Sorry")
-    assert "within 0.3 s" in decision.detail["error"]
+    assert decision.detail["error"].endswith("no complete response within 0.3 s")
 
 
 def test_a_refused_connection_gives_the_fallback_line():
     decision = OpenAIBrain("http://127.0.0.1:9", "m", timeout_s=1).decide(Turn("speech", "hi"), context())
-    assert decision.action is None and "request to http://127.0.0.1:9/v1/chat/completions failed" in \
-        decision.detail["error"]
+    assert decision.action is None
+    assert decision.detail["error"].startswith("POST http://127.0.0.1:9/v1/chat/completions: ConnectionRefusedError")
 
 
 def test_non_speech_turns_are_described_to_the_model(server):
@@ -210,7 +218,8 @@ def test_non_speech_turns_are_described_to_the_model(server):
         assert server.requests[-1]["body"]["messages"][-1] == {"role": "user", "content": said}
     logged = [{"who": "caller", "text": "12#", "dtmf": True}]
     b.decide(Turn("dtmf", "12#"), context(logged))
-    assert server.requests[-1]["body"]["messages"][1:] == [{"role": "user", "content": "[keypad: the caller pressed 12#]"}]
+    assert server.requests[-1]["body"]["messages"][1:] == [
+        {"role": "user", "content": "[keypad: the caller pressed 12#]"}]
 
 
 def test_make_brain_reads_the_api_key_from_the_environment_and_sends_it_as_a_bearer_token(server, monkeypatch):

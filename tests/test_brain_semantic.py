@@ -122,7 +122,8 @@ def test_the_same_turn_gives_the_same_decision_alone_or_among_fifty_concurrent_c
 def test_silence_and_unrecognised_words_get_a_short_reprompt_in_the_agents_language(use_m3, minilm):
     fr = SemanticBrain(use_m3, language="fr")
     assert fr.decide(Turn("no_input"), context(FR.actions, "fr")).say == "Êtes-vous toujours là ?"
-    assert fr.decide(Turn("no_match"), context(FR.actions, "fr")).say == "Pardon, je n'ai pas compris. Pouvez-vous répéter ?"
+    assert fr.decide(Turn("no_match"), context(FR.actions, "fr")).say == \
+        "Pardon, je n'ai pas compris. Pouvez-vous répéter ?"
     assert SemanticBrain(minilm).decide(Turn("no_input"), context(EN.actions)).say == "Are you still there?"
 
 

@@ -153,7 +153,8 @@ def test_a_bridge_without_continue_on_fail_matches_capture_07():
         s.replies.get(timeout=5)
         s.wait_closed()
 
-    rec, (session,) = run({"name": "07", "caller": ESL_TEST, "targets": {"noanswer": "no_answer"}, "end": "wait"}, controller)
+    rec, (session,) = run({"name": "07", "caller": ESL_TEST, "targets": {"noanswer": "no_answer"}, "end": "wait"},
+                          controller)
     simulated, captured = simulated_events(session), captured_events("07")
     assert names(simulated) == names(captured)
     assert_same_layouts(simulated, captured)

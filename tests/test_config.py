@@ -51,7 +51,7 @@ agents:
         - type: email
           name: summary
           description: Email a summary.
-          subject: "Call from {{ call.caller_number }}"
+          subject: "Call from {{ caller }}"
           to: [support@example.com]
           template: {text: "Summary: {{ classification }}"}
           when_classified: [transferred]
@@ -302,7 +302,7 @@ def test_a_transfer_without_destinations_needs_an_imported_numbers_file(tmp_path
 
 
 @pytest.mark.parametrize("old,new,expected", [
-    ('subject: "Call from {{ call.caller_number }}"', 'subject: "Call from {{ call.caller_number"',
+    ('subject: "Call from {{ caller }}"', 'subject: "Call from {{ caller"',
      "subject: is not a valid Jinja template (template syntax error at template line 1"),
     ("value: support}", "value: \"{{ customer_id }\"}",
      "sip_headers[0] (\"X-Reason\").value: is not a valid Jinja template"),
@@ -365,10 +365,19 @@ def test_email_actions_need_an_smtp_section(tmp_path):
 
 
 def test_warnings_point_at_configurations_that_will_surprise(tmp_path):
-    text = "server: {host: 0.0.0.0}\n" + variant("digits: \"1w2#\"\n", "tone_ms: 100\n")
+    workflow = """tone_ms: 100
+        - type: workflow
+          name: order_status
+          description: Order status.
+          request: {url: "http://127.0.0.1:8099/o/{{ order_id }}"}
+          arguments: {type: object, properties: {order_id: {}}, required: [order_id]}
+"""
+    text = "server: {host: 0.0.0.0}\n" + variant("digits: \"1w2#\"\n", workflow)
     warnings = config_warnings(load_config(write(tmp_path, text)))
     path = tmp_path / "agent.yaml"
     assert f"{path}: server.host: 0.0.0.0 is not loopback; the outbound socket has no authentication, " \
            "so only expose it on a trusted network" in warnings
     assert any("(keypad \"carrier_menu\").digits: digits are left to the brain" in w for w in warnings)
+    assert any("(workflow \"order_status\").arguments: the semantic brain cannot fill arguments (order_id)" in w
+               for w in warnings)
     assert any("knowledge_sources.faq.index_dir" in w and "switchboard knowledge build faq" in w for w in warnings)

@@ -8,42 +8,9 @@ from gevent.server import StreamServer
 from controller.simulator import Scenario, Simulator
 
 try:
-    from simulator_support import FakeController, FakeSession
+    from simulator_support import HANGUP, SCALE, FakeController, event_names, finish, play, start
 except ImportError:  # tests/ imported as a package
-    from tests.simulator_support import FakeController, FakeSession
-
-SCALE = 0.01
-HANGUP = "sendmsg\ncall-command: hangup\nhangup-cause: NORMAL_CLEARING\n\n"
-
-
-def play(scenario: dict, handler, scale: float = SCALE):
-    """Run one scenario against `handler`; returns the recording and the controller's sessions."""
-    with FakeController(handler) as controller:
-        recording = Simulator(controller.addr, time_scale=scale).run(Scenario.from_dict({"end": "wait", **scenario}))
-    assert not controller.errors, controller.errors
-    return recording, controller.sessions
-
-
-def start(s: FakeSession, *extra: str) -> str:
-    """connect, myevents, linger, answer; returns the channel uuid."""
-    s.channel = s.connect()
-    s.command("myevents")
-    for command in extra:
-        s.command(command)
-    s.command("linger")
-    s.execute("answer")
-    return s.channel["Unique-ID"]
-
-
-def finish(s: FakeSession) -> None:
-    s.send(HANGUP)
-    s.wait_notice("linger")
-    s.command("exit")
-    s.wait_closed()
-
-
-def event_names(s: FakeSession) -> list[str]:
-    return [e["Event-Name"] for e in s.events]
+    from tests.simulator_support import HANGUP, SCALE, FakeController, event_names, finish, play, start
 
 
 def test_a_failed_bridge_without_continue_on_fail_hangs_the_caller_up_before_the_bridge_completes():
@@ -63,6 +30,8 @@ def test_a_failed_bridge_without_continue_on_fail_hangs_the_caller_up_before_the
 
 @pytest.mark.parametrize("continue_on_fail, hung_up", [("true", False), ("USER_BUSY,NO_ROUTE_DESTINATION", False),
                                                         ("17", False), ("CALL_REJECTED", True), ("false", True)])
+
+
 def test_continue_on_fail_lists_the_failures_that_keep_the_caller(continue_on_fail, hung_up):
     def controller(s):
         start(s)
@@ -108,90 +77,6 @@ def test_leg_timeout_is_read_from_the_wire_and_counts_call_seconds(leg_timeout, 
     assert complete - execute >= min(leg_timeout, 3)
 
 
-def test_uuid_break_all_ends_the_running_speak_and_drops_everything_queued_behind_it():
-    def controller(s):
-        uuid = start(s)
-        first = s.execute("speak", "flite|kal|" + "A long prompt that the caller will not hear to the end. " * 10)
-        queued = [s.execute("playback", "ivr/menu.wav"), s.execute("set", "after_break=yes")]
-        s.wait_event("CHANNEL_EXECUTE", Application_UUID=first)
-        assert s.api(f"uuid_break {uuid} all") == "+OK\n"
-        s.wait_event("CHANNEL_EXECUTE_COMPLETE", Application_UUID=first, Application_Response="_none_")
-        s.execute("log", "INFO still here")
-        s.wait_event("CHANNEL_EXECUTE_COMPLETE", Application="log")
-        assert not [e for e in s.events if e.get("Application-UUID") in queued]
-        assert s.api(f"uuid_getvar {uuid} after_break") == "_undef_"
-        finish(s)
-
-    rec, _ = play({"name": "break"}, controller)
-    assert [app for app, _ in rec.executed_apps] == ["answer", "speak", "log"]
-    assert any("never run: playback, set" in text for _, text in rec.notes)
-
-
-def test_speech_during_speak_is_lost_without_divert_events_but_reaches_a_parked_channel_with_channel_data():
-    def controller(s):
-        start(s)
-        s.execute("detect_speech", "unimrcp default default")
-        s.execute("speak", "flite|kal|" + "Welcome to the support line, please tell me why you call. " * 3)
-        s.wait_event("CHANNEL_EXECUTE_COMPLETE", Application="speak", timeout=20)
-        s.execute("detect_speech", "resume")
-        s.wait_event("DETECTED_SPEECH", Speech_Type="detected-speech", timeout=20)
-        finish(s)
-
-    script = [{"say": "hello are you there", "barge_in": True, "after": 1.0}, {"say": "I need help", "after": 0.5}]
-    rec, (s,) = play({"name": "lost", "script": script}, controller)
-    speech = [e for e in s.events if e["Event-Name"] == "DETECTED_SPEECH"]
-    assert [e["Speech-Type"] for e in speech] == ["begin-speaking", "detected-speech"]
-    assert speech[1]["Unique-ID"] == rec.uuid and speech[1]["Channel-State"] == "CS_EXECUTE"
-    assert rec.heard == [("hello are you there", False), ("I need help", True)]
-    assert any("lost" in text and "capture 11" in text for _, text in rec.notes)
-
-
-def test_with_divert_events_the_caller_can_barge_in_on_a_prompt():
-    def controller(s):
-        uuid = start(s)
-        s.command("divert_events on")
-        s.execute("detect_speech", "unimrcp default default")
-        s.execute("speak", "flite|kal|" + "This prompt is long enough to be interrupted by the caller. " * 5)
-        s.wait_event("DETECTED_SPEECH", Speech_Type="begin-speaking")
-        s.api(f"uuid_break {uuid} all")
-        s.wait_event("DETECTED_SPEECH", Speech_Type="detected-speech")
-        finish(s)
-
-    rec, (s,) = play({"name": "barge", "speech_format": "json",
-                      "script": [{"say": "stop talking please", "barge_in": True}]}, controller)
-    raw = next(e for e in s.events if e.get("Speech-Type") == "detected-speech")
-    assert set(raw) == {"Command", "Event-Name", "Unique-ID", "Speech-Type", "Content-Length", "Event-UUID"}
-    assert '"text": "stop talking please"' in s.bodies[s.events.index(raw)]
-    assert rec.heard == [("stop talking please", True)]
-
-
-def test_the_recogniser_waits_for_resume_after_each_result():
-    def controller(s):
-        start(s)
-        s.execute("detect_speech", "unimrcp default default")
-        s.wait_event("DETECTED_SPEECH", Speech_Type="detected-speech")
-        gevent.sleep(0.2)
-        mark = len(s.events)
-        s.execute("detect_speech", "resume")
-        s.wait_event("DETECTED_SPEECH", start=mark, Speech_Type="detected-speech", timeout=20)
-        finish(s)
-
-    script = [{"say": "first"}, {"say": "second", "after": 0.2}, {"wait_for": {"app": "detect_speech", "count": 2}},
-              {"say": "third", "after": 0.2}]
-    rec, _ = play({"name": "resume", "script": script}, controller)
-    assert rec.heard == [("first", True), ("second", False), ("third", True)]
-
-
-def test_a_caller_nobody_listens_to_is_not_heard():
-    def controller(s):
-        start(s)
-        s.wait_closed()
-
-    rec, (s,) = play({"name": "deaf", "end": "hangup", "end_after_s": 0.5, "script": [{"say": "hello?"}]}, controller)
-    assert "DETECTED_SPEECH" not in event_names(s)
-    assert rec.heard == [("hello?", False)] and rec.hangup_by == "caller"
-
-
 def test_an_app_whose_module_is_not_loaded_hangs_the_call_up_like_capture_06():
     def controller(s):
         start(s)
@@ -204,21 +89,6 @@ def test_an_app_whose_module_is_not_loaded_hangs_the_call_up_like_capture_06():
     assert (rec.hangup_cause, rec.hangup_by) == ("DESTINATION_OUT_OF_ORDER", "simulator")
     assert event_names(s)[-6:] == ["CHANNEL_HANGUP", "CHANNEL_UNPARK", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_STATE",
                                    "CHANNEL_STATE", "CHANNEL_HANGUP_COMPLETE"]
-
-
-def test_speak_without_its_tts_module_plays_nothing_and_the_call_goes_on():
-    def controller(s):
-        uuid = start(s)
-        assert s.api("module_exists mod_flite") == "false"
-        assert s.api("module_exists mod_dptools") == "true"
-        done = s.execute("speak", "flite|kal|Hello")
-        s.wait_event("CHANNEL_EXECUTE_COMPLETE", Application_UUID=done)
-        assert s.api(f"uuid_exists {uuid}") == "true"
-        finish(s)
-
-    rec, _ = play({"name": "noflite", "modules": ["mod_dptools", "mod_commands"]}, controller)
-    assert rec.spoken == [] and rec.hangup_by == "controller"
-    assert any("mod_flite is not loaded" in text for _, text in rec.notes)
 
 
 def test_unknown_commands_apis_and_foreign_uuids_get_freeswitch_errors():
@@ -323,17 +193,16 @@ def test_max_duration_bounds_a_call_the_controller_never_ends():
 
 @pytest.mark.parametrize("fault", ["short_length", "long_length", "missing_length"])
 def test_a_malformed_frame_is_sent_when_the_scenario_asks_for_it(fault):
-    frames = []
 
     def controller(s):
         s.connect()
         s.command("myevents")
         s.send("sendmsg\ncall-command: execute\nexecute-app-name: answer\nevent-lock: true\n\n")
-        gevent.sleep(0.2)
+        s.wait_bytes(b"Event-Name: CHANNEL_ANSWER")
         s.close()
 
     with FakeController(controller) as fake:
-        scenario = Scenario.from_dict({"name": "bad", "end": "wait", "max_duration_s": 2,
+        scenario = Scenario.from_dict({"name": "bad", "end": "wait",
                                        "malformed": {"event": "CHANNEL_ANSWER", "fault": fault}})
         rec = Simulator(fake.addr, time_scale=SCALE).run(scenario)
     answer = next(f.raw for f in rec.frames if b"CHANNEL_ANSWER" in f.raw)
@@ -352,20 +221,6 @@ def test_a_hand_off_to_an_extension_the_scenario_does_not_know_finds_no_route():
 
     rec, _ = play({"name": "noroute"}, controller)
     assert (rec.hangup_cause, rec.hangup_by) == ("NO_ROUTE_DESTINATION", "dialplan")
-
-
-def test_voicemail_beeps_are_reported_only_once_avmd_listens():
-    def controller(s):
-        start(s, "event plain CUSTOM avmd::start avmd::beep avmd::stop")
-        s.execute("avmd_start", "inbound_channel=1,outbound_channel=0")
-        s.wait_event("CUSTOM", Event_Subclass="avmd::beep")
-        s.execute("avmd_stop")
-        s.wait_event("CUSTOM", Event_Subclass="avmd::stop")
-        finish(s)
-
-    rec, (s,) = play({"name": "avmd", "script": [{"beep": True, "after": 1}]}, controller)
-    subclasses = [e["Event-Subclass"] for e in s.events if e["Event-Name"] == "CUSTOM"]
-    assert subclasses == ["avmd::start", "avmd::start", "avmd::beep", "avmd::stop", "avmd::stop"]
 
 
 def test_run_many_plays_calls_concurrently_and_returns_them_in_order():
@@ -394,6 +249,8 @@ def test_the_timeline_reads_commands_events_and_notes_in_order():
     assert any(line.endswith("conn1 -> CHANNEL_EXECUTE answer") for line in lines)
     assert any("~~ hangup NORMAL_CLEARING by controller" in line for line in lines)
     assert lines[-1].endswith("disconnect-notice disconnect")
+    assert rec.summary() == {"scenario": "timeline", "uuid": rec.uuid, "hangup_cause": "NORMAL_CLEARING",
+                             "hangup_by": "controller", "apps": ["answer"], "bridges": [], "error": None}
 
 
 def test_a_controller_that_never_sends_connect_is_given_up_on():
@@ -415,3 +272,52 @@ def test_an_unreachable_controller_gives_a_recording_that_says_so():
     probe.stop()
     rec = Simulator(("127.0.0.1", port), time_scale=SCALE).run(Scenario.from_dict({"name": "nobody"}))
     assert rec.error.startswith("connect failed") and rec.frames == []
+
+
+def test_greenswitch_the_controllers_esl_library_drives_a_call_through_the_simulator():
+    from greenswitch.esl import OutboundESLServer
+
+    seen = {}
+
+    class Agent:
+        def __init__(self, session):
+            self.session = session
+
+        def run(self):
+            session = self.session
+            session.myevents()
+            session.linger()
+            session.call_command("answer")
+            seen["agent"] = session.session_data.get("variable_switchboard_agent")
+            seen["playback"] = session.playback("silence_stream://500").headers.get("Application-Response")
+            session.hangup()
+            gevent.sleep(0.05)
+
+    probe = StreamServer(("127.0.0.1", 0), lambda sock, address: None)
+    probe.start()
+    port = probe.server_port
+    probe.stop()
+    server = OutboundESLServer(bind_address="127.0.0.1", bind_port=[port], application=Agent, max_connections=2)
+    listener = gevent.spawn(server.listen)
+    try:
+        gevent.sleep(0.05)
+        rec = Simulator(("127.0.0.1", port), time_scale=SCALE).run(
+            Scenario.from_dict({"name": "greenswitch", "agent": "support", "end": "wait", "max_duration_s": 60}))
+    finally:
+        server.stop()
+        listener.join(timeout=5)
+    assert seen == {"agent": "support", "playback": "FILE PLAYED"}
+    assert rec.hangup_by == "controller" and rec.hangup_cause == "NORMAL_CLEARING"
+
+
+def test_an_answered_connect_starts_the_script_without_an_answer():
+    def controller(s):
+        s.channel = s.connect()
+        s.command("myevents")
+        s.command("linger")
+        s.wait_event("DTMF", DTMF_Digit="5")
+        finish(s)
+
+    rec, (s,) = play({"name": "originated", "answered": True, "script": [{"dtmf": "5"}]}, controller)
+    assert s.channel["Answer-State"] == "answered" and s.channel["Channel-Call-State"] == "ACTIVE"
+    assert "CHANNEL_ANSWER" not in event_names(s)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 from gevent import socket
@@ -128,3 +129,10 @@ def test_a_bad_scenario_is_refused_with_the_field_and_the_fix(data, message):
     with pytest.raises(ScenarioError) as error:
         Scenario.from_dict(data, "bad.yaml")
     assert str(error.value).startswith("bad.yaml: ") and message in str(error.value)
+
+
+def test_every_example_scenario_loads():
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples" / "scenarios").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        assert load_scenario(path).name == path.stem

@@ -190,16 +190,37 @@ def test_a_stale_pid_file_naming_another_process_does_not_stop_the_start(state_d
 
 def test_the_embedded_redis_keeps_running_while_another_process_uses_it(state_dir: Path) -> None:
     owner = EmbeddedRedis(state_dir / "redis").start()
-    worker = EmbeddedRedis(state_dir / "redis").start()
-    other = worker.client()
-    other.ping()
+    ours = owner.client()
+    ours.ping()  # a connection of this process does not keep the server up
+    script = textwrap.dedent(f"""
+        import time
+        from controller.redis_server import EmbeddedRedis
+        client = EmbeddedRedis({str(state_dir / "redis")!r}).client()
+        client.ping()
+        print("connected", flush=True)
+        time.sleep(60)
+    """)
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline().strip() == "connected"
+        pid = owner.pid
+        owner.stop()
+        assert _alive(pid)
+    finally:
+        worker.kill()
+        worker.wait()
 
-    owner.stop()
+    last = EmbeddedRedis(state_dir / "redis").start()
+    assert last.adopted
+    last.stop()
+    assert not _alive(pid)
+    ours.close()
 
-    assert worker.alive() and other.ping()
-    other.close()
-    worker.stop()
-    assert not worker.alive()
+
+def _alive(pid: int) -> bool:
+    from controller.redis_server import _pid_alive
+
+    return _pid_alive(pid)
 
 
 def test_a_socket_path_too_long_for_unix_sockets_is_refused_with_the_fix(tmp_path: Path) -> None:

@@ -62,7 +62,8 @@ def _drain(worker: Worker, rounds: int = 200) -> None:
 
 
 def _dead(store: Store) -> list[dict]:
-    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in store.redis.xrange(store.dead_letter_key)]
+    entries = store.redis.xrange(store.dead_letter_key)
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
 
 
 def test_a_record_is_classified_emailed_then_acknowledged_and_deleted(store: Store, smtp_server: SmtpPeer) -> None:
@@ -259,3 +260,13 @@ agents:
     assert sorted(r.json()["uuid"] for r in http_server.requests) == ["u-chat", "u-lead"]
     (dead,) = _dead(store)
     assert dead["uuid"] == "u-ghost" and "agent 'gone' is not in" in dead["reason"]
+
+
+def test_a_record_that_cannot_be_classified_is_dead_lettered_not_retried(store: Store, smtp_server: SmtpPeer) -> None:
+    store.append_record(_record(duration_s="forty"))
+    worker = _worker(store, smtp_server, [_email()])
+
+    _drain(worker)
+
+    (dead,) = _dead(store)
+    assert "cannot be classified" in dead["reason"] and dead["attempts"] == "1"

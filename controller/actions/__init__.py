@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import call_workflow, hangup, keypad, rag, wait  # noqa: F401  (registration side effect)
+from . import call_workflow, hangup, keypad, rag, transfer, wait  # noqa: F401  (registration side effect)
 from .base import REGISTRY, Action
 
 

@@ -29,13 +29,18 @@ def register(cls: type["Action"]) -> type["Action"]:
 
 @dataclass
 class ActionOutcome:
-    """The typed result of one action run: `result` is a short word the brain, record and counters share."""
+    """The typed result of one action run: `result` is a short word the brain, record and counters share.
+
+    `handed_off`: the call now belongs to another agent's session; this conversation stops without hanging
+    up, and the action has already finished its own record entry (the next session reads it at connect).
+    """
 
     result: str
     say: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
     end_call: bool = False
     progress: bool = True
+    handed_off: bool = False
 
 
 class ActionRefused(Exception):

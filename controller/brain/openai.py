@@ -3,24 +3,24 @@
 Each offered action is a tool (slug name, the action's description, its argument schema); the request says
 `parallel_tool_calls: false` and only the first tool call of a reply runs. Whatever goes wrong (HTTP error, timeout,
 an unknown tool, arguments that fail the schema) the agent says the fallback line and the call goes on; the error
-is in `Decision.detail["error"]` for the call record. HTTP goes through `http.client`, which is cooperative once
-gevent has monkey-patched the process, so a slow model blocks only the calling greenlet.
+is in `Decision.detail["error"]` for the call record. HTTP goes through `controller.http_client` (whole-request
+deadline, capped body), cooperative once gevent has monkey-patched the process: a slow model blocks only its call.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 from typing import Any
 from urllib.parse import urlsplit
 
-import gevent
-
+from ..http_client import HttpError, request, safe_url
 from ..log import call_logger
 from .base import ActionCall, BrainContext, Decision, Turn
 from .lines import line
 from .tools import Toolset, build_toolset, slugify, validate_arguments
 
+MAX_REPLY = 4 * 1024 * 1024  # a chat reply is a few kB; this only stops a runaway server
+_MAX_VALUE_CHARS = 200
 _LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian"}
 _TURN_NOTES = {
     "no_input": "[silence: the caller said nothing]",
@@ -65,17 +65,14 @@ class OpenAIBrain:
         return decision
 
     def _read_reply(self, reply: dict[str, Any], toolset: Toolset, turn: Turn) -> Decision:
-        try:
-            message = reply["choices"][0]["message"]
-        except (KeyError, IndexError, TypeError):
-            raise BrainError(f"reply without choices[0].message: {json.dumps(reply)[:200]}") from None
-        say = (message.get("content") or "").strip()
+        message = _first_message(reply)
+        calls = message.get("tool_calls") or []
+        say = str(message.get("content") or "").strip()
         if not say and turn.kind == "action_result":
             say = (turn.result or {}).get("say") or ""
-        calls = message.get("tool_calls") or []
         if not calls:
             return Decision(say=say, note="answered without a tool")
-        function = calls[0].get("function") or {}
+        function = calls[0].get("function") if isinstance(calls[0].get("function"), dict) else {}
         slug = function.get("name", "")
         spec = toolset.by_slug.get(slug)
         if spec is None:
@@ -95,31 +92,35 @@ class OpenAIBrain:
                         detail={"tool_call_id": calls[0].get("id", "")})
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST the request; the socket timeout bounds each read, `gevent.Timeout` bounds the whole exchange."""
-        parts = urlsplit(self.url)
-        conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        """POST the request; `timeout_s` bounds connect, send and the whole reply together."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env or "", "") if self.api_key_env else ""
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        conn = conn_class(parts.netloc, timeout=self.timeout_s)
         try:
-            with gevent.Timeout(self.timeout_s, BrainError(f"no reply from {self.url} within {self.timeout_s} s")):
-                conn.request("POST", parts.path, body=json.dumps(body).encode(), headers=headers)
-                response = conn.getresponse()
-                payload = response.read()
-        except TimeoutError:
-            raise BrainError(f"no reply from {self.url} within {self.timeout_s} s") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise BrainError(f"request to {self.url} failed: {exc}") from None
-        finally:
-            conn.close()
+            response = request("POST", self.url, headers=headers, body=json.dumps(body).encode(),
+                               timeout_s=self.timeout_s, max_body=MAX_REPLY)
+        except HttpError as exc:
+            raise BrainError(str(exc)) from None
         if response.status != 200:
-            raise BrainError(f"HTTP {response.status} from {self.url}: {payload[:200].decode(errors='replace')}")
+            raise BrainError(f"HTTP {response.status} from {safe_url(self.url)}: "
+                             f"{response.body[:200].decode(errors='replace')}")
         try:
-            return json.loads(payload)
+            return json.loads(response.body)
         except ValueError:
-            raise BrainError(f"reply from {self.url} is not JSON: {payload[:120]!r}") from None
+            raise BrainError(f"reply from {safe_url(self.url)} is not JSON: {response.body[:120]!r}") from None
+
+
+def _first_message(reply: Any) -> dict[str, Any]:
+    """`choices[0].message` when the reply has the chat-completion shape (tool calls as objects)."""
+    try:
+        message = reply["choices"][0]["message"]
+        calls = message.get("tool_calls") or []
+        if isinstance(calls, list) and all(isinstance(call, dict) for call in calls):
+            return message
+    except (KeyError, IndexError, TypeError, AttributeError):
+        pass
+    raise BrainError(f"reply is not a chat completion with choices[0].message: {json.dumps(reply)[:200]}")
 
 
 def chat_completions_url(base_url: str) -> str:
@@ -140,9 +141,10 @@ def system_prompt(context: BrainContext) -> str:
         f"Speak {_LANGUAGE_NAMES.get(base, context.language)}.",
         "Call a tool when the caller's request matches its description; call at most one tool per reply.",
     ]
-    if context.variables:
+    known = {k: v for k, v in sorted(context.variables.items()) if not k.startswith("_")}  # `_`: internal state
+    if known:
         lines.append("Known about this call:")
-        lines += [f"- {key}: {value}" for key, value in sorted(context.variables.items())]
+        lines += [f"- {key}: {str(value)[:_MAX_VALUE_CHARS]}" for key, value in known.items()]
     closed = [a for a in context.actions if a.state == "closed"]
     for spec in closed:
         when = f"opens next at {spec.next_opening}" if spec.next_opening else "has no upcoming opening"

@@ -187,7 +187,7 @@ class SemanticBrain:
             wait = next((a for a in context.actions if a.type == "wait" and can_fill(a)), None)
             if wait is not None:
                 return Decision(action=ActionCall(wait.name), note=f"event {turn.text}: waiting with {wait.name}")
-        return Decision(note=f"{turn.kind} {turn.text}: nothing to do".replace("  ", " "))
+        return Decision(note=f"{turn.kind}{' ' + turn.text if turn.text else ''}: nothing to do")
 
     def _on_words(self, text: str, context: BrainContext) -> Decision:
         if not text.strip():

@@ -57,7 +57,7 @@ def _uuid_exists(call: "SimCall", args: list[str]) -> str:
 def _uuid_kill(call: "SimCall", args: list[str]) -> str:
     cause = args[1].upper() if len(args) > 1 else "NORMAL_CLEARING"
     if args and args[0] == call.uuid and call.channel.up:
-        call.hangup(cause if cause in CAUSES else "NORMAL_CLEARING", "controller")
+        call.hangup(cause, "controller")
         return "+OK\n"
     if args and args[0] in call.peers:
         call.peer_kills[args[0]] = cause if cause in CAUSES else "NORMAL_CLEARING"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
+from controller.simulator.asr import detect_speech
 from controller.simulator.bridge import run_bridge
 from controller.simulator.channel import CAUSES
 
@@ -97,6 +98,7 @@ def _export(call: "SimCall", arg: str) -> None:
 
 
 def _playback(call: "SimCall", arg: str) -> str:
+    _pre_answer(call, "")
     seconds = playback_seconds(call, arg)
     kind = arg.split("://", 1)[0] if "://" in arg else "file"
     call.fire("PLAYBACK_START", after=[("Playback-File-Type", kind), ("Playback-File-Path", arg)])
@@ -117,6 +119,7 @@ def _speak(call: "SimCall", arg: str) -> None:
     if not engine or f"mod_{engine}" not in call.scenario.modules:
         call.note(f"speak: TTS module mod_{engine} is not loaded: nothing is played (Invalid TTS module)")
         return None
+    _pre_answer(call, "")
     call.rec.spoken.append(text)
     seconds = len(text) * call.scenario.speak_seconds_per_char
     started = call.now()
@@ -138,8 +141,7 @@ def _sleep(call: "SimCall", arg: str) -> None:
 
 
 def _hangup(call: "SimCall", arg: str) -> None:
-    cause = arg.strip().upper() or "NORMAL_CLEARING"
-    call.hangup(cause if cause in CAUSES else "NORMAL_CLEARING", "controller")
+    call.hangup(arg.strip().upper() or "NORMAL_CLEARING", "controller")
     return None
 
 
@@ -155,33 +157,6 @@ def _info(call: "SimCall", arg: str) -> None:
 def _deflect(call: "SimCall", arg: str) -> None:
     call.note(f"deflect to {arg}: the caller is referred away")
     call.hangup("NORMAL_CLEARING", "deflect")
-    return None
-
-
-def _detect_speech(call: "SimCall", arg: str) -> None:
-    words = arg.split()
-    asr = call.asr
-    command = words[0] if words else ""
-    if command in ("resume", "pause", "stop", "grammar", "nogrammar", "grammaron", "grammaroff", "grammarsalloff",
-                   "param", "start_input_timers", "init"):
-        if not asr.started:
-            call.note(f"detect_speech {command}: no detect_speech is running")
-        elif command == "resume":
-            asr.listening = True
-        elif command == "pause":
-            asr.listening = False
-        elif command == "stop":
-            asr.started = asr.listening = False
-            call.speech("closed")
-        return None
-    if len(words) < 3:
-        call.note(f"detect_speech {arg!r}: usage <mod_name> <gram_name> <gram_path> [<addr>]")
-        return None
-    if f"mod_{command}" not in call.scenario.modules:
-        call.note(f"detect_speech: ASR module mod_{command} is not loaded: nothing will be recognised")
-        return None
-    asr.started = asr.listening = True
-    asr.grammar = words[1]
     return None
 
 
@@ -222,7 +197,7 @@ def _transfer(call: "SimCall", arg: str) -> None:
 APPS: dict[str, AppSpec] = {name: AppSpec("mod_dptools", handler) for name, handler in {
     "answer": _answer, "pre_answer": _pre_answer, "ring_ready": _ring_ready, "set": _set, "multiset": _multiset,
     "unset": _unset, "export": _export, "playback": _playback, "speak": _speak, "send_dtmf": _send_dtmf,
-    "sleep": _sleep, "hangup": _hangup, "bridge": run_bridge, "detect_speech": _detect_speech, "log": _log,
+    "sleep": _sleep, "hangup": _hangup, "bridge": run_bridge, "detect_speech": detect_speech, "log": _log,
     "info": _info, "deflect": _deflect, "transfer": _transfer}.items()}
 APPS["avmd_start"] = AppSpec("mod_avmd", _avmd_start)
 APPS["avmd_stop"] = AppSpec("mod_avmd", _avmd_stop)
@@ -260,8 +235,8 @@ def do_transfer(call: "SimCall", destination: str, dialplan: str, context: str) 
         call.hangup("NO_ROUTE_DESTINATION", "dialplan")
         return
     call.note(f"transfer to {destination}: agent {agent} takes the call on a new connection")
-    call.run_app("ring_ready", "", str(uuidlib.uuid4()), _ring_ready)
-    call.run_app("set", f"switchboard_agent={agent}", str(uuidlib.uuid4()), _set)
+    call.run_app("ring_ready", "", str(uuidlib.uuid4()), _ring_ready, by_controller=False)
+    call.run_app("set", f"switchboard_agent={agent}", str(uuidlib.uuid4()), _set, by_controller=False)
     address = f"{call.addr[0]}:{call.addr[1]} async full"
     ch.set_var("current_application_response", None)
     ch.set_var("current_application", "socket")

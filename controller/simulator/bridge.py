@@ -9,6 +9,10 @@ Success (09, 16): SUCCESS variables, CHANNEL_BRIDGE, talk, CHANNEL_UNBRIDGE with
 the caller is hung up afterwards only when `hangup_after_bridge` is true (switch_ivr_bridge.c).
 `leg_timeout` (per leg, ALLOTTED_TIMEOUT) and `originate_timeout` (NO_ANSWER, default 60) come from the
 wire and count call seconds, so the simulator's time scale applies to them.
+`group_confirm_key` (switch_ivr_originate): whoever answers must press that key (a target's `presses`),
+`CONFIRM_S` after answering; until then `leg_timeout` keeps running (unless `group_confirm_cancel_timeout`
+is true), so a target that answers and never presses it ends as ALLOTTED_TIMEOUT. A ringing leg answers
+`uuid_kill` with the given cause; a `stuck` target rings until killed (a FreeSWITCH that never reports).
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ DIALSTATUS = {"USER_BUSY": "BUSY", "NO_ANSWER": "NOANSWER", "CALL_REJECTED": "DO
               "ORIGINATOR_CANCEL": "CANCEL", "INVALID_NUMBER_FORMAT": "INVALIDARGS"}
 ALWAYS_CONTINUE = frozenset({"NO_ANSWER", "NO_USER_RESPONSE", "ORIGINATOR_CANCEL"})
 SETUP_S = 0.02
+CONFIRM_S = 1.0
+STUCK_S = 3600.0
 
 
 @dataclass
@@ -97,34 +103,59 @@ def _plan(call: "SimCall", leg: DialLeg) -> LegPlan:
     if target is None:
         call.note(f"bridge: no target for {leg.destination} in the scenario: UNALLOCATED_NUMBER (404)")
         return LegPlan(leg, peer, SETUP_S, "UNALLOCATED_NUMBER")
-    return _from_target(leg, peer, target, timeout, timeout_cause)
+    confirm = leg.variables.get("group_confirm_key")
+    if confirm and target.outcome == "answer" and _true(leg.variables.get("group_confirm_cancel_timeout")):
+        timeout, timeout_cause = float(originate), "NO_ANSWER"
+    return _from_target(leg, peer, target, timeout, timeout_cause, confirm)
 
 
-def _from_target(leg: DialLeg, peer: str, target: Target, timeout: float, timeout_cause: str) -> LegPlan:
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "yes", "on", "1", "enabled", "allow", "active")
+
+
+def _from_target(leg: DialLeg, peer: str, target: Target, timeout: float, timeout_cause: str,
+                 confirm: str | None = None) -> LegPlan:
     immediate = {"busy": "USER_BUSY", "reject": "CALL_REJECTED", "gateway_down": "NETWORK_OUT_OF_ORDER"}
     if target.outcome in immediate:
         return LegPlan(leg, peer, SETUP_S, immediate[target.outcome])
-    if target.outcome == "answer" and target.answer_after_s < timeout:
-        return LegPlan(leg, peer, max(target.answer_after_s, SETUP_S), None, target.talk_s)
+    if target.outcome == "stuck":
+        return LegPlan(leg, peer, STUCK_S, "NORMAL_TEMPORARY_FAILURE")
+    answer_at = target.answer_after_s + (CONFIRM_S if confirm else 0.0)
+    if confirm and target.outcome == "answer" and target.presses != confirm:
+        return LegPlan(leg, peer, timeout, timeout_cause)  # answered, never confirmed: a voicemail
+    if target.outcome == "answer" and answer_at < timeout:
+        return LegPlan(leg, peer, max(answer_at, SETUP_S), None, target.talk_s)
     if target.outcome == "caller_hangs_up" and target.hangup_after_s < timeout:
         return LegPlan(leg, peer, target.hangup_after_s, "ORIGINATOR_CANCEL", caller_hangs_up=True)
     return LegPlan(leg, peer, timeout, timeout_cause)
 
 
 def _ring(call: "SimCall", plans: list[LegPlan]) -> tuple[LegPlan | None, str]:
-    """Wait for the first answer; a group fails with the cause of its last leg to give up."""
+    """Wait for the first answer; a group fails with the cause of its last leg to give up.
+
+    Ringing legs exist for `uuid_getvar`/`uuid_kill`; a killed leg ends the group with the kill's cause.
+    """
     started = call.now()
     cause = "NORMAL_TEMPORARY_FAILURE"
-    for plan in sorted(plans, key=lambda p: p.at):
-        if not call.wait_app(max(0.0, started + plan.at - call.now())):
-            return None, "ORIGINATOR_CANCEL"
-        if plan.caller_hangs_up:
-            call.hangup("NORMAL_CLEARING", "caller")
-            return None, "ORIGINATOR_CANCEL"
-        if plan.cause is None:
-            return plan, "SUCCESS"
-        cause = plan.cause
-    return None, cause
+    for plan in plans:
+        call.peers[plan.uuid] = {"uuid": plan.uuid, **plan.leg.variables}
+    try:
+        for plan in sorted(plans, key=lambda p: p.at):
+            if not call.wait_app(max(0.0, started + plan.at - call.now())):
+                killed = next((p.uuid for p in plans if p.uuid in call.peer_kills), None)
+                if killed is not None and call.channel.up:
+                    return None, call.peer_kills.pop(killed)
+                return None, "ORIGINATOR_CANCEL"
+            if plan.caller_hangs_up:
+                call.hangup("NORMAL_CLEARING", "caller")
+                return None, "ORIGINATOR_CANCEL"
+            if plan.cause is None:
+                return plan, "SUCCESS"
+            cause = plan.cause
+        return None, cause
+    finally:
+        for plan in plans:
+            call.peers.pop(plan.uuid, None)
 
 
 def _append(call: "SimCall", name: str, value: str) -> None:

@@ -18,10 +18,12 @@ from gevent.event import Event
 from controller.clock import Clock
 from controller.log import call_logger
 from controller.simulator import apps, wire
-from controller.simulator.channel import CALL_STATE_NUMBERS, CAUSES, Channel, Profile, Switch
+from controller.simulator.asr import Recogniser
+from controller.simulator.channel import CALL_STATE_NUMBERS, CAUSES, Switch, caller_channel
 from controller.simulator.connection import Connection
 from controller.simulator.recording import CallRecording
 from controller.simulator.scenario import Scenario
+from controller.simulator.script import CallerScript
 
 MEDIA_APPS = frozenset({"speak", "playback"})
 BREAKABLE_APPS = frozenset({"speak", "playback", "sleep"})
@@ -34,15 +36,6 @@ class RunningApp:
     arg: str
     app_uuid: str
     broken: Event = field(default_factory=Event)
-
-
-@dataclass
-class AsrState:
-    """detect_speech: `listening` until a result arrives, then idle until `detect_speech resume`."""
-
-    started: bool = False
-    listening: bool = False
-    grammar: str = "default"
 
 
 class SimCall:
@@ -58,24 +51,25 @@ class SimCall:
         self.log = call_logger(self.uuid, "switchboard.simulator", scenario=scenario.name)
         self._m0 = clock.monotonic()
         self._wall0 = clock.wall()
-        self.channel = self._build_channel()
+        self.channel = caller_channel(switch, scenario, self.uuid, controller_addr, self.now_us)
         self.connections: list[Connection] = []
         self.controlling: Connection | None = None
         self.socket_app: str | None = None
         self.current: RunningApp | None = None
         self.divert = False
-        self.asr = AsrState()
+        self.asr = Recogniser(self)
         self.avmd_running = False
         self.held = False
         self.peers: dict[str, dict[str, str]] = {}
         self.peer_kills: dict[str, str] = {}
         self.started_apps: Counter[str] = Counter()
         self.answered = Event()
+        if scenario.answered:
+            self.answered.set()
         self.finished = Event()
         self._items: deque = deque()
         self._urgent: deque = deque()
         self._wake = Event()
-        self._pending_speech: list[tuple[list, str | None]] = []
         self._waiters: list[tuple[Callable[[], bool], Event]] = []
         self._malformed = scenario.malformed
         self._greenlets: list[gevent.Greenlet] = []
@@ -103,8 +97,6 @@ class SimCall:
     # -- lifecycle ----------------------------------------------------------------------------------
     def run(self) -> CallRecording:
         """Dial the controller, play the call to its end (bounded by max_duration_s), return the recording."""
-        from controller.simulator.script import CallerScript
-
         self._greenlets.append(gevent.spawn(self._executor))
         if self.open_connection() is None:
             self.hangup("NORMAL_CLEARING", "dialplan")
@@ -154,8 +146,7 @@ class SimCall:
     def connection_closed(self, conn: Connection) -> None:
         """A connection ended; if its socket app was running, the dialplan goes on and hangs up."""
         if conn is self.controlling and self.channel.up:
-            self.note(f"{conn.id} closed while the call was up: the socket app returns and the dialplan hangs up")
-            self.push_urgent(("socket_end",))
+            self.push_urgent(("socket_end", conn))
         self._check_finished()
 
     def _check_finished(self) -> None:
@@ -196,10 +187,11 @@ class SimCall:
             self.fire("CHANNEL_CALLSTATE", before=[("Original-Channel-Call-State", old),
                                                     ("Channel-Call-State-Number", str(CALL_STATE_NUMBERS[new]))])
 
-    def socket_app_headers(self, response: str | None = None) -> list:
+    def socket_app_headers(self) -> list:
+        """The socket app's completion; its response is whatever the last app left (capture 12: FILE PLAYED)."""
         return [("Application", "socket"), ("Application-Data", f"{self.addr[0]}:{self.addr[1]} async full"),
-                ("Application-Response", response or self.channel.get_var("current_application_response")
-                 or "_none_"), ("Application-UUID", self.socket_app or "")]
+                ("Application-Response", self.channel.get_var("current_application_response") or "_none_"),
+                ("Application-UUID", self.socket_app or "")]
 
     # -- waiting helpers for the script -------------------------------------------------------------
     def wait_until(self, predicate: Callable[[], bool], timeout_s: float | None = None) -> bool:
@@ -263,8 +255,8 @@ class SimCall:
             elif kind == "transfer":
                 apps.do_transfer(self, *item[1:])
             elif kind == "socket_end":
-                self._socket_end()
-            self._deliver_pending_speech()
+                self._socket_end(item[1])
+            self.asr.deliver_pending()
             self._notify()
         self._teardown()
 
@@ -285,8 +277,9 @@ class SimCall:
             return
         self.run_app(app, arg, app_uuid, spec.handler)
 
-    def run_app(self, app: str, arg: str, app_uuid: str, handler) -> None:
-        """switch_core_session_exec: variables, CHANNEL_EXECUTE, the app, CHANNEL_EXECUTE_COMPLETE."""
+    def run_app(self, app: str, arg: str, app_uuid: str, handler, by_controller: bool = True) -> None:
+        """switch_core_session_exec: variables, CHANNEL_EXECUTE, the app, CHANNEL_EXECUTE_COMPLETE.
+        Apps the dialplan runs (after a transfer) are not counted as the controller's."""
         ch = self.channel
         ch.set_var("current_application_response", None)
         ch.set_var("current_loop", "1")
@@ -294,8 +287,9 @@ class SimCall:
         ch.set_var("current_application", app)
         ch.set_var("current_application_data", arg)
         described = [("Application", app)] + ([("Application-Data", arg)] if arg else [])
-        self.rec.executed_apps.append((app, arg or None))
-        self.started_apps[app] += 1
+        if by_controller:
+            self.rec.executed_apps.append((app, arg or None))
+            self.started_apps[app] += 1
         self.fire("CHANNEL_EXECUTE", after=[*described, ("Application-UUID", app_uuid)])
         ch.set_var("current_application", app)
         self.current = RunningApp(app, arg, app_uuid)
@@ -349,10 +343,15 @@ class SimCall:
         self._wake.set()
         self._notify()
 
-    def _socket_end(self) -> None:
-        """The controlling socket closed with the call up: socket app returns, dialplan runs `hangup`."""
-        if not self.channel.up or self.socket_app is None:
+    def _socket_end(self, conn: Connection) -> None:
+        """The controlling socket closed with the call up: socket app returns, dialplan runs `hangup`.
+
+        Checked when the session thread gets to it: a socket that `exit`s right after a uuid_transfer is no
+        longer the controlling one once the transfer has opened the next agent's connection (capture 12).
+        """
+        if conn is not self.controlling or not self.channel.up or self.socket_app is None:
             return
+        self.note(f"{conn.id} closed while the call was up: the socket app returns and the dialplan hangs up")
         self.fire("CHANNEL_UNPARK")
         self.fire("CHANNEL_EXECUTE_COMPLETE", after=self.socket_app_headers())
         self.socket_app = None
@@ -377,66 +376,3 @@ class SimCall:
             conn.channel_down()
         self._notify()
         self._check_finished()
-
-    # -- caller speech --------------------------------------------------------------------------------
-    def speech(self, speech_type: str, body: str | None = None) -> str:
-        """Deliver one DETECTED_SPEECH as FreeSWITCH would: diverted, fired when parked, queued, or lost."""
-        raw = [("Command", "sendevent DETECTED_SPEECH"), ("Event-Name", "DETECTED_SPEECH"),
-               ("Unique-ID", self.uuid), ("Speech-Type", speech_type)]
-        if body is not None:
-            raw.append(("Content-Length", str(len(body.encode("utf-8")))))
-        raw.append(("Event-UUID", str(uuidlib.uuid4())))
-        if self.divert:
-            conn = self.controlling
-            if conn is not None and conn.events_on and not conn.closed:
-                conn.send(wire.event_plain(raw, body))
-                return "diverted"
-            return "lost"
-        if self.agent_talking:
-            return "lost"
-        if self.current is not None:
-            self._pending_speech.append((raw, body))
-            return "queued"
-        self.tick()
-        self.fire("DETECTED_SPEECH", headers=[*raw, *self.channel.data(False)], body=body)
-        return "fired"
-
-    def _deliver_pending_speech(self) -> None:
-        pending, self._pending_speech = self._pending_speech, []
-        for raw, body in pending:
-            if self.channel.up:
-                self.fire("DETECTED_SPEECH", headers=[*raw, *self.channel.data(False)], body=body)
-
-    # -- channel ---------------------------------------------------------------------------------------
-    def _build_channel(self) -> Channel:
-        s = self.scenario
-        created = self.now_us()
-        name = f"loopback/{s.destination}-b"
-        profile = Profile("inbound", s.caller_number, s.caller_name, s.destination, self.uuid, name, created)
-        ch = Channel(self.switch, self.uuid, profile, self.now_us)
-        profile.times["progress"] = created
-        for key, value in [("direction", "inbound"), ("uuid", self.uuid), ("session_id", self.switch.next_session_id()),
-                           ("channel_name", name), ("read_codec", "L16"), ("read_rate", "8000"),
-                           ("write_codec", "L16"), ("write_rate", "8000"),
-                           ("origination_caller_id_number", s.caller_number),
-                           ("origination_caller_id_name", s.caller_name),
-                           ("other_loopback_leg_uuid", str(uuidlib.uuid4())), ("loopback_leg", "B")]:
-            ch.set_var(key, value)
-        for header, value in s.sip_headers.items():
-            ch.set_var(f"sip_h_{header}", value)
-        if s.agent:
-            ch.set_var("DP_MATCH", f"ARRAY::{s.destination}|:{s.agent}")
-        ch.set_var("call_uuid", self.uuid)
-        if s.agent:
-            ch.set_var("switchboard_agent", s.agent)
-        for key, value in s.variables.items():
-            ch.set_var(key, value)
-        if s.answered:
-            ch.answer_state, ch.call_state = "answered", "ACTIVE"
-            ch.mark("answered")
-            ch.set_var("endpoint_disposition", "ANSWER")
-            self.answered.set()
-        ch.set_var("current_application_data", f"{self.addr[0]}:{self.addr[1]} async full")
-        ch.set_var("current_application", "socket")
-        ch.set_var("socket_host", self.addr[0])
-        return ch

@@ -21,7 +21,10 @@ from controller.simulator.wire import Frame, parse_frame
 
 _FRAME_LINE = re.compile(r"^### (?P<conn>\S+) (?P<dir>sent|recv) #(?P<seq>\d+) t=\+(?P<t>[\d.]+) len=(?P<len>\d+)$")
 _NO_NEWLINE = "\\ no newline at end of frame"
-_SEARCH_PATH = (Path(__file__).resolve().parents[2] / "tests" / "esl-captures", Path("/work/shared/esl-captures"))
+_REPO = Path(__file__).resolve().parents[2]
+# The project's checkout sits beside shared/ (developers and CI alike); a copy under tests/ also works.
+_SEARCH_PATH = (_REPO / "tests" / "esl-captures", _REPO.parent / "shared" / "esl-captures",
+                Path("/work/shared/esl-captures"))
 
 
 class CaptureFormatError(ValueError):

@@ -12,7 +12,10 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import count
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from controller.simulator.scenario import Scenario
 
 Header = tuple[str, str]
 
@@ -215,3 +218,37 @@ class Channel:
         return [*self.switch.event_header("CHANNEL_DATA", self.now_us()), *self.profile.headers("Channel"),
                 *self.data(True)]
 
+
+
+def caller_channel(switch: Switch, scenario: "Scenario", uuid: str, addr: tuple[str, int], now_us) -> Channel:
+    """The socket leg as FreeSWITCH hands it over: the template of capture 04 (ringing) or 12 (answered)
+    with the scenario's caller, destination, agent, SIP X- headers and preset variables."""
+    s = scenario
+    created = now_us()
+    name = f"loopback/{s.destination}-b"
+    profile = Profile("inbound", s.caller_number, s.caller_name, s.destination, uuid, name, created)
+    profile.times.update(created=created, progress=created)
+    ch = Channel(switch, uuid, profile, now_us)
+    for key, value in [("direction", "inbound"), ("uuid", uuid), ("session_id", switch.next_session_id()),
+                       ("channel_name", name), ("read_codec", "L16"), ("read_rate", "8000"),
+                       ("write_codec", "L16"), ("write_rate", "8000"),
+                       ("origination_caller_id_number", s.caller_number),
+                       ("origination_caller_id_name", s.caller_name),
+                       ("other_loopback_leg_uuid", str(uuidlib.uuid4())), ("loopback_leg", "B")]:
+        ch.set_var(key, value)
+    for header, value in s.sip_headers.items():
+        ch.set_var(f"sip_h_{header}", value)
+    if s.agent:
+        ch.set_var("DP_MATCH", f"ARRAY::{s.destination}|:{s.agent}")
+    ch.set_var("call_uuid", uuid)
+    ch.set_var("switchboard_agent", s.agent)
+    for key, value in s.variables.items():
+        ch.set_var(key, value)
+    if s.answered:
+        ch.answer_state, ch.call_state = "answered", "ACTIVE"
+        ch.mark("answered")
+        ch.set_var("endpoint_disposition", "ANSWER")
+    ch.set_var("current_application_data", f"{addr[0]}:{addr[1]} async full")
+    ch.set_var("current_application", "socket")
+    ch.set_var("socket_host", addr[0])
+    return ch

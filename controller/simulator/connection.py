@@ -69,8 +69,8 @@ class Connection:
         if self.closed or self.sock is None:
             return
         frame = wire.parse_frame(data)
-        self.call.rec.frames.append(WireFrame(self.call.now(), "out", self.id, data, frame.headers, frame.body))
         with self._lock:
+            self.call.rec.frames.append(WireFrame(self.call.now(), "out", self.id, data, frame.headers, frame.body))
             try:
                 self.sock.sendall(data)
             except OSError as exc:

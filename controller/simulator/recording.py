@@ -2,19 +2,22 @@
 
 Times are call seconds since the simulator dialled the controller (real seconds divided by `time_scale`),
 so a timeline reads the same at any speed. Directions are the simulator's: "in" came from the controller,
-"out" went to it.
+"out" went to it. `hangup_by` says who ended the call: controller (hangup app, sendmsg hangup, uuid_kill),
+caller (script), bridge (a failed bridge without continue_on_fail, or hangup_after_bridge), dialplan (the
+socket closed or a transfer found no route), simulator (a missing module, max_duration_s), deflect.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from controller.simulator.dialstring import DialLeg
 from controller.simulator.wire import Command, Frame, parse_event_body, parse_frame
 
 
-@dataclass
-class WireFrame:
+class WireFrame(NamedTuple):
+    """One frame on the wire: unpacks as (t, direction, connection, raw, headers, body)."""
+
     t: float
     direction: str
     connection: str
@@ -93,9 +96,6 @@ class CallRecording:
             if name is None or event.get("Event-Name") == name:
                 out.append(event)
         return out
-
-    def event_names(self, connection: str | None = None) -> list[str]:
-        return [event.get("Event-Name", "") for event in self.events(connection=connection)]
 
     def timeline(self) -> list[str]:
         """Readable lines: `+0.012s conn1 <- connect`, `+0.035s conn1 -> CHANNEL_EXECUTE answer`, notes `~~`."""

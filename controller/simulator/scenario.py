@@ -13,9 +13,11 @@ from typing import Any, Mapping
 
 import yaml
 
+from controller.simulator.channel import CAUSES
+
 DEFAULT_MODULES = ("mod_dptools", "mod_sofia", "mod_flite", "mod_commands", "mod_event_socket", "mod_avmd",
                    "mod_spandsp", "mod_unimrcp", "mod_pocketsphinx")
-TARGET_WORDS = ("busy", "reject", "no_answer", "early_media", "gateway_down")
+TARGET_WORDS = ("busy", "reject", "no_answer", "early_media", "gateway_down", "stuck")
 STEP_ACTIONS = ("say", "dtmf", "hold", "unhold", "silence", "hangup", "wait_for", "beep")
 FAULTS = ("short_length", "long_length", "missing_length")
 _DTMF = re.compile(r"^[0-9*#A-Da-d]+$")
@@ -33,6 +35,7 @@ class Target:
     answer_after_s: float = 0.0
     talk_s: float = 0.0
     hangup_after_s: float = 0.0
+    presses: str | None = None  # the key a person presses when the bridge asks to confirm (group_confirm_key)
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,11 @@ class _Reader:
         if isinstance(caller, (str, int)):
             caller = {"number": caller}
         caller = self.mapping("caller", caller)
-        out.caller_number = self.text("caller.number", caller.get("number", out.caller_number))
+        number = caller.get("number", out.caller_number)
+        if not isinstance(number, str):
+            raise self.fail("caller.number", f"{number!r} is not a string: quote it ('+33612345678'), YAML reads "
+                            "an unquoted +33... as a number and drops the +")
+        out.caller_number = self.text("caller.number", number)
         if caller.get("name") is not None:
             out.caller_name = self.text("caller.name", caller["name"])
         out.destination = self.text("destination", data.get("destination", out.destination))
@@ -204,8 +211,12 @@ class _Reader:
             return Target("caller_hangs_up", hangup_after_s=self.number(
                 f"{where}.caller_hangs_up_after_s", value["caller_hangs_up_after_s"]))
         if "answer_after_s" in value:
+            presses = value.get("presses")
+            if presses is not None and not re.fullmatch(r"[0-9*#]", str(presses)):
+                raise self.fail(f"{where}.presses", f"{presses!r} is not one key 0-9 * #")
             return Target("answer", self.number(f"{where}.answer_after_s", value["answer_after_s"]),
-                          self.number(f"{where}.talk_s", value.get("talk_s", 10.0)))
+                          self.number(f"{where}.talk_s", value.get("talk_s", 10.0)),
+                          presses=None if presses is None else str(presses))
         raise self.fail(where, "expected {answer_after_s, talk_s}, {caller_hangs_up_after_s} or one of "
                         + ", ".join(TARGET_WORDS))
 
@@ -233,6 +244,8 @@ class _Reader:
             arg = None if arg is True else self.number(at, arg)
         elif action == "hangup":
             arg = "NORMAL_CLEARING" if arg is True else self.text(at, arg).upper()
+            if arg not in CAUSES:
+                raise self.fail(at, f"{arg!r} is not a FreeSWITCH hangup cause (e.g. NORMAL_CLEARING, USER_BUSY)")
         elif action == "wait_for":
             spec = self.mapping(at, arg)
             arg = (self.text(f"{at}.app", spec.get("app")), int(self.number(f"{at}.count", spec.get("count", 1), 1)))

@@ -90,7 +90,7 @@ class CallerScript:
         call.rec.heard.append((text, outcome != "lost"))
 
     def _deliver(self, speech_type: str, body: str | None = None) -> str:
-        outcome = self.call.speech(speech_type, body)
+        outcome = self.call.asr.deliver(speech_type, body)
         if outcome == "lost":
             self.call.note(f"DETECTED_SPEECH {speech_type} lost: {self._why_lost()}")
         return outcome

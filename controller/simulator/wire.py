@@ -115,7 +115,6 @@ class Frame:
 
     headers: dict[str, str]
     body: bytes = b""
-    first_line: str = ""
 
     @property
     def content_type(self) -> str | None:
@@ -133,11 +132,6 @@ class Frame:
     @property
     def event_name(self) -> str | None:
         return self.event.get("Event-Name")
-
-    @property
-    def event_body(self) -> str:
-        """The event's own body (DETECTED_SPEECH result, BACKGROUND_JOB output)."""
-        return parse_event_body(self.body).body.decode("utf-8") if self.content_type == "text/event-plain" else ""
 
 
 @dataclass
@@ -171,17 +165,13 @@ def parse_frame(raw: bytes) -> Frame:
     block, sep, rest = raw.partition(b"\n\n")
     if not sep:
         block = raw.rstrip(b"\n")
-    lines = block.decode("utf-8").split("\n")
     headers: dict[str, str] = {}
-    first_line = ""
-    for index, line in enumerate(lines):
+    for line in block.decode("utf-8").split("\n"):
         if ": " in line:
             name, _, value = line.partition(": ")
             headers.setdefault(name, value)
-        elif index == 0:
-            first_line = line
     length = _content_length(headers)
-    return Frame(headers, rest[:length] if length is not None else rest, first_line)
+    return Frame(headers, rest[:length] if length is not None else rest)
 
 
 def _content_length(headers: dict[str, str]) -> int | None:

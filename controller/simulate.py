@@ -1,0 +1,102 @@
+"""`switchboard simulate`: play scenario files through the simulator and print what each call did.
+
+The timeline interleaves the wire (every command the controller sent, the events that mattered) with the
+controller's own view from the call record (moments, actions and their results, what was said).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import click
+import gevent
+
+from .clock import Clock
+from .simulator import CallRecording, ScenarioError, Simulator, load_scenario
+
+# Events worth a line in a human timeline; the rest (CHANNEL_STATE, CHANNEL_EXECUTE...) are on the wire anyway.
+SHOWN_EVENTS = {"CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP", "DTMF", "DETECTED_SPEECH",
+                "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_EXECUTE_COMPLETE"}
+
+
+def load_all(paths: Iterable[Path]) -> list[Any]:
+    scenarios = []
+    for path in paths:
+        try:
+            scenarios.append(load_scenario(path))
+        except ScenarioError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
+    return scenarios
+
+
+def _interesting(line: str) -> bool:
+    if " <- " in line or "~~" in line:
+        return True
+    return any(f"-> {name}" in line for name in SHOWN_EVENTS) or "disconnect-notice" in line
+
+
+def render_call(recording: CallRecording, record: dict[str, Any] | None) -> str:
+    """One call, readable: wire lines, then moments, actions with results, and the transcript."""
+    lines = [f"=== {recording.scenario}  uuid={recording.uuid}"]
+    lines += ["  " + line for line in recording.timeline() if _interesting(line)]
+    if record is None:
+        lines.append("  (no call record: the controller did not store one)")
+        return "\n".join(lines)
+    lines.append("  moments:  " + "  ".join(f"{k}={v[11:23]}" for k, v in record["moments"].items()))
+    for action in record["actions"]:
+        detail = {k: v for k, v in action["detail"].items() if k not in ("chunks",)}
+        lines.append(f"  action:   [{action['moment']}] {action['name']} ({action['type']}) -> {action['result']}"
+                     + (f"  {json.dumps(detail, ensure_ascii=False, default=str)[:160]}" if detail else ""))
+    for turn in record["transcript"]:
+        lines.append(f"  {turn['who']:>7}:  {turn['text']}")
+    lines.append(f"  ended:    {record['hangup_cause']} by {record['hangup_by']}  ({record['duration_s']:.1f}s)")
+    return "\n".join(lines)
+
+
+def play(runtime: Any, scenarios: list[Any], addr: tuple[str, int], time_scale: float,
+         records: dict[str, dict[str, Any]]) -> list[tuple[CallRecording, dict[str, Any] | None]]:
+    """Run scenarios one after the other; pairs each recording with the controller's record."""
+    simulator = Simulator(addr, time_scale=time_scale)
+    results = []
+    for scenario in scenarios:
+        recording = simulator.run(scenario)
+        for _ in range(50):  # the record is stored just before `exit`: give the call greenlet a moment
+            if recording.uuid in records or runtime is None:
+                break
+            gevent.sleep(0.02)
+        results.append((recording, records.get(recording.uuid)))
+    return results
+
+
+def run_simulation(config: Any, paths: list[Path], controller_addr: str | None, time_scale: float | None,
+                   as_json: bool) -> int:
+    scenarios = load_all(paths)
+    scale = time_scale or config.server.time_scale
+    records: dict[str, dict[str, Any]] = {}
+    runtime = None
+    if controller_addr:
+        host, _, port = controller_addr.rpartition(":")
+        if not port.isdigit():
+            click.echo(f"--controller {controller_addr!r}: expected HOST:PORT, e.g. 127.0.0.1:8084", err=True)
+            return 2
+        addr = (host or "127.0.0.1", int(port))
+    else:
+        from .runtime import Runtime
+        runtime = Runtime(config, clock=Clock(scale), port=0)
+        runtime.observers.append(lambda call, record: records.__setitem__(record["uuid"], record))
+        addr = ("127.0.0.1", runtime.start())
+    try:
+        results = play(runtime, scenarios, addr, scale, records)
+    finally:
+        if runtime is not None:
+            runtime.stop(drain_timeout=5)
+    if as_json:
+        click.echo(json.dumps([{"scenario": rec.summary(), "record": record} for rec, record in results],
+                              ensure_ascii=False, indent=2, default=str))
+    else:
+        for rec, record in results:
+            click.echo(render_call(rec, record) + "\n")
+    return 1 if any(rec.error for rec, _ in results) else 0

@@ -1,0 +1,94 @@
+"""Hand-offs to another agent (uuid_transfer, capture 12), blind transfers by REFER, and closed transfers."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import gevent
+
+from controller_support import call, records, running
+from transfer_support import ASKS_FOR_ADVISOR, agent_yaml, transfer_config, transfer_entry, wire
+
+SALES = """
+language: fr
+extension: "2002"
+context: default
+brain: {type: semantic, fallback_text: "Pardon, pouvez-vous reformuler ?"}
+speech:
+  asr: {module: mod_unimrcp, engine: unimrcp, grammar: "builtin:speech/transcribe"}
+  greeting: "Service commercial, bonjour."
+actions:
+  during_call:
+    - type: hangup
+      name: end_call
+      description: 'Raccrocher quand l''appelant dit au revoir. Exemples : "merci au revoir", "au revoir".'
+      condition: L'appelant prend congé.
+"""
+GREETED = {"wait_for": {"app": "speak"}}
+
+
+def test_a_hand_off_moves_the_call_to_the_other_agent_which_continues_the_same_record(tmp_path, session_redis):
+    support = agent_yaml({"name": "to_sales", "destinations": [{"agent": "sales", "description": "Agent commercial"}]})
+    config = transfer_config(tmp_path, agents={"support": support, "sales": SALES}, extra="")
+    with running(config, session_redis) as runtime:
+        rec = call(runtime, {"agent": "support", "handoffs": {"2002": "sales"}, "end": "wait", "script": [
+            GREETED, {"say": ASKS_FOR_ADVISOR}, {"wait_for": {"app": "speak", "count": 3}},
+            {"say": "merci au revoir", "after": 1}]})
+        gevent.sleep(0.2)
+        [record] = records(runtime)
+        counters = runtime.store.counters()
+    first = [c for c in rec.commands if c.connection == "conn1"]
+    second = [c for c in rec.commands if c.connection == "conn2"]
+    assert f"uuid_transfer {rec.uuid} 2002 XML default" in [c.arg for c in first if c.name == "api"]
+    assert first[-1].name == "exit" and not [c for c in first if c.headers.get("call-command") == "hangup"]
+    assert [c.name for c in second][:1] == ["connect"] and "answer" not in [c.app for c in second]
+    assert record["agent"] == "sales" and record["uuid"] == rec.uuid and record["hangup_by"] == "agent"
+    spoken = [t["text"] for t in record["transcript"] if t["who"] == "agent"]
+    assert spoken[0] == "Bonjour, que puis-je faire pour vous ?" and "Service commercial, bonjour." in spoken
+    assert [t["text"] for t in record["transcript"] if t["who"] == "caller"] == [ASKS_FOR_ADVISOR, "merci au revoir"]
+    assert [(a["name"], a["result"]) for a in record["actions"]] == [("to_sales", "handed_off"),
+                                                                     ("end_call", "hung_up")]
+    assert transfer_entry(record, "to_sales")["detail"]["agent"] == "sales"
+    assert "ringing" in record["moments"] and record["transferred"] is True
+    assert counters["transfer:support.to_sales:handed_off"] == 1
+
+
+def test_refer_mode_deflects_the_call_and_cannot_take_it_back(tmp_path, session_redis):
+    extra = """
+    sip_connections:
+      trunk: {gateway: sip.carrier.example}
+    """
+    config = transfer_config(tmp_path, {"mode": "refer", "destinations": [
+        {"country": "FR", "number": "01 70 36 39 50", "description": "Conseillers Paris"}]}, extra=extra)
+    with running(config, session_redis) as runtime:
+        rec = call(runtime, {"agent": "support", "end": "wait", "script": [GREETED, {"say": ASKS_FOR_ADVISOR}]})
+        gevent.sleep(0.2)
+        [record] = records(runtime)
+    assert wire(rec, "deflect") == ["sip:+33170363950@sip.carrier.example"]
+    assert wire(rec, "bridge") == [] and wire(rec, "multiset") == []
+    entry = transfer_entry(record)
+    assert entry["result"] == "transferred" and entry["detail"]["mode"] == "refer"
+    assert record["transferred"] is True and record["hangup_by"] == "agent"
+
+
+def test_a_closed_transfer_dials_nothing_and_says_when_it_opens(tmp_path, session_redis):
+    today = datetime.now(ZoneInfo("Europe/Paris")).date()
+    schedule = {"timezone": "Europe/Paris", "windows": [{"days": ["Monday-Sunday"], "hours": "00:00-24:00"}],
+                "closed_dates": [str(today), str(today + timedelta(days=1))]}
+    config = transfer_config(tmp_path, {"schedule": schedule, "messages": {"closed": "Nous sommes fermés."},
+                                        "destinations": [{"country": "FR", "number": "01 70 36 39 50",
+                                                          "description": "Conseillers Paris"}]})
+    with running(config, session_redis) as runtime:
+        rec = call(runtime, {"agent": "support", "script": [GREETED, {"say": ASKS_FOR_ADVISOR},
+                                                            {"wait_for": {"app": "speak", "count": 2}}]})
+        gevent.sleep(0.2)
+        [record] = records(runtime)
+        counters = runtime.store.counters()
+    assert wire(rec, "bridge") == [] and wire(rec, "multiset") == []
+    assert "Nous sommes fermés." in rec.spoken
+    entry = transfer_entry(record)
+    opening = datetime.fromisoformat(entry["detail"]["next_opening"])
+    assert entry["result"] == "closed" and opening.date() == today + timedelta(days=2)
+    assert (opening.hour, opening.minute, opening.utcoffset()) == (0, 0, opening.astimezone(ZoneInfo(
+        "Europe/Paris")).utcoffset())
+    assert counters["transfer:support.to_advisor:closed"] == 1
