@@ -136,7 +136,8 @@ def measure(name: str, rounds: int, waves: int) -> dict[str, float]:
            "bare_stall_ms": bare_stall, "brain_only_us": brain_only_us(brain, context, turns)}
     row["ratio"] = row["decide_p50"] / row["encode_p50"]
     row["overhead_ms"] = float(np.median(np.subtract(decide_ms, encode_ms)))  # paired: robust to machine noise
-    print(f"{name:7} ({language}, {len(decide_ms)} turns): decide p50 {row['decide_p50']:.2f} ms p99 {row['decide_p99']:.2f} ms"
+    print(f"{name:7} ({language}, {len(decide_ms)} turns): decide p50 {row['decide_p50']:.2f} ms"
+          f" p99 {row['decide_p99']:.2f} ms"
           f" | bare encode p50 {row['encode_p50']:.2f} ms p99 {row['encode_p99']:.2f} ms"
           f" | p50 ratio {row['ratio']:.3f}, added (median of pairs) {row['overhead_ms']:.3f} ms"
           f" | brain alone (vectors replayed) p50 {row['brain_only_us']:.0f} us"

@@ -123,7 +123,7 @@ class SipConnection(ConfigModel):
 
 
 class KnowledgeSource(ConfigModel):
-    """A FAISS index built by `switchboard knowledge build`, searched by rag actions."""
+    """A FAISS index built by `switchboard knowledge index`, searched by rag actions."""
 
     name: str
     index_dir: Path

@@ -165,7 +165,7 @@ class MessageBefore(ConfigModel):
 
 
 class RagAction(ActionBase):
-    """Answer from a knowledge source built with `switchboard knowledge build`."""
+    """Answer from a knowledge source built with `switchboard knowledge index`."""
 
     type: Literal["rag"]
     source: str

@@ -115,7 +115,7 @@ def config_warnings(cfg: "Config") -> list[str]:
     for name, source in cfg.knowledge_sources.items():
         if not exists(source.index_dir, "dir"):
             found.append((["knowledge_sources", name, "index_dir"], f"{source.index_dir} does not exist yet; "
-                          f"build it with `switchboard knowledge build {name}`"))
+                          f"build it with `switchboard knowledge index {name} PATH...`"))
     if cfg.smtp and cfg.smtp.password_env and cfg.smtp.password_env not in os.environ:
         found.append((["smtp", "password_env"], f"environment variable {cfg.smtp.password_env} is not set"))
     names = list(cfg.classifications)

@@ -8,7 +8,7 @@ diverted events), resumed after every result and restarted when it closes; DTMF 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import gevent
 
@@ -125,7 +125,8 @@ class Conversation:
         if outcome.end_call:
             self.end(outcome.say)
         return Turn("action_result", result={"action": action.name, "type": action.type, "result": outcome.result,
-                                             "detail": outcome.detail, "say": "" if outcome.end_call else outcome.say})
+                                             "arguments": action_call.arguments, "detail": outcome.detail,
+                                             "say": "" if outcome.end_call else outcome.say})
 
     # ----------------------------------------------------------------- speech out
     def _greeting(self) -> str:
@@ -135,10 +136,14 @@ class Conversation:
             self.log.error("greeting template failed (%s); saying it without variables", exc)
             return re.sub(r"{[{%].*?[}%]}", "", self.speech.greeting)
 
-    def say(self, text: str) -> None:
-        """Queue `speak engine|voice|<sentence>` executes (they play in order) and log the turn."""
+    def say(self, text: str, then: Sequence[tuple[str, str | None]] = ()) -> list[Execution]:
+        """Queue `speak engine|voice|<sentence>` executes (they play in order) and log the turn.
+
+        `then`: apps to run right after the sentence, sent in the same write (a transfer's bridge is on the wire
+        while its message plays); their executions are returned.
+        """
         if not text or not text.strip():
-            return
+            return self.esl.start_executes(list(then)) if then else []
         tts = self.speech.tts
         spoken = build_speech(text, tts.engine, tts.voice)
         if spoken.removed:
@@ -149,11 +154,11 @@ class Conversation:
             self.call.metrics["turn_latency_ms"].append(round(latency, 2))
             extra["latency_ms"] = round(latency, 2)
             self.turn_arrived_at = None
+        speaks: list[tuple[str, str | None]] = [("speak", part) for part in spoken.parts] if self.tts_on else []
+        executions = self.esl.start_executes(speaks + list(then)) if speaks or then else []
+        self.talking.extend(executions[:len(speaks)])
         self.call.add_turn("agent", spoken.text, **extra)
-        if not self.tts_on:
-            return
-        for part in spoken.parts:
-            self.talking.append(self.esl.start_execute("speak", part))
+        return executions[len(speaks):]
 
     def play(self, target: str) -> Execution:
         """`playback <file or URL>`: the other way out."""

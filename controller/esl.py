@@ -236,6 +236,7 @@ class EslSession(gs.OutboundSession):
         self.events: gevent.queue.Queue = gevent.queue.Queue()  # every event from the first byte on: the call's inbox
         self.command_timeout = command_timeout
         self.hangup_cause: str | None = None
+        self.hangup_sent = False
         self.hungup = gevent.event.Event()
         self.closed = gevent.event.Event()
         self.channel: dict[str, str] = {}
@@ -345,25 +346,30 @@ class EslSession(gs.OutboundSession):
 
     def send(self, data: str | bytes, timeout: float | None = None) -> Frame:
         """Send one command frame and wait for its reply, at most `timeout` (default command_timeout) seconds."""
-        raw = data if isinstance(data, bytes) else command_frame(data)
+        return self.send_many([data if isinstance(data, bytes) else command_frame(data)], timeout)[0]
+
+    def send_many(self, frames: list[bytes], timeout: float | None = None) -> list[Frame]:
+        """Write several command frames at once, then wait for their replies (in order), `timeout` for all."""
         if not self.connected:
             raise CallHangup(self.hangup_cause or "SOCKET_CLOSED")
-        pending = gevent.event.AsyncResult()
+        pendings = [gevent.event.AsyncResult() for _ in frames]
         with self._send_lock:  # reply order is send order: append and write as one step
-            self._commands_sent.append(pending)
+            self._commands_sent.extend(pendings)
             try:
-                self.sock.sendall(raw)
+                self.sock.sendall(b"".join(frames))
             except OSError:
                 self._connection_lost("SOCKET_CLOSED")
                 raise CallHangup(self.hangup_cause or "SOCKET_CLOSED") from None
-        self.stats.commands_out += 1
+        self.stats.commands_out += len(frames)
         if self._record:
-            self.stats.sent_log.append(raw.decode("utf-8", errors="replace"))
+            self.stats.sent_log.extend(raw.decode("utf-8", errors="replace") for raw in frames)
         wait = self.command_timeout if timeout is None else timeout
         try:
-            return pending.get(timeout=wait)
+            with gevent.Timeout(wait):
+                return [pending.get() for pending in pendings]
         except gevent.Timeout:
-            first_line = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+            waiting = next(raw for raw, pending in zip(frames, pendings) if not pending.ready())
+            first_line = waiting.split(b"\n", 1)[0].decode("utf-8", errors="replace")
             raise EslTimeout(f"no reply to {first_line!r} within {wait:.1f}s") from None
 
     def command(self, line: str, timeout: float | None = None) -> str:
@@ -399,23 +405,37 @@ class EslSession(gs.OutboundSession):
             sendmsg / call-command: execute / execute-app-name: <app> / event-lock: true /
             Event-UUID: <uuid> / content-type: text/plain / content-length: <n> / (blank) / <arg>
         """
+        return self.start_executes([(app, arg)])[0]
+
+    def start_executes(self, steps: list[tuple[str, str | None]]) -> list[Execution]:
+        """Queue several apps with one write, then read their `+OK`s: FreeSWITCH runs them in this order.
+
+        Each frame is the one `start_execute` sends; one round trip instead of one per app, where only the
+        order matters (a transfer's `multiset` then its `bridge`).
+        """
         if self.hungup.is_set():
             raise CallHangup(self.hangup_cause or "NORMAL_CLEARING")
-        app_uuid = str(uuidlib.uuid4())
-        execution = Execution(app, arg, app_uuid)
-        self._executions[app_uuid] = execution
-        headers = [("call-command", "execute"), ("execute-app-name", app), ("event-lock", "true"),
-                   ("Event-UUID", app_uuid)]
+        executions = [Execution(app, arg, str(uuidlib.uuid4())) for app, arg in steps]
+        frames = []
+        for execution in executions:
+            self._executions[execution.app_uuid] = execution
+            headers = [("call-command", "execute"), ("execute-app-name", execution.app), ("event-lock", "true"),
+                       ("Event-UUID", execution.app_uuid)]
+            frames.append(command_frame("sendmsg", headers, execution.arg if execution.arg else None))
         try:
-            reply = self.send(command_frame("sendmsg", headers, arg if arg else None))
+            replies = self.send_many(frames)
         except EslError:
-            self._executions.pop(app_uuid, None)
+            for execution in executions:
+                self._executions.pop(execution.app_uuid, None)
             raise
-        text = reply.get("Reply-Text", "")
-        if text.startswith("-ERR"):
-            self._executions.pop(app_uuid, None)
-            raise CommandError(f"execute {app} refused: {text}")
-        return execution
+        refused = [(e, r.get("Reply-Text", "")) for e, r in zip(executions, replies)
+                   if r.get("Reply-Text", "").startswith("-ERR")]
+        if refused:
+            for execution in executions:
+                self._executions.pop(execution.app_uuid, None)
+            execution, text = refused[0]
+            raise CommandError(f"execute {execution.app} refused: {text}")
+        return executions
 
     def execute(self, app: str, arg: str | None = None, timeout: float = 30.0) -> Frame:
         """Run one app and wait for its completion (matched on Application-UUID), at most `timeout` seconds."""
@@ -423,8 +443,9 @@ class EslSession(gs.OutboundSession):
 
     def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
         """`sendmsg` with `call-command: hangup`, `hangup-cause: <cause>`."""
-        if self.hungup.is_set():
+        if self.hungup.is_set() or self.hangup_sent:
             return
+        self.hangup_sent = True
         self.send(command_frame("sendmsg", [("call-command", "hangup"), ("hangup-cause", cause)]))
 
     def flush_queued(self) -> list[Execution]:

@@ -26,9 +26,10 @@ class HttpError(Exception):
     `permanent` is True when retrying cannot help (bad URL, certificate rejected, body over the cap).
     """
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, timed_out: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.timed_out = timed_out
 
 
 @dataclass
@@ -91,7 +92,8 @@ def request(method: str, url: str, *, headers: Optional[Mapping[str, str]] = Non
                             elapsed_ms=(time.monotonic() - started) * 1000,
                             headers={k.lower(): v for k, v in response.getheaders()})
     except (socket.timeout, TimeoutError):
-        raise HttpError(f"{method} {safe_url(url)}: no complete response within {timeout_s:g} s") from None
+        raise HttpError(f"{method} {safe_url(url)}: no complete response within {timeout_s:g} s",
+                        timed_out=True) from None
     except ssl.SSLCertVerificationError as exc:
         raise HttpError(f"{method} {safe_url(url)}: certificate rejected: {exc.verify_message}",
                         permanent=True) from None

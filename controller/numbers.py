@@ -131,12 +131,13 @@ def _decode(path: Path) -> str:
         raise NumbersError(f"{path}: only .csv files are imported (got {path.suffix or 'no extension'!r})")
     try:
         size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise NumbersError(f"{path}: {size / 1024 / 1024:.1f} MB; at most 5 MB (split the directory or shorten "
+                               "the descriptions)")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise NumbersError(f"{path}: cannot read it ({exc.strerror})") from None
-    if size > MAX_BYTES:
-        raise NumbersError(f"{path}: {size / 1024 / 1024:.1f} MB; at most 5 MB (split the directory or shorten "
-                           "the descriptions)")
-    data = path.read_bytes()[: MAX_BYTES + 1]
+        raise NumbersError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if len(data) > MAX_BYTES:
         raise NumbersError(f"{path}: more than 5 MB")
     try:

@@ -104,8 +104,10 @@ class Runtime:
             self._knowledge[name] = open_source(self.config.knowledge_sources[name])
         for agent_id, agent in self.config.agents.items():
             actions = build_actions(agent, self)
-            self.agents[agent_id] = {"agent": agent, "actions": actions,
-                                     "brain": make_brain(agent, self.kb_lookup)}
+            brain = make_brain(agent, self.kb_lookup)
+            if hasattr(brain, "prepare"):  # embed action descriptions now, not on the first caller's turn
+                brain.prepare([a.base_spec() for a in actions.values()])
+            self.agents[agent_id] = {"agent": agent, "actions": actions, "brain": brain}
         port = self.listener.bind()
         self._greenlets.append(gevent.spawn(self.listener.listen))
         if self.run_worker:
@@ -167,22 +169,23 @@ class Runtime:
         if not workflows:
             return
         from .actions.workflow import run_workflow
-        budget = self.clock.scaled(call.agent.ring_budget_s)
+        budget = call.agent.ring_budget_s
 
         def job(action: Any) -> Callable[[], None]:
             def run() -> None:
                 entry = call.start_action("before_call", action.name, "workflow")
                 try:
-                    result = run_workflow(action, call.variables, uuid=call.uuid, clock=self.clock)
+                    result = run_workflow(action, call.variables, uuid=call.uuid, clock=self.clock, max_s=budget)
                 except gevent.GreenletExit:
-                    call.finish_action(entry, "timeout", error=f"ring budget of {call.agent.ring_budget_s}s spent")
+                    call.finish_action(entry, "timeout", error=f"ring budget of {budget}s spent")
                     raise
                 call.variables.update(result.variables)
-                call.finish_action(entry, "ok" if result.ok else "failed", status=result.status,
-                                   error=result.error, kept=sorted(result.variables))
+                outcome = "ok" if result.ok else ("timeout" if result.timed_out else "failed")
+                call.finish_action(entry, outcome, status=result.status, error=result.error,
+                                   kept=sorted(result.variables))
             return run
 
-        run_concurrently([job(a) for a in workflows], budget)
+        run_concurrently([job(a) for a in workflows], self.clock.scaled(budget) + 0.05)
         self.store.update_call(call.uuid, variables=call.variables)
 
     def in_call(self, call: CallSession) -> None:

@@ -23,7 +23,7 @@ from controller.runtime import Runtime
 from controller.simulator import Scenario, Simulator
 from controller.store import RedisSettings, Store
 
-TIME_SCALE = 0.02
+TIME_SCALE = 0.05
 _prefixes = itertools.count(1)
 
 BASE_AGENT = """
@@ -36,8 +36,16 @@ actions:
   during_call:
     - type: hangup
       name: end_call
-      description: Raccrocher quand l'appelant dit au revoir ou n'a plus de question.
+      description: >-
+        Raccrocher quand l'appelant prend congé et n'a plus besoin de rien.
+        Exemples : "au revoir", "merci, bonne journée", "c'est tout pour moi, merci".
       condition: L'appelant prend congé.
+    - type: keypad
+      name: menu_choice
+      description: >-
+        Dans un serveur vocal, choisir l'option du suivi de colis.
+        Exemples : "pour le suivi de votre colis tapez 1", "tapez 1 pour suivre une livraison".
+      digits: "1"
 """
 
 

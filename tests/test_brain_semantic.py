@@ -9,7 +9,7 @@ import gevent
 import pytest
 
 from controller.brain import make_brain
-from controller.brain.base import ActionSpec, BrainContext, Decision, Turn
+from controller.brain.base import ActionSpec, BrainContext, Turn
 from controller.brain.calibration import calibrate, evaluate, score_phrases, shipped_phrase_sets
 from controller.brain.semantic import DEFAULTS, SemanticBrain, description_units
 from knowledge.embedders import EmbedderSpec, get_embedder
@@ -80,8 +80,7 @@ def test_a_french_breakdown_goes_to_support_and_a_goodbye_ends_the_call(use_m3):
 def test_an_off_topic_turn_without_a_rag_action_gets_the_fallback_line(minilm):
     brain = SemanticBrain(minilm, fallback_text="I can only help with orders and repairs.")
     decision = brain.decide(Turn("speech", "who won the cycling race in July"), context(without(EN, "rag")))
-    assert decision == Decision(say="I can only help with orders and repairs.", note=decision.note,
-                                detail=decision.detail)
+    assert decision.action is None and decision.say == "I can only help with orders and repairs."
     assert decision.note.startswith("no action matched")
 
 
@@ -89,6 +88,14 @@ def test_an_unmatched_turn_goes_to_the_rag_action_when_the_agent_has_one(minilm)
     decision = SemanticBrain(minilm).decide(Turn("speech", "who won the cycling race in July"), context(EN.actions))
     assert decision.action is not None and decision.action.name == "faq"
     assert decision.action.arguments == {"query": "who won the cycling race in July"}
+
+
+def test_a_long_unmatched_turn_is_cut_to_the_rag_querys_max_length(minilm):
+    faq = action(EN, "faq")
+    capped = replace(faq, parameters={**faq.parameters, "properties": {"query": {"type": "string", "maxLength": 20}}})
+    actions = [capped if a.name == faq.name else a for a in EN.actions]
+    decision = SemanticBrain(minilm).decide(Turn("speech", "and then my uncle told me a story " * 5), context(actions))
+    assert decision.action is not None and decision.action.arguments == {"query": "and then my uncle to"}
 
 
 def test_an_action_with_an_argument_the_brain_cannot_fill_is_never_chosen(minilm):
@@ -172,14 +179,15 @@ def test_without_a_rag_action_the_rag_source_answers_through_kb_lookup(minilm):
 
 def test_make_brain_uses_the_embedders_calibrated_defaults_unless_the_operator_set_them():
     from controller.config import SemanticBrain as SemanticConfig
+    from controller.config_types import Embedder
 
     defaults = SemanticConfig.model_construct(type="semantic", embedder=None)
     defaults.model_fields_set.clear()
     fr = make_brain(SimpleNamespace(id="a", language="fr", brain=defaults))
     assert (fr.embedder.name, fr.threshold, fr.margin) == ("use-m3", *DEFAULTS["use-m3"])
     assert fr.fallback_text.startswith("Désolé")
-    chosen = SemanticConfig.model_construct(type="semantic", embedder=None, threshold=0.7, margin=0.1,
-                                            _fields_set={"type", "threshold", "margin"})
+    chosen = SemanticConfig.model_construct(type="semantic", embedder=Embedder.model_construct(backend="minilm"),
+                                            threshold=0.7, margin=0.1, _fields_set={"type", "threshold", "margin"})
     en = make_brain(SimpleNamespace(id="b", language="en", brain=chosen))
     assert (en.embedder.name, en.threshold, en.margin) == ("minilm", 0.7, 0.1)
 

@@ -380,4 +380,4 @@ def test_warnings_point_at_configurations_that_will_surprise(tmp_path):
     assert any("(keypad \"carrier_menu\").digits: digits are left to the brain" in w for w in warnings)
     assert any("(workflow \"order_status\").arguments: the semantic brain cannot fill arguments (order_id)" in w
                for w in warnings)
-    assert any("knowledge_sources.faq.index_dir" in w and "switchboard knowledge build faq" in w for w in warnings)
+    assert any("knowledge_sources.faq.index_dir" in w and "switchboard knowledge index faq" in w for w in warnings)

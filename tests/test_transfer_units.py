@@ -34,7 +34,7 @@ def test_the_destination_is_found_by_id_then_by_its_description(text, expected, 
 
 
 @pytest.mark.parametrize("text, how", [
-    ("je veux parler à un conseiller", "no destination named"),
+    ("je veux parler à un conseiller", "ambiguous"),
     ("bonjour", "no destination named"),
     ("+33612345678", "no destination named"),
     ("appelez le 01 70 36 39 50", "no destination named"),

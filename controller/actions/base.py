@@ -1,4 +1,4 @@
-"""What every during-call action shares: the registry, the typed outcome, argument validation, the loop guard.
+"""What every during-call action shares: the registry, the typed outcome, the loop guard.
 
 An action validates its configuration in its config model and executes through the conversation (which
 speaks, waits for events and owns the ESL session). The registry refuses two actions of the same type.
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..brain.base import ActionSpec, Turn
+from ..brain.tools import validate_arguments
 
 if TYPE_CHECKING:
     from ..call import CallSession
@@ -52,49 +53,6 @@ class ActionRefused(Exception):
         self.field = field
 
 
-_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list}
-
-
-def validate_arguments(schema: dict[str, Any], arguments: Any, path: str = "") -> list[str]:
-    """The JSON-schema subset actions declare (type, required, enum, bounds, pattern, additionalProperties)."""
-    errors: list[str] = []
-    where = path or "arguments"
-    expected = schema.get("type")
-    if expected:
-        kinds = _TYPES.get(expected)
-        if kinds and (not isinstance(arguments, kinds) or (expected in ("integer", "number")
-                                                           and isinstance(arguments, bool))):
-            return [f"{where}: expected {expected}, got {type(arguments).__name__}"]
-    if "enum" in schema and arguments not in schema["enum"]:
-        errors.append(f"{where}: {arguments!r} is not one of {schema['enum']}")
-    if isinstance(arguments, str):
-        if len(arguments) < schema.get("minLength", 0):
-            errors.append(f"{where}: shorter than {schema['minLength']} characters")
-        if "maxLength" in schema and len(arguments) > schema["maxLength"]:
-            errors.append(f"{where}: longer than {schema['maxLength']} characters")
-        if "pattern" in schema and not re.fullmatch(schema["pattern"], arguments):
-            errors.append(f"{where}: does not match {schema['pattern']}")
-    if isinstance(arguments, (int, float)) and not isinstance(arguments, bool):
-        if "minimum" in schema and arguments < schema["minimum"]:
-            errors.append(f"{where}: below {schema['minimum']}")
-        if "maximum" in schema and arguments > schema["maximum"]:
-            errors.append(f"{where}: above {schema['maximum']}")
-    if isinstance(arguments, dict):
-        props = schema.get("properties", {})
-        for name in schema.get("required", []):
-            if name not in arguments:
-                errors.append(f"{where}.{name}: required")
-        for name, value in arguments.items():
-            if name in props:
-                errors += validate_arguments(props[name], value, f"{where}.{name}")
-            elif schema.get("additionalProperties", True) is False:
-                errors.append(f"{where}.{name}: unknown argument (allowed: {', '.join(props) or 'none'})")
-    if isinstance(arguments, list) and "items" in schema:
-        for i, item in enumerate(arguments):
-            errors += validate_arguments(schema["items"], item, f"{where}[{i}]")
-    return errors
-
-
 class Action:
     """Base of during-call actions: `type`, the argument schema the brain fills, and `run`."""
 
@@ -111,8 +69,17 @@ class Action:
     def schema(self) -> dict[str, Any]:
         return self.parameters
 
+    def description(self) -> str:
+        """What the brain reads to decide when to call this action."""
+        return self.config.description
+
+    def base_spec(self) -> ActionSpec:
+        """The action as every call sees it (brains embed this once at start)."""
+        return ActionSpec(self.name, self.type, self.description(), self.schema(), fillable=self.fillable)
+
     def spec(self, call: "CallSession") -> ActionSpec:
-        return ActionSpec(self.name, self.type, self.config.description, self.schema(), fillable=self.fillable)
+        """The action as this call sees it now (a transfer adds whether its windows are open)."""
+        return self.base_spec()
 
     def validate(self, arguments: dict[str, Any]) -> list[str]:
         return validate_arguments(self.schema(), arguments)

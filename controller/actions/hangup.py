@@ -16,10 +16,8 @@ class HangupAction(Action):
 
     type = "hangup"
 
-    def spec(self, call: Any):
-        spec = super().spec(call)
-        description = f"{self.config.description} (condition: {self.config.condition})"
-        return type(spec)(spec.name, spec.type, description, spec.parameters, fillable=spec.fillable)
+    def description(self) -> str:
+        return f"{self.config.description} (condition: {self.config.condition})"
 
     def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:
         counts = conversation.call.variables.setdefault("_hangup_attempts", {})

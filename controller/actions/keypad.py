@@ -21,7 +21,7 @@ class KeypadAction(Action):
         if self.config.digits:
             return {"type": "object", "properties": {}, "additionalProperties": False}
         return {"type": "object", "required": ["digits"], "additionalProperties": False,
-                "properties": {"digits": {"type": "string", "pattern": "[0-9*#A-DwW]{1,128}",
+                "properties": {"digits": {"type": "string", "pattern": "^[0-9*#A-DwW]{1,128}$",
                                           "description": "keys to press: 0-9 * # A-D, w = 0.5 s pause, W = 1 s"}}}
 
     def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:

@@ -1,6 +1,7 @@
 """The transfer action: bridge the caller to a number, hand the call to another agent, or refer it away.
 
-To a number (captures 07, 09, 10, 16), after the agent has said `messages.transferring`:
+To a number (captures 07, 09, 10, 16), sent with the `speak` of `messages.transferring` in one write (FreeSWITCH
+runs sendmsg executes in order, so the bridge is on the wire while the message still plays):
     detect_speech pause                                   (only when speech recognition runs)
     multiset continue_on_fail=true hangup_after_bridge=false sip_copy_custom_headers=false
              transfer_ringback=%(2000,4000,440,480)
@@ -35,7 +36,7 @@ from ..esl import CallHangup, CommandError
 from ..numbers import numbers_file, targets_for
 from ..templating import TemplateError, is_template, render
 from ..transfer_match import DestinationIndex, Resolution, Target
-from ..transfer_outcome import MESSAGE_FOR, classify
+from ..transfer_outcome import DEFAULT_MESSAGES, MESSAGE_FOR, classify, which_one
 from .base import Action, ActionOutcome, phrase, register
 
 log = logging.getLogger("switchboard.transfer")
@@ -43,17 +44,6 @@ GUARD_MARGIN_S = 5.0
 RINGBACK = {"fr": "%(1500,3500,440)"}
 DEFAULT_RINGBACK = "%(2000,4000,440,480)"
 LISTED_DESTINATIONS = 8
-# What the agent says when the operator left a message out, in the agent's language (the model's defaults are
-# the English lines).
-_MESSAGES = {"fr": {"transferring": "Je vous transfère, ne quittez pas.",
-                    "no_answer": "Personne ne répond pour le moment. Je reste avec vous.",
-                    "busy": "La ligne est occupée pour le moment. Je reste avec vous.",
-                    "failed": "Le transfert n'a pas abouti. Je reste avec vous.",
-                    "closed": "Ce service est fermé pour le moment."}}
-_ASK = {"fr": "Vers quel service souhaitez-vous être transféré ?",
-        "en": "Which service would you like to be transferred to?"}
-_ASK_AMONG = {"fr": "Vers quel service : {}?", "en": "Which one: {}?"}
-_OR = {"fr": " ou ", "en": " or "}
 
 
 @dataclass
@@ -122,14 +112,11 @@ class TransferAction(Action):
 
     def _refused(self, conversation: Any, resolution: Resolution, asked: Any) -> ActionOutcome:
         """No single destination: nothing is dialled, and the agent asks which one (listing a few)."""
-        language = conversation.language[:2]
-        close = resolution.candidates if resolution.how == "ambiguous" else tuple(self._index.targets)
-        names = [t.description for t in close if t.description][:4]
-        if 1 < len(names) <= 4 and len(close) <= 4:
-            joined = ", ".join(names[:-1]) + _OR.get(language, _OR["en"]) + names[-1]
-            ask = _ASK_AMONG.get(language, _ASK_AMONG["en"]).format(joined)
-        else:
-            ask = _ASK.get(language, _ASK["en"])
+        ambiguous = resolution.how == "ambiguous"
+        close = list(resolution.candidates if ambiguous else self._index.targets[:5])
+        total = len(resolution.candidates) if ambiguous else len(self._index)
+        names = [t.description for t in close if t.description]
+        ask = which_one(conversation.language, names if total <= 4 and len(names) == total else [])
         self._count("refused")
         conversation.log.info("transfer %s: %s for %r (best %.2f, runner-up %.2f); nothing dialled",
                               self.name, resolution.how, str(asked or "")[:80], resolution.score, resolution.runner_up)
@@ -139,7 +126,11 @@ class TransferAction(Action):
 
     def _bridge(self, conversation: Any, target: Target, detail: dict[str, Any]) -> ActionOutcome:
         call, esl, clock = conversation.call, conversation.esl, conversation.clock
-        connection = self.runtime.config.sip_connections[self.config.sip_connection]
+        connection = self.runtime.config.sip_connections.get(self.config.sip_connection or "")
+        if connection is None:  # only agent destinations in the YAML, numbers imported later
+            conversation.log.error("transfer %s: %s is an imported number but the action has no SIP connection; "
+                                   "set sip_connection or default_sip_connection", self.name, target.number)
+            return self._take_back(conversation, "failed", {**detail, "cause": "NO_SIP_CONNECTION"})
         peer = str(uuidlib.uuid4())
         headers, dropped = self._headers(conversation)
         tts = self.agent.speech.tts
@@ -163,15 +154,14 @@ class TransferAction(Action):
         if not call.features.has("mod_sofia"):
             conversation.log.error("transfer %s: mod_sofia is not loaded, so no number can be dialled", self.name)
             return self._take_back(conversation, "failed", {**detail, "cause": "MODULE_NOT_LOADED"})
-        conversation.say(self._message(conversation, "transferring"))
-        conversation.wait_quiet()
         events = esl.listen()
         ringing = Ringing(clock.monotonic())
+        steps = [("detect_speech", "pause")] if conversation.asr_on else []
         try:
-            if conversation.asr_on:
-                esl.start_execute("detect_speech", "pause")
-            esl.start_execute("multiset", leg_vars)
-            bridge = esl.start_execute("bridge", dial)
+            *_, bridge = conversation.say(self._message(conversation, "transferring"),
+                                          then=steps + [("multiset", leg_vars), ("bridge", dial)])
+            conversation.wait_quiet()  # FreeSWITCH plays the message, then runs the queued bridge
+            ringing.sent = clock.monotonic()
             completion = self._watch(conversation, events, bridge, peer, ringing)
         except CallHangup as hangup:
             result = "answered" if ringing.answered is not None else "abandoned"
@@ -303,7 +293,9 @@ class TransferAction(Action):
     def _refer(self, conversation: Any, target: Target, detail: dict[str, Any]) -> ActionOutcome:
         """`deflect sip:<number>@<gateway>`: the far end takes the call over; FreeSWITCH then hangs up."""
         call, esl, clock = conversation.call, conversation.esl, conversation.clock
-        connection = self.runtime.config.sip_connections[self.config.sip_connection]
+        connection = self.runtime.config.sip_connections.get(self.config.sip_connection or "")
+        if connection is None:
+            return self._take_back(conversation, "failed", {**detail, "cause": "NO_SIP_CONNECTION"})
         refer_to = refer_target(target.number, connection.gateway, connection.number_format)
         detail.update(number=target.number, mode="refer", refer_to=refer_to)
         conversation.say(self._message(conversation, "transferring"))
@@ -348,7 +340,7 @@ class TransferAction(Action):
         messages = self.config.messages
         text = getattr(messages, key)
         if key not in messages.model_fields_set:
-            text = _MESSAGES.get(conversation.language[:2], {}).get(key, text)
+            text = DEFAULT_MESSAGES.get(conversation.language[:2], {}).get(key, text)
         return self._render(conversation, text)
 
     def _timings(self, clock: Any, ringing: Ringing) -> dict[str, Optional[float]]:

@@ -43,6 +43,7 @@ class WorkflowResult:
     elapsed_ms: float = 0.0
     data: Any = None
     permanent: bool = False
+    timed_out: bool = False
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -108,18 +109,22 @@ def extract(data: Any, path: str) -> tuple[bool, Any]:
 
 
 def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Optional[Clock] = None,
-                 body: Any = _UNSET) -> WorkflowResult:
-    """Render, send within `timeout_s` (scaled by the clock), parse, keep; never raises."""
+                 body: Any = _UNSET, max_s: Optional[float] = None) -> WorkflowResult:
+    """Render, send within `timeout_s` (or `max_s` if shorter; call seconds, scaled by the clock), parse, keep;
+    never raises."""
     clock = clock or Clock()
     log = call_logger(uuid, "switchboard.workflow", action=_get(action, "name"))
     name = _get(action, "name", "?")
+    timeout_s = float(_get(action, "timeout_s") or 10)
+    if max_s is not None:
+        timeout_s = min(timeout_s, max_s)
     try:
         method, url, headers, payload = render_request(action, variables, body)
-        response = request(method, url, headers=headers, body=payload,
-                           timeout_s=clock.scaled(float(_get(action, "timeout_s") or 10)))
+        response = request(method, url, headers=headers, body=payload, timeout_s=clock.scaled(timeout_s))
     except (WorkflowError, HttpError) as exc:
         log.warning("workflow failed: %s", exc)
-        return WorkflowResult(ok=False, error=str(exc), permanent=exc.permanent)
+        return WorkflowResult(ok=False, error=str(exc), permanent=exc.permanent,
+                              timed_out=getattr(exc, "timed_out", False))
     where = f"{method} {safe_url(url)}"
     if not 200 <= response.status < 300:
         snippet = response.body[:200].decode("utf-8", "replace")

@@ -69,9 +69,11 @@ def can_fill(spec: ActionSpec) -> bool:
 
 
 def fill_arguments(spec: ActionSpec, text: str) -> dict[str, Any]:
-    """Each fillable argument of the schema gets the turn text (the transfer matcher / RAG search reads it)."""
+    """Each fillable argument of the schema gets the turn text (the transfer matcher / RAG search reads it), cut to
+    the argument's maxLength so a long monologue is not refused."""
     properties = (spec.parameters or {}).get("properties", {})
-    return {name: text for name in spec.fillable if name in properties}
+    return {name: text[:properties[name].get("maxLength", len(text))]
+            for name in spec.fillable if name in properties}
 
 
 @dataclass(frozen=True)
