@@ -1,0 +1,145 @@
+"""`switchboard serve` as a real process: SIGTERM drains live calls; SIGKILL of it and of Redis loses no record."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gevent
+import pytest
+
+from controller.simulator import Scenario, Simulator
+from controller_support import BASE_AGENT, write_config
+from peers import Reply
+
+SCALE = 0.05
+BIN = str(Path(sys.executable).with_name("switchboard"))
+
+
+class Serve:
+    """A `switchboard serve` subprocess on an ephemeral port, its JSON log collected."""
+
+    def __init__(self, config: Path, command: str = "serve") -> None:
+        self.log = open(config.parent / f"{command}.log", "w+b")
+        args = [BIN, "--log-json", command, "--config", str(config)] + (["--port", "0"] if command == "serve" else [])
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = self._wait_for_port() if command == "serve" else None
+
+    def lines(self) -> list[dict]:
+        out = []
+        for raw in Path(self.log.name).read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                continue
+        return out
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for line in self.lines():
+                if line.get("msg", "").startswith("listening for FreeSWITCH on"):
+                    return int(line["msg"].rsplit(":", 1)[1])
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited {self.proc.returncode}: {Path(self.log.name).read_text()}")
+            gevent.sleep(0.1)
+        raise AssertionError("serve did not start listening within 60 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def short_dir():
+    path = Path(tempfile.mkdtemp(prefix="sb-p-", dir="/tmp"))
+    yield path
+    pid_file = path / "state" / "redis" / "redis.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+def scenario(seconds: float) -> Scenario:
+    return Scenario.from_dict({"name": "long", "agent": "support", "script": [{"silence": seconds}]})
+
+
+def test_sigterm_stops_new_calls_lets_live_calls_finish_and_exits_zero(short_dir):
+    config = write_config(short_dir, time_scale=SCALE, drain_timeout_s=60, run_worker=False)
+    serve = Serve(config)
+    try:
+        sim = Simulator(("127.0.0.1", serve.port), time_scale=SCALE)
+        live = gevent.spawn(sim.run, scenario(12))  # the caller hangs up ~0.8 s (real) later
+        gevent.sleep(0.4)
+        serve.proc.send_signal(signal.SIGTERM)
+        gevent.sleep(0.3)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", serve.port), timeout=2)
+        rec = live.get(timeout=30)
+        assert serve.proc.wait(30) == 0
+    finally:
+        serve.stop()
+    assert rec.hangup_by == "caller"  # the live call ran to its natural end
+    assert any(line["msg"].startswith("call ended") for line in serve.lines())
+
+
+def test_sigterm_closes_calls_still_up_after_the_drain_timeout_for_the_dialplan_to_take(short_dir):
+    config = write_config(short_dir, time_scale=SCALE, drain_timeout_s=1, run_worker=False)
+    serve = Serve(config)
+    try:
+        sim = Simulator(("127.0.0.1", serve.port), time_scale=SCALE)
+        live = gevent.spawn(sim.run, scenario(400))  # 20 s real, far past the drain timeout
+        gevent.sleep(0.8)
+        started = time.monotonic()
+        serve.proc.send_signal(signal.SIGTERM)
+        assert serve.proc.wait(30) == 0
+        assert time.monotonic() - started < 15
+        rec = live.get(timeout=30)
+    finally:
+        serve.stop()
+    assert any("connection" in note or "closed" in note for _, note in rec.notes)
+
+
+def test_sigkill_of_the_controller_and_of_redis_after_a_call_loses_no_after_call_record(short_dir, http_server):
+    http_server.default = Reply(body={"ok": True})
+    agent = BASE_AGENT + f"""  after_call:
+    - type: workflow
+      name: crm_webhook
+      description: Compte rendu au CRM
+      request: {{method: POST, url: "{http_server.url}/webhooks/calls"}}
+"""
+    config = write_config(short_dir, {"support": agent}, time_scale=SCALE, run_worker=False)
+    serve = Serve(config)
+    try:
+        rec = Simulator(("127.0.0.1", serve.port), time_scale=SCALE).run(scenario(1))
+        deadline = time.monotonic() + 10
+        while not any(l["msg"].startswith("call ended") for l in serve.lines()) and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        redis_pid = int((short_dir / "state" / "redis" / "redis.pid").read_text().strip())
+        serve.proc.kill()
+        os.kill(redis_pid, signal.SIGKILL)
+        serve.proc.wait(10)
+    finally:
+        serve.stop()
+    assert http_server.requests == []  # the worker never ran
+    worker = Serve(config, "worker")
+    try:
+        deadline = time.monotonic() + 60
+        while not http_server.requests and time.monotonic() < deadline:
+            gevent.sleep(0.2)
+    finally:
+        worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.wait(20)
+        worker.stop()
+    [request] = http_server.requests
+    assert request.json()["uuid"] == rec.uuid
