@@ -149,10 +149,18 @@ class Schedule(ConfigModel):
 
 
 class Confirm(ConfigModel):
-    """Ask the person who answers to press `key` before the caller is connected."""
+    """Ask the person who answers to press `key` before the caller is connected; the prompt travels in the
+    dial string (`group_confirm_file=say:...`), hence its length limit."""
 
     key: str
     prompt: SpokenText
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if len(value) > 200:
+            raise fail(f"is {len(value)} characters long", "at most 200 characters (it travels in the dial string)")
+        return value
 
     @field_validator("key", mode="before")
     @classmethod

@@ -42,6 +42,7 @@ class Conversation:
         self.dtmf = ""
         self.dtmf_deadline: float | None = None
         self.pending: list[Turn] = []
+        self.clarifying: tuple[str, str] | None = None
         self.ending = False
         self.guard = LoopGuard(call.agent.limits)
         self.tts_on = call.features.has(self.speech.tts.module)
@@ -75,7 +76,7 @@ class Conversation:
         if reason:
             self.builtin_hangup(reason, phrase(self.language, "loop_goodbye"))
             return
-        decision = self.decide(turn)
+        decision = self.clarified(turn) or self.decide(turn)
         for _ in range(MAX_CHAINED_ACTIONS):
             if decision.say:
                 self.say(decision.say)
@@ -85,6 +86,19 @@ class Conversation:
             if self.ending:
                 return
             decision = self.decide(result)
+
+    def clarified(self, turn: Turn) -> Decision | None:
+        """The answer to "which one?": after an action refused an ambiguous argument, the caller's next words are
+        tried as that argument first ("Lyon" after "Vers quel service : Lyon ou Paris ?"); if they do not settle
+        it, the turn goes to the brain like any other."""
+        pending, self.clarifying = self.clarifying, None
+        if pending is None or turn.kind != "speech":
+            return None
+        name, field = pending
+        action = self.actions.get(name)
+        if action is None or action.resolves(field, turn.text) is False:
+            return None
+        return Decision(action=ActionCall(name, {field: turn.text}), note=f"clarification of {name}.{field}")
 
     def decide(self, turn: Turn) -> Decision:
         context = BrainContext(self.call.uuid, self.agent.id, self.language, self.call.transcript,
@@ -120,6 +134,8 @@ class Conversation:
             return Turn("action_result", result={"action": action.name, "type": action.type,
                                                  "result": outcome.result, "detail": outcome.detail, "say": ""})
         self.call.finish_action(entry, outcome.result, **outcome.detail)
+        if outcome.result == "refused" and outcome.detail.get("reason") == "ambiguous" and outcome.detail.get("field"):
+            self.clarifying = (action.name, outcome.detail["field"])
         if outcome.progress:
             self.guard.progress()
         if outcome.end_call:

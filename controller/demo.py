@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ import gevent
 import gevent.socket
 from gevent.pywsgi import WSGIServer
 
-from .clock import Clock
+from .clock import FixedClock
 from .simulate import load_all, play, render_call
 
 CRM_PORT = 8099
+# The advisors' windows in examples/agent.yaml are office hours: the demo runs on a Tuesday, 10:00 in Paris.
+DEMO_NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 CUSTOMERS = {"+33612345678": {"id": "C-1042", "name": "Camille Martin", "tier": "gold"},
              "+33698765432": {"id": "C-2077", "name": "Hugo Bernard", "tier": "standard"}}
 
@@ -104,11 +107,12 @@ def run_demo(config: Any, time_scale: float) -> int:
     smtp = start_smtp(config.smtp.port, smtp_log) if config.smtp else None
     from .runtime import Runtime
     records: dict[str, dict[str, Any]] = {}
-    runtime = Runtime(config, clock=Clock(time_scale), port=0, run_worker=True)
+    runtime = Runtime(config, clock=FixedClock(DEMO_NOW, time_scale), port=0, run_worker=True)
     runtime.observers.append(lambda call, record: records.__setitem__(record["uuid"], record))
     try:
         port = runtime.start()
-        click.echo(f"controller on 127.0.0.1:{port}; {len(scenarios)} scenarios at time scale {time_scale}\n")
+        click.echo(f"controller on 127.0.0.1:{port}; {len(scenarios)} scenarios at time scale {time_scale}; "
+                   f"the agents' clock reads {DEMO_NOW.astimezone().strftime('%A %H:%M')} UTC (office hours)\n")
         failures = 0
         for recording, record in play(runtime, scenarios, ("127.0.0.1", port), time_scale, records):
             click.echo(render_call(recording, record) + "\n")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import pytest
 
+from controller.config import ConfigError, load_config
 from controller.dialstring import (DialStringError, bridge_string, caller_leg_bridge_vars, confirm_prompt,
                                    kill_command, refer_target, transfer_command)
 from controller.transfer_match import DestinationIndex, Target, words
 from controller.transfer_outcome import classify
+from transfer_support import transfer_config
 
 UUID = "16161616-0000-4000-8000-000000000001"
 ADVISORS = DestinationIndex([
@@ -131,3 +133,12 @@ def test_the_hand_off_refer_and_kill_commands_are_exact():
     assert transfer_command(UUID, "2002", "default") == f"uuid_transfer {UUID} 2002 XML default"
     assert refer_target("+33123456789", "sip.carrier.example", "e164_no_plus") == "sip:33123456789@sip.carrier.example"
     assert kill_command(UUID) == f"uuid_kill {UUID} ALLOTTED_TIMEOUT"
+
+
+def test_a_confirm_prompt_too_long_for_a_dial_string_is_refused_by_check(tmp_path):
+    path = transfer_config(tmp_path, {"confirm": {"key": "1", "prompt": "Appuyez sur un. " * 20},
+                                      "destinations": [{"country": "FR", "number": "01 70 36 39 50",
+                                                        "description": "Conseillers Paris"}]})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "confirm.prompt: is 319 characters long; allowed: at most 200 characters" in str(caught.value)

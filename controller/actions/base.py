@@ -81,6 +81,10 @@ class Action:
         """The action as this call sees it now (a transfer adds whether its windows are open)."""
         return self.base_spec()
 
+    def resolves(self, field: str, text: str) -> bool | None:
+        """Whether `text` settles argument `field` (None: this action cannot tell before running)."""
+        return None
+
     def validate(self, arguments: dict[str, Any]) -> list[str]:
         return validate_arguments(self.schema(), arguments)
 

@@ -32,6 +32,10 @@ from .lines import line
 
 # (threshold, margin) per embedder, from `python bench/brain.py --calibrate` on examples/phrases/.
 DEFAULTS: dict[str, tuple[float, float]] = {"minilm": (0.36, 0.005), "use-m3": (0.40, 0.0)}
+# Hanging up cannot be undone (a caller cut off mid-sentence is lost), while a missed goodbye costs nothing: the
+# caller hangs up. Greetings ("bonjour", "allô") sit close to farewells in embedding space, so a hang-up must
+# clear the threshold and beat the runner-up by these extra amounts (measured on the shipped phrases).
+IRREVERSIBLE_EXTRA: dict[str, tuple[float, float]] = {"hangup": (0.15, 0.15)}
 KbLookup = Callable[[str, str], list[dict[str, Any]]]
 
 _QUOTED = re.compile(r'"([^"]{2,200})"|“([^”]{2,200})”|«\s*([^»]{2,200}?)\s*»')
@@ -149,8 +153,10 @@ class SemanticBrain:
         runner_up = float(per_action[order[1]]) if len(order) > 1 else 0.0
         scores = {index.names[i]: float(per_action[i]) for i in order}
         chosen = None
-        if best >= self.threshold and best - runner_up >= self.margin:
-            chosen = candidates[int(order[0])]
+        top = candidates[int(order[0])]
+        extra_threshold, extra_margin = IRREVERSIBLE_EXTRA.get(top.type, (0.0, 0.0))
+        if best >= self.threshold + extra_threshold and best - runner_up >= self.margin + extra_margin:
+            chosen = top
         return Match(chosen, index.names[int(order[0])], best, runner_up, scores)
 
     def _index(self, candidates: list[ActionSpec]) -> _UnitIndex:
