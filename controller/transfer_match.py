@@ -121,7 +121,7 @@ class DestinationIndex:
         ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
         best_i, best = ranked[0] if ranked else (0, 0.0)
         runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
-        close = tuple(self.targets[i] for i, s in ranked[:5] if s > 0)
+        close = tuple(self.targets[i] for i in sorted(i for i, s in ranked[:5] if s > 0))  # in configured order
         if best >= THRESHOLD and best > runner_up:
             return Resolution(self.targets[best_i], "description", round(best, 4), round(runner_up, 4), close)
         why = "ambiguous" if best > 0 and (best == runner_up or best >= THRESHOLD) else "no destination named"

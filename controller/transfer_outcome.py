@@ -54,7 +54,7 @@ DEFAULT_MESSAGES = {"fr": {"transferring": "Je vous transfère, ne quittez pas."
                            "closed": "Ce service est fermé pour le moment."}}
 _ASK = {"fr": "Vers quel service souhaitez-vous être transféré ?",
         "en": "Which service would you like to be transferred to?"}
-_ASK_AMONG = {"fr": ("Vers quel service : {}?", " ou "), "en": ("Which one: {}?", " or ")}
+_ASK_AMONG = {"fr": ("Vers quel service : {} ?", " ou "), "en": ("Which one: {}?", " or ")}
 
 
 def which_one(language: str, names: Sequence[str]) -> str:

@@ -179,3 +179,15 @@ def test_an_ambiguous_request_dials_nothing_and_the_agent_asks_which_destination
     assert entry["result"] == "refused" and entry["detail"]["choices"] == ["conseillers_paris", "conseillers_lyon"]
     assert any("Conseillers Paris ou Conseillers Lyon" in text for text in rec.spoken)
     assert counters["transfer:support.to_advisor:refused"] == 1
+
+
+def test_the_callers_answer_to_which_one_completes_the_transfer(tmp_path, session_redis):
+    config = transfer_config(tmp_path, {"destinations": [
+        {"country": "FR", "number": "01 70 36 39 50", "description": "Conseillers Paris"},
+        {"country": "FR", "number": "04 72 10 30 30", "description": "Conseillers Lyon"}]})
+    rec, record, _ = play(config, session_redis, {"+33472103030": "busy"}, [
+        ASK, {"wait_for": {"app": "speak", "count": 2}}, {"say": "Lyon", "after": 1}, BRIDGED, {"silence": 2}])
+    assert wire(rec, "bridge")[0].endswith("sofia/gateway/trunk_main/+33472103030")
+    entries = [a for a in record["actions"] if a["name"] == "to_advisor"]
+    assert [(a["result"], a["detail"].get("reason")) for a in entries] == [("refused", "ambiguous"), ("busy", None)]
+    assert entries[1]["detail"]["destination"] == "conseillers_lyon"

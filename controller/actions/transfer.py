@@ -89,6 +89,10 @@ class TransferAction(Action):
         opening = schedule.next_opening(now)
         return dataclasses.replace(spec, state="closed", next_opening=opening.isoformat() if opening else None)
 
+    def resolves(self, field: str, text: str) -> bool | None:
+        """Whether the caller's answer to "which one?" names exactly one destination."""
+        return field == "destination" and bool(text.strip()) and self._current_index().resolve(text).target is not None
+
     # ------------------------------------------------------------------ the run
     def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:
         schedule = self.config.schedule
@@ -120,8 +124,11 @@ class TransferAction(Action):
         self._count("refused")
         conversation.log.info("transfer %s: %s for %r (best %.2f, runner-up %.2f); nothing dialled",
                               self.name, resolution.how, str(asked or "")[:80], resolution.score, resolution.runner_up)
+        # "ambiguous" whenever the agent asks which one: the conversation then tries the caller's next words
+        # as the destination (Action.resolves); `matched` says why none was chosen.
+        reason = "ambiguous" if len(self._index) > 1 else resolution.how
         return ActionOutcome("refused", say=ask, progress=False,
-                             detail={"reason": resolution.how, "field": "destination",
+                             detail={"reason": reason, "matched": resolution.how, "field": "destination",
                                      "choices": [t.id for t in close[:5]]})
 
     def _bridge(self, conversation: Any, target: Target, detail: dict[str, Any]) -> ActionOutcome:
