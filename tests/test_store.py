@@ -134,7 +134,7 @@ def test_spool_names_keep_their_order_when_the_wall_clock_goes_back(state_dir: P
 def test_a_record_survives_a_sigkill_of_the_embedded_redis(store: Store, state_dir: Path) -> None:
     store.append_record({"uuid": "u-kept"})
     pid = store.embedded.pid
-    _kill(pid)  # appendfsync always: the XADD reply came after the fsync
+    _kill(pid)  # the XADD reply came after Redis wrote the AOF: in the kernel, safe from a SIGKILL
     assert (state_dir / "redis" / "redis.pid").exists() and (state_dir / "redis" / "redis.sock").exists()
 
     again = EmbeddedRedis(state_dir / "redis").start()
