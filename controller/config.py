@@ -68,9 +68,10 @@ class ServerSettings(ConfigModel):
 
 
 def _redis_url(value: Optional[str]) -> Optional[str]:
-    if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+    if value is not None and not value.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
         raise fail(f"{value!r} is not a Redis URL",
-                   "redis://host:6379/0, rediss://... or unix:///path; omit it for the embedded server")
+                   "redis://host:6379/0, rediss://..., unix:///path or redis+sentinel://host:26379,host:26379/master; "
+                   "omit it for the embedded server")
     return value
 
 
