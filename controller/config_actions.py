@@ -161,7 +161,7 @@ class HangupAction(ActionBase):
 
 class MessageBefore(ConfigModel):
     enabled: bool = True
-    text: SpokenText = "One moment, I am looking that up."
+    text: Optional[SpokenText] = None  # None: a built-in line in the agent's language
 
 
 class RagAction(ActionBase):
@@ -170,7 +170,7 @@ class RagAction(ActionBase):
     type: Literal["rag"]
     source: str
     message_before: MessageBefore = Field(default_factory=MessageBefore)
-    message_no_answer: SpokenText = "I could not find that in my documents."
+    message_no_answer: Optional[SpokenText] = None  # None: a built-in line in the agent's language
 
     @field_validator("source")
     @classmethod

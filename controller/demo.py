@@ -63,7 +63,7 @@ class DemoCrm:
 def start_smtp(port: int, log_path: Path) -> subprocess.Popen:
     """aiosmtpd's debugging server in its own process (asyncio and gevent do not share a thread)."""
     handle = log_path.open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
                              "-c", "aiosmtpd.handlers.Debugging"], stdout=handle, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

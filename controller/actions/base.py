@@ -138,12 +138,16 @@ _PHRASES = {
         "loop_goodbye": "Je ne parviens pas à vous aider pour le moment. Merci de votre appel, au revoir.",
         "not_yet": "Y a-t-il autre chose que je puisse faire pour vous ?",
         "goodbye": "Merci de votre appel, au revoir.",
+        "rag_before": "Un instant, je regarde.",
+        "rag_no_answer": "Je ne trouve pas cette information.",
     },
     "en": {
         "max_duration": "We have reached the maximum length for this call. Thank you for calling, goodbye.",
         "loop_goodbye": "I am unable to help you right now. Thank you for calling, goodbye.",
         "not_yet": "Is there anything else I can do for you?",
         "goodbye": "Thank you for calling, goodbye.",
+        "rag_before": "One moment, I am looking that up.",
+        "rag_no_answer": "I could not find that in my documents.",
     },
 }
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Action, ActionOutcome, register
+from .base import Action, ActionOutcome, phrase, register
 
 TOP_K = 3
 
@@ -25,17 +25,18 @@ class RagAction(Action):
 
     def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:
         query = arguments["query"].strip()
+        no_answer = self.config.message_no_answer or phrase(conversation.language, "rag_no_answer")
         kb, error = self.runtime.knowledge(self.config.source)
         if kb is None:
-            return ActionOutcome("unavailable", say=self.config.message_no_answer, progress=False,
+            return ActionOutcome("unavailable", say=no_answer, progress=False,
                                  detail={"query": query, "chunks": [], "error": error})
         before = self.config.message_before
-        if before.enabled and before.text:
-            conversation.say(before.text)
+        if before.enabled:
+            conversation.say(before.text or phrase(conversation.language, "rag_before"))
         hits = kb.search(query, k=TOP_K)
         chunks = [{"text": h.text, "source": h.source, "score": round(h.score, 4), "position": h.position}
                   for h in hits]
         if not hits:
-            return ActionOutcome("no_answer", say=self.config.message_no_answer, progress=False,
+            return ActionOutcome("no_answer", say=no_answer, progress=False,
                                  detail={"query": query, "chunks": [], "source": self.config.source})
         return ActionOutcome("answered", detail={"query": query, "chunks": chunks, "source": self.config.source})
