@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import gevent
 import numpy as np
 from tqdm import tqdm
 
@@ -35,7 +33,6 @@ from knowledge.loaders import SourceFile, Unreadable, discover, extract_paragrap
 from knowledge.sources import SourceSpec
 
 EMBED_BATCH = 64
-_IN_FLIGHT = 3
 
 
 @dataclass
@@ -86,15 +83,15 @@ def build_source(
         )
     with build_lock(spec.index_dir):
         previous, notes = _previous(spec, embedder, chunk_tokens, overlap_tokens)
-        with _Pipeline(embedder, spec.name, progress) as pipeline:
-            planned = _plan(files, previous, embedder, chunk_tokens, overlap_tokens, skipped, pipeline)
-            if not planned:
-                reasons = "".join(f"\n  {path}: {reason}" for path, reason in skipped)
-                raise KnowledgeError(
-                    f"nothing to index for source {spec.name!r}: no readable .txt, .md, .html or .pdf file with "
-                    f"text in {', '.join(map(str, paths))}; the current index is unchanged{reasons}"
-                )
-            vectors = _assemble(planned, previous, pipeline.finish())
+        planned = _plan(files, previous, embedder, chunk_tokens, overlap_tokens, skipped)
+        if not planned:
+            reasons = "".join(f"\n  {path}: {reason}" for path, reason in skipped)
+            raise KnowledgeError(
+                f"nothing to index for source {spec.name!r}: no readable .txt, .md, .html or .pdf file with text "
+                f"in {', '.join(map(str, paths))}; the current index is unchanged{reasons}"
+            )
+        fresh = _embed([text for p in planned if p.reused is None for text in p.texts], embedder, spec.name, progress)
+        vectors = _assemble(planned, previous, fresh)
         chunks = [
             StoredChunk(_chunk_id(p.file.name, p.sha256, position), p.file.name, position, p.sha256, text)
             for p in planned
@@ -156,9 +153,8 @@ def _plan(
     chunk_tokens: int,
     overlap_tokens: int,
     skipped: list[tuple[str, str]],
-    pipeline: _Pipeline,
 ) -> list[_Planned]:
-    """Per file: its previous rows when its bytes are unchanged, else its new chunk texts (sent to `pipeline`)."""
+    """Per file: its previous rows when its bytes are unchanged, else its new chunk texts."""
     rows_by_file: dict[str, list[int]] = {}
     texts_by_file: dict[str, list[str]] = {}
     if previous is not None:
@@ -181,59 +177,23 @@ def _plan(
             continue
         texts = chunk_paragraphs(paragraphs, embedder.count_tokens, embedder.max_tokens, chunk_tokens, overlap_tokens)
         planned.append(_Planned(source, sha256, len(data), texts))
-        pipeline.add(texts)
     return planned
 
 
-class _Pipeline:
-    """Embeds new chunk texts in batches on greenlets while the build goes on parsing the next files.
+def _embed(texts: list[str], embedder: Embedder, name: str, progress: bool) -> np.ndarray:
+    """Rows of `texts`, embedded in batches with a progress bar on stderr.
 
-    The model's thread encodes one batch while this thread reads and chunks, so a build runs at about the
-    speed of the encoder alone; at most `_IN_FLIGHT` batches wait, which bounds memory.
+    Files are all parsed before the first batch: overlapping the two made builds slower and erratic when
+    measured (the parser and the encoder's Python parts hand the GIL back and forth), not faster.
     """
-
-    def __init__(self, embedder: Embedder, name: str, progress: bool) -> None:
-        self._embedder = embedder
-        self._pending: list[str] = []
-        self._running: deque[gevent.Greenlet] = deque()
-        self._rows: list[np.ndarray] = []
-        self._bar = tqdm(desc=f"embedding {name}", unit="chunk", file=sys.stderr,
-                         disable=None if progress else True, leave=False)
-
-    def __enter__(self) -> _Pipeline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for greenlet in self._running:
-            greenlet.kill(block=False)
-        self._bar.close()
-
-    def add(self, texts: list[str]) -> None:
-        self._bar.total = (self._bar.total or 0) + len(texts)
-        self._pending.extend(texts)
-        while len(self._pending) >= EMBED_BATCH:
-            self._submit(self._pending[:EMBED_BATCH])
-            del self._pending[:EMBED_BATCH]
-        gevent.sleep(0)  # lets the worker's collector hand the queued batch to the model's thread
-
-    def finish(self) -> np.ndarray:
-        """Rows of every text added, in order."""
-        if self._pending:
-            self._submit(self._pending)
-            self._pending = []
-        while self._running:
-            self._collect()
-        return np.concatenate(self._rows) if self._rows else np.empty((0, self._embedder.dimension), np.float32)
-
-    def _submit(self, batch: list[str]) -> None:
-        if len(self._running) >= _IN_FLIGHT:
-            self._collect()
-        self._running.append(gevent.spawn(self._embedder.encode, batch))
-
-    def _collect(self) -> None:
-        rows = self._running.popleft().get()
-        self._rows.append(rows)
-        self._bar.update(len(rows))
+    rows = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+    with tqdm(total=len(texts), desc=f"embedding {name}", unit="chunk", file=sys.stderr,
+              disable=None if progress else True, leave=False) as bar:
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start:start + EMBED_BATCH]
+            rows[start:start + len(batch)] = embedder.encode(batch)
+            bar.update(len(batch))
+    return rows
 
 
 def _assemble(planned: list[_Planned], previous: Generation | None, fresh: np.ndarray) -> np.ndarray:

@@ -12,8 +12,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# A sentence ends at . ! ? or … followed by a space and something that can start a sentence.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"»)\]]*\s+(?=[\"«(\[¿¡]?[A-ZÀ-ÖØ-Þ0-9])")
+# A sentence ends at . ! ? or … (maybe followed by a closing quote or bracket, French style « ... » included),
+# then a space and something that can start a sentence.
+_SENTENCE_END = re.compile(
+    r"(?:(?<=[.!?…])|(?<=[.!?…][\"»)\]])|(?<=[.!?…] [\"»]))\s+(?=[\"«(\[¿¡]?[A-ZÀ-ÖØ-Þ0-9])"
+)
 _ABBREVIATIONS = frozenset(
     "m. mm. mme. mlle. mr. mrs. ms. dr. st. ste. no. n°. p. cf. e.g. i.e. vs. etc. env. tél. ex. art. av. bd.".split()
 )

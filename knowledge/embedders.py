@@ -139,6 +139,10 @@ class _SentenceTransformerBackend:
     def __init__(self, model_dir: Path) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        # transformers loads weights through a ThreadPoolExecutor; under gevent's monkey-patching its "threads"
+        # are greenlets of this worker thread's hub, which never runs again after the load, and the executor's
+        # join at interpreter exit then hangs `switchboard serve` forever. Load sequentially instead.
+        os.environ["HF_DEACTIVATE_ASYNC_LOAD"] = "1"
         from sentence_transformers import SentenceTransformer
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -26,10 +27,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from knowledge.errors import KnowledgeError
+
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines narrate CPU-feature probing
+import faiss  # noqa: E402
 
 faiss.omp_set_num_threads(1)  # one OpenMP thread per search: searches run concurrently, not inside each other
 
@@ -56,6 +59,8 @@ class StoredChunk:
 
 @dataclass
 class Manifest:
+    """What a generation holds and how it was made; the embedder fields must match the configured embedder."""
+
     embedder: str
     model_id: str
     dimension: int
@@ -65,7 +70,7 @@ class Manifest:
     overlap_tokens: int
     files: dict[str, dict[str, Any]]  # name -> {"sha256", "chunks", "bytes"}
     built_at: str
-    sizes: dict[str, int]  # data file -> byte size, checked at load
+    sizes: dict[str, int]  # data file -> byte size, filled by write_generation and checked at load
     format: int = FORMAT
 
     @classmethod
@@ -112,7 +117,7 @@ def _omp_threads(count: int) -> Iterator[None]:
 class Generation:
     """One immutable build loaded for searching; `load` checks it and raises KnowledgeError when damaged."""
 
-    def __init__(self, path: Path, manifest: Manifest, chunks: list[StoredChunk], index: faiss.Index) -> None:
+    def __init__(self, path: Path, manifest: Manifest, chunks: list[StoredChunk], index: faiss.Index | None) -> None:
         self.path = path
         self.name = path.name
         self.manifest = manifest
@@ -176,6 +181,7 @@ class Generation:
 
 
 def load_vectors(path: Path, manifest: Manifest) -> np.ndarray:
+    """The generation's vectors, memory-mapped and checked against the manifest."""
     try:
         vectors = np.load(path / "vectors.npy", mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -213,7 +219,7 @@ def current_stamp(index_dir: Path) -> tuple[int, int] | None:
 def write_generation(index_dir: Path, manifest: Manifest, chunks: list[StoredChunk], vectors: np.ndarray) -> str:
     """Write a new generation, switch CURRENT to it, prune all but it and the previous; returns its name.
 
-    Call under `build_lock(index_dir)`.
+    Fills `manifest.sizes`. Call under `build_lock(index_dir)`.
     """
     previous = current_name(index_dir)
     name = f"{_GEN_PREFIX}{_next_number(index_dir):06d}"

@@ -149,7 +149,6 @@ def _html(text: str) -> list[str]:
 def _pdf(data: bytes) -> list[str]:
     """Text of every page; layout mode keeps vertical gaps as blank lines, which separate paragraphs."""
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
@@ -159,7 +158,7 @@ def _pdf(data: bytes) -> list[str]:
         pages = [page.extract_text(extraction_mode="layout") or "" for page in reader.pages]
     except Unreadable:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+    except Exception as exc:  # a damaged PDF fails in many ways (struct, zlib, key errors...): skip the file
         raise Unreadable(f"not a readable PDF ({type(exc).__name__}: {exc})") from None
     return [block for page in pages for block in _BLANK_LINE.split(page.replace("\r\n", "\n"))]
 

@@ -4,9 +4,9 @@
     hits = kb.search("comment payer ?", k=3)
 
 The query is encoded on the embedder's worker thread (micro-batched with concurrent calls); a large exact
-FAISS search runs on gevent's threadpool, a small one or an HNSW one (sub-millisecond) inline. A rebuild done by the CLI is picked up without
-a restart: `refresh()` costs one stat of CURRENT and reloads (off the hub) only when it changed; `search`
-calls it at most every `refresh_every` seconds.
+FAISS search runs on gevent's threadpool, a small or HNSW one (sub-millisecond) inline. A rebuild done by the
+CLI is picked up without a restart: `refresh()` costs one stat of CURRENT and reloads (off the hub) only when
+it changed; `search` calls it at most every `refresh_every` seconds.
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ class Hit:
     chunk_id: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of `switchboard knowledge query --json`."""
         return asdict(self)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import yaml
 
@@ -100,7 +100,8 @@ def sources_from_config(path: Path) -> dict[str, SourceSpec]:
     return sources
 
 
-def _source(name: str, entry: dict, base: Path, error: Any) -> SourceSpec | None:
+def _source(name: str, entry: dict, base: Path, error: Callable[[tuple[str, ...], str], None]) -> SourceSpec | None:
+    """The SourceSpec of one entry, or None after reporting each of its problems through `error`."""
     ok = True
 
     def fail(key: str, message: str) -> None:

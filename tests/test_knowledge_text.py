@@ -90,10 +90,11 @@ def test_discovery_names_files_relative_to_the_directory_and_reports_unsupported
 
 
 def test_sentences_split_on_final_punctuation_but_not_after_abbreviations():
-    text = "M. Martin a appelé. Il attend un rappel ! Est-ce possible ? Oui, p. ex. demain. 3.5 kVA suffisent."
+    text = ("M. Martin a appelé. Il attend un rappel ! Est-ce possible ? Oui, p. ex. demain. 3.5 kVA suffisent "
+            "(voir le tableau.) Il a dit « merci. » Puis il a raccroché.")
     assert split_sentences(text) == [
         "M. Martin a appelé.", "Il attend un rappel !", "Est-ce possible ?", "Oui, p. ex. demain.",
-        "3.5 kVA suffisent.",
+        "3.5 kVA suffisent (voir le tableau.)", "Il a dit « merci. »", "Puis il a raccroché.",
     ]
 
 

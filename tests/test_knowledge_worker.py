@@ -11,6 +11,7 @@ import pytest
 
 from knowledge.embedders import EmbedderSpec, default_embedder, get_embedder, load_embedder, parse_embedder
 from knowledge.errors import KnowledgeError
+from knowledge.loaders import extract_paragraphs
 from knowledge.worker import BatchWorker
 
 QUESTIONS = [f"Question {i} : comment payer ma facture numéro {i} par carte ?" for i in range(20)]
@@ -112,6 +113,15 @@ def test_use_m3_vectors_are_normalised_512_floats_and_tokens_are_counted(use_m3)
     assert use_m3.encode([]).shape == (0, 512)
     assert use_m3.count_tokens("un deux trois") > use_m3.count_tokens("un") > 2
     assert (use_m3.name, use_m3.dimension, use_m3.max_tokens) == ("use-m3", 512, 256)
+
+
+def test_use_m3_counts_tokens_exactly_as_its_tokenizer_does(use_m3):
+    tokenizer = use_m3._backend._use._tokenizer
+    corpus = Path(__file__).resolve().parent.parent / "examples" / "knowledge"
+    paragraphs = [p for path in sorted(corpus.glob("faq-*/*")) for p in extract_paragraphs(path, path.read_bytes())]
+    assert len(paragraphs) > 200
+    for text in paragraphs + ["l'État « certifié » 1 234,5 €", "https://lumio.example/aide?x=1", "ﬁbre ２Go"]:
+        assert use_m3.count_tokens(text) == len(tokenizer.encode(text, out_type=int, add_bos=True, add_eos=True))
 
 
 def test_the_registry_loads_one_embedder_per_spec(use_m3):
