@@ -20,13 +20,16 @@ _SPACE = re.compile(r"\s+")
 # A paragraph (a title, a list item) without final punctuation gets a period: the TTS pauses there.
 _UNPUNCTUATED_BREAK = re.compile(r"(?<=[^\s.!?:;…,])[ \t]*\n(?:[ \t]*\n)+")
 _SENTENCE_END = re.compile(r"[.!?…](?=[\"»)\]]*(?:\s|$))")
+_CLAUSE_END = re.compile(r"[;:](?=\s)")
+_MIN_SHARE = 0.4  # an answer cut shorter than this share of the limit is mostly a heading
 _ENTITIES = {"&nbsp;": " ", "&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'", "&rsquo;": "’"}
 
 
 def speakable(text: str, limit: int = 300) -> str:
     """`text` without markup, whitespace collapsed, cut at the last sentence end within `limit` characters.
 
-    When the first sentence alone is longer than `limit`, it is cut at a word boundary and ends with "…".
+    When that would keep less than 40 % of `limit` (a title before a long table), the cut moves to the last
+    `;` or `:` within the limit; when the first sentence alone is longer, it is cut at a word and ends with "…".
     """
     for entity, char in _ENTITIES.items():
         text = text.replace(entity, char)
@@ -43,6 +46,13 @@ def speakable(text: str, limit: int = 300) -> str:
     if len(text) <= limit:
         return text
     ends = [m.end() for m in _SENTENCE_END.finditer(text) if m.end() <= limit]
+    if ends and ends[-1] >= limit * _MIN_SHARE:
+        return text[:ends[-1]].strip()
+    # Only a title fits before the first long sentence (a table read as one sentence, a list with `;`):
+    # keep going to the last clause break, so the caller hears the answer and not just the heading.
+    clauses = [m.end() for m in _CLAUSE_END.finditer(text) if m.end() <= limit]
+    if clauses and clauses[-1] >= limit * _MIN_SHARE:
+        return text[:clauses[-1]].rstrip(",;: ") + "."
     if ends:
         return text[:ends[-1]].strip()
     cut = text.rfind(" ", 0, limit)

@@ -147,3 +147,12 @@ def test_speakable_cuts_at_the_last_sentence_end_within_the_limit():
 def test_speakable_cuts_a_single_overlong_sentence_at_a_word_with_an_ellipsis():
     cut = speakable("mot " * 200, limit=50)
     assert cut.endswith("…") and len(cut) <= 51 and "mot mot" in cut
+
+
+def test_a_heading_before_a_long_table_does_not_become_the_whole_spoken_answer():
+    from knowledge.speakable import speakable
+    text = ("Contacter le service client\n\nPar téléphone\n\nNos conseillers répondent au 01 99 00 12 34 :\n\n"
+            + "".join(f"le jour {i} ; de 8 h à 20 h ;\n\n" for i in range(12)) + "Fin du tableau.")
+    spoken = speakable(text)
+    assert "de 8 h à 20 h" in spoken and len(spoken) <= 300
+    assert spoken.endswith(".")
