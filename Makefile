@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/switchboard demo --config examples/agent.yaml
+	$(BIN)/switchboard --log-level WARNING --log-text demo --config examples/agent.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
