@@ -105,7 +105,7 @@ def test_the_example_resolves_paths_numbers_and_defaults():
     assert cfg.path == EXAMPLE and cfg.base_dir == EXAMPLE.parent
     assert cfg.numbers_dir == EXAMPLE.parent / "numbers"
     assert cfg.server.state_dir == EXAMPLE.parent / "state"
-    assert cfg.knowledge_sources["faq"].index_dir == EXAMPLE.parent / "knowledge" / "faq"
+    assert cfg.knowledge_sources["faq"].index_dir == EXAMPLE.parent / "state" / "knowledge" / "faq"
     support = cfg.agent("support")
     advisor = support.actions.get("to_advisor")
     assert [d.number for d in advisor.destinations] == ["+33170363950", "+33472103030", "+3225138940"]
