@@ -132,12 +132,11 @@ def demo(config_path: str | None, time_scale: float) -> None:
 
 
 def _register_groups() -> None:
+    """The command groups that live beside their packages."""
     from knowledge.cli import knowledge
+
+    from .numbers_cli import numbers
     main.add_command(knowledge)
-    try:
-        from .numbers_cli import numbers
-    except ImportError:
-        return
     main.add_command(numbers)
 
 
