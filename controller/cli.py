@@ -63,9 +63,9 @@ def check(config_arg: str | None, config_path: str | None) -> None:
 @click.option("--port", type=int, default=None, help="override server.port (0: any free port)")
 def serve(config_path: str | None, port: int | None) -> None:
     """Accept calls from FreeSWITCH's `socket` app until SIGTERM, then drain and exit 0."""
+    config = load(config_path)  # bad input exits 2 before the process is monkey-patched
     from gevent import monkey
     monkey.patch_all()
-    config = load(config_path)
     from .runtime import Runtime
     runtime = Runtime(config, port=port)
     try:
@@ -79,9 +79,9 @@ def serve(config_path: str | None, port: int | None) -> None:
 @config_option
 def worker(config_path: str | None) -> None:
     """Run the after-call worker alone: classify, email, webhooks, with retries and a dead-letter stream."""
+    config = load(config_path)
     from gevent import monkey
     monkey.patch_all()
-    config = load(config_path)
     import signal
 
     import gevent
@@ -111,11 +111,12 @@ def worker(config_path: str | None) -> None:
 def simulate(scenarios: tuple[str, ...], config_path: str | None, controller_addr: str | None,
              time_scale: float | None, as_json: bool) -> None:
     """Run simulated FreeSWITCH calls (scenario YAML files) against the controller and print each timeline."""
+    config = load(config_path)
+    from .simulate import load_all, run_simulation
+    loaded = load_all([Path(s) for s in scenarios])
     from gevent import monkey
     monkey.patch_all()
-    config = load(config_path)
-    from .simulate import run_simulation
-    code = run_simulation(config, [Path(s) for s in scenarios], controller_addr, time_scale, as_json)
+    code = run_simulation(config, loaded, controller_addr, time_scale, as_json)
     sys.exit(code)
 
 
@@ -124,9 +125,9 @@ def simulate(scenarios: tuple[str, ...], config_path: str | None, controller_add
 @click.option("--time-scale", type=float, default=0.25, show_default=True)
 def demo(config_path: str | None, time_scale: float) -> None:
     """The example agent end to end: local CRM and SMTP, every example scenario, timelines and emails."""
+    config = load(config_path or "examples/agent.yaml")
     from gevent import monkey
     monkey.patch_all()
-    config = load(config_path or "examples/agent.yaml")
     from .demo import run_demo
     sys.exit(run_demo(config, time_scale))
 

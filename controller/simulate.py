@@ -71,9 +71,8 @@ def play(runtime: Any, scenarios: list[Any], addr: tuple[str, int], time_scale: 
     return results
 
 
-def run_simulation(config: Any, paths: list[Path], controller_addr: str | None, time_scale: float | None,
+def run_simulation(config: Any, scenarios: list[Any], controller_addr: str | None, time_scale: float | None,
                    as_json: bool) -> int:
-    scenarios = load_all(paths)
     scale = time_scale or config.server.time_scale
     records: dict[str, dict[str, Any]] = {}
     runtime = None
