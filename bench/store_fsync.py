@@ -60,6 +60,10 @@ def main() -> None:
     print(f"{'figure':34} {'everysec':>10} {'always':>10} {'ratio':>7}")
     for key in baseline:
         print(f"{key:34} {baseline[key]:10.0f} {always[key]:10.0f} {always[key] / baseline[key]:7.2f}")
+    p50 = next(k for k in baseline if k.endswith("p50 us"))
+    rate = "xadd x50 concurrent, writes/s"
+    print(f"RESULT everysec_p50_us={baseline[p50]:.0f} always_p50_us={always[p50]:.0f} "
+          f"ratio={always[p50] / baseline[p50]:.2f} concurrent_ratio={always[rate] / baseline[rate]:.2f}")
 
 
 if __name__ == "__main__":
