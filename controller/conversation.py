@@ -176,12 +176,6 @@ class Conversation:
         self.call.add_turn("agent", spoken.text, **extra)
         return executions[len(speaks):]
 
-    def play(self, target: str) -> Execution:
-        """`playback <file or URL>`: the other way out."""
-        execution = self.esl.start_execute("playback", target)
-        self.talking.append(execution)
-        return execution
-
     def is_talking(self) -> bool:
         if self.talking and all(e.done for e in self.talking):
             self.talking.clear()
