@@ -20,10 +20,10 @@ from controller.config_agent import AgentConfig, Asr, Limits, OpenAIBrain, Seman
 from controller.config_checks import check_summary, config_warnings, cross_checks
 from controller.config_errors import ConfigError, ConfigIssue, IssueBuilder, render_path
 from controller.config_transfer import AgentDestination, NumberDestination, Schedule, TransferAction
-from controller.config_types import (ConfigModel, EmailAddress, Embedder, EnvVarName, Language, RefContext, Slug,
+from controller.config_types import (ConfigModel, EmailAddress, Embedder, EnvVarName, Language, RefContext, Slug, builder,
                                      check_ref, fail, pattern, refs, resolve_path)
 from controller.config_yaml import YamlProblem, duplicate_keys, read_yaml
-from controller.dialstring import DialStringError, validate_codecs, validate_gateway
+from controller.dialstring import validate_codecs, validate_gateway
 
 __all__ = [
     "load_config", "Config", "ConfigError", "ConfigIssue", "check_summary", "config_warnings", "AgentConfig",
@@ -99,28 +99,18 @@ class SmtpSettings(ConfigModel):
     timeout_s: Annotated[float, Field(ge=1, le=120)] = 10
 
 
-def _gateway(value: str) -> str:
-    try:
-        return validate_gateway(value)
-    except DialStringError as exc:
-        raise fail(f"{value!r} {exc.reason}", "the name of a sofia gateway, e.g. trunk_main") from None
-
-
-def _codecs(value: Optional[str]) -> Optional[str]:
-    try:
-        return None if value is None else ",".join(validate_codecs(value))
-    except DialStringError as exc:
-        raise fail(f"{value!r} {exc.reason}", "e.g. PCMU,PCMA") from None
+def _codecs(value: str) -> str:
+    return ",".join(validate_codecs(value))
 
 
 class SipConnection(ConfigModel):
     """A FreeSWITCH sofia gateway transfers dial through (`sofia/gateway/<gateway>/<number>`)."""
 
     name: str
-    gateway: Annotated[str, AfterValidator(_gateway)]
+    gateway: Annotated[str, builder(validate_gateway, "the name of a sofia gateway, e.g. trunk_main")]
     number_format: Literal["e164", "e164_no_plus"] = "e164"
     caller_id: Literal["original", "agent"] = "original"
-    codecs: Annotated[Optional[str], AfterValidator(_codecs)] = None
+    codecs: Optional[Annotated[str, builder(_codecs, "e.g. PCMU,PCMA")]] = None
 
 
 class KnowledgeSource(ConfigModel):

@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from controller.config_actions import Actions
-from controller.config_types import (ConfigModel, Embedder, EnvVarName, Language, SpokenText, check_ref, fail,
+from controller.config_types import (ConfigModel, Embedder, EnvVarName, Language, SpokenText, builder, check_ref, fail,
                                      no_yaml_number, pattern, refs)
-from controller.dialstring import DialStringError, validate_e164
+from controller.dialstring import validate_e164
 
 TOKEN = r"[A-Za-z0-9_.-]{1,64}"
 Module = Annotated[str, pattern(r"mod_[a-z0-9_]{1,60}", "a FreeSWITCH module name like mod_flite", "module")]
@@ -101,13 +101,6 @@ class Limits(ConfigModel):
     max_consecutive_silences: Annotated[int, Field(ge=1, le=20)] = 3
 
 
-def _e164(value: str) -> str:
-    try:
-        return validate_e164(value)
-    except DialStringError as exc:
-        raise fail(f"{value!r} {exc.reason}", "E.164 like +33123456789") from None
-
-
 def default_embedder(language: Any) -> str:
     """`minilm` for English, the multilingual `use-m3` otherwise."""
     return "minilm" if isinstance(language, str) and language.startswith("en") else "use-m3"
@@ -118,7 +111,7 @@ class AgentConfig(ConfigModel):
 
     id: str
     language: Language
-    number: Optional[Annotated[str, no_yaml_number("phone number", "+33123456789"), AfterValidator(_e164)]] = None
+    number: Optional[Annotated[str, no_yaml_number("phone number", "+33123456789"), builder(validate_e164, "E.164 like +33123456789")]] = None
     extension: Optional[Annotated[str, pattern(r"[A-Za-z0-9_+*#-]{1,32}", "a dialplan extension like 2001",
                                                "extension")]] = None
     context: Optional[Annotated[str, pattern(TOKEN, "a dialplan context like default", "context")]] = None

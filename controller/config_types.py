@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Optional, Sequence
+from typing import Annotated, Any, Callable, Iterable, Literal, Optional, Sequence
 from urllib.parse import urlsplit
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator,
                       model_validator)
 from pydantic_core import PydanticCustomError
 
+from controller.dialstring import DialStringError
 from controller.templating import TemplateError, check_template, is_template
 
 NAME_RE = r"[a-z0-9_]{1,48}"
@@ -39,6 +40,19 @@ class ConfigModel(BaseModel):
 def fail(problem: str, allowed: str = "", field: Sequence[str | int] = ()) -> PydanticCustomError:
     """The one error type of the configuration validators."""
     return PydanticCustomError("config", "{problem}", {"problem": problem, "allowed": allowed, "field": list(field)})
+
+
+def builder(check: Callable[[str], str], allowed: str) -> AfterValidator:
+    """A dialstring.py validator as a config validator: the builder's reason, plus what is allowed here.
+
+    The config refuses exactly what the builder would refuse on the wire, with the same words.
+    """
+    def run(value: str) -> str:
+        try:
+            return check(value)
+        except DialStringError as exc:
+            raise fail(f"{value!r} {exc.reason}", allowed) from None
+    return AfterValidator(run)
 
 
 @dataclass(frozen=True)
