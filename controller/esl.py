@@ -20,7 +20,6 @@ command helpers have defects that this module overrides (each has a test in test
 from __future__ import annotations
 
 import uuid as uuidlib
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import gevent
@@ -58,18 +57,10 @@ class Execution:
             raise EslTimeout(f"{self.app} did not complete within {timeout:.1f}s") from None
 
 
-@dataclass
-class SessionStats:
-    frames_in: int = 0
-    commands_out: int = 0
-    sent_log: list[str] = field(default_factory=list)
-
-
 class EslSession(gs.OutboundSession):
     """An outbound ESL session (one call) on top of greenswitch's OutboundSession."""
 
-    def __init__(self, sock: Any, address: Any = None, *, command_timeout: float = 10.0,
-                 record_commands: bool = False) -> None:
+    def __init__(self, sock: Any, address: Any = None, *, command_timeout: float = 10.0) -> None:
         self._send_lock = gevent.lock.Semaphore()
         self._executions: dict[str, Execution] = {}
         self._listeners: list[gevent.queue.Queue] = []
@@ -80,8 +71,6 @@ class EslSession(gs.OutboundSession):
         self.hungup = gevent.event.Event()
         self.closed = gevent.event.Event()
         self.channel: dict[str, str] = {}
-        self.stats = SessionStats()
-        self._record = record_commands
         self.log = call_logger("-", "switchboard.esl")
         super().__init__(address, sock)
 
@@ -104,7 +93,6 @@ class EslSession(gs.OutboundSession):
             if frame is None:
                 self._connection_lost("SOCKET_CLOSED")
                 return
-            self.stats.frames_in += 1
             self._dispatch(frame)
 
     def _dispatch(self, frame: Frame) -> None:
@@ -200,9 +188,6 @@ class EslSession(gs.OutboundSession):
             except OSError:
                 self._connection_lost("SOCKET_CLOSED")
                 raise CallHangup(self.hangup_cause or "SOCKET_CLOSED") from None
-        self.stats.commands_out += len(frames)
-        if self._record:
-            self.stats.sent_log.extend(raw.decode("utf-8", errors="replace") for raw in frames)
         wait = self.command_timeout if timeout is None else timeout
         try:
             with gevent.Timeout(wait):

@@ -50,7 +50,6 @@ class Frame:
 
     headers: dict[str, str]
     body: str = ""
-    raw_length: int = 0
 
     @property
     def content_type(self) -> str:
@@ -94,7 +93,7 @@ def parse_event_body(content_type: str, body: bytes) -> Frame:
         if not isinstance(doc, dict):
             raise ProtocolError("event-json body is not an object")
         inner = str(doc.pop("_body", ""))
-        return Frame({str(k): str(v) for k, v in doc.items()}, inner, len(body))
+        return Frame({str(k): str(v) for k, v in doc.items()}, inner)
     head, sep, rest = body.partition(b"\n\n")
     headers = parse_header_block(head, decode=content_type != "text/event-xml")
     inner = b""
@@ -104,7 +103,7 @@ def parse_event_body(content_type: str, body: bytes) -> Frame:
         except ValueError:
             raise ProtocolError(f"event Content-Length is not a number: {headers['Content-Length']!r}") from None
         inner = rest[:size]
-    return Frame(headers, inner.decode("utf-8", errors="replace"), len(body))
+    return Frame(headers, inner.decode("utf-8", errors="replace"))
 
 
 class FrameReader:
@@ -145,11 +144,10 @@ class FrameReader:
         if ctype.startswith("text/event-"):
             frame = parse_event_body(ctype, body)
             frame.headers.setdefault("Content-Type", ctype)
-            frame.raw_length = len(block) + 1 + len(body)
             return frame
         if "Event-Name" in outer:  # the outbound `connect` reply: a whole channel event in a reply's headers
             outer = parse_header_block(bytes(block), decode=True)
-        return Frame(outer, body.decode("utf-8", errors="replace"), len(block) + 1 + len(body))
+        return Frame(outer, body.decode("utf-8", errors="replace"))
 
     def _read_exact(self, size: int) -> bytes:
         data = b""

@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-TURN_KINDS = ("speech", "dtmf", "no_input", "no_match", "event", "action_result", "refused", "start")
-
-
 @dataclass(frozen=True)
 class Turn:
     """One thing that happened and needs a decision.
@@ -19,7 +16,7 @@ class Turn:
     kind: "speech" (text = the caller's words), "dtmf" (text = the digits), "no_input", "no_match",
     "event" (text = e.g. "hold" / "unhold" / "menu_end"), "action_result" (the result of the last action call:
     `result` holds {"action", "result", "detail", "say"}), "refused" (the last action call was invalid:
-    `result` holds {"action", "reason"}), "start" (the call was just answered, after the greeting).
+    `result` holds {"action", "reason"}).
     """
 
     kind: str

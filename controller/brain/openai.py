@@ -25,7 +25,6 @@ _LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spani
 _TURN_NOTES = {
     "no_input": "[silence: the caller said nothing]",
     "no_match": "[the caller spoke but the words could not be recognised]",
-    "start": "[the call was just answered and the greeting has been said]",
 }
 
 
