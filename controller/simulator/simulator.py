@@ -1,7 +1,7 @@
 """The public face of the simulator: run scenarios against a controller listening for FreeSWITCH.
 
     sim = Simulator(controller_addr=("127.0.0.1", 8084), time_scale=0.05)
-    rec = sim.run(load_scenario("examples/scenarios/greeting.yaml"))
+    rec = sim.run(load_scenario("examples/scenarios/01-faq-question.yaml"))
     print("\\n".join(rec.timeline()))
 
 `run` blocks the calling greenlet (the gevent hub keeps serving everything else, including a controller
