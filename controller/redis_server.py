@@ -56,7 +56,7 @@ def _quote(value: str) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
-    """Running (a zombie, killed but not yet reaped by its parent, is not)."""
+    """Running: a zombie counts only once its last thread is gone (Redis's bio threads outlive the main one)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -64,7 +64,8 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+        zombie = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+        return not zombie or len(os.listdir(f"/proc/{pid}/task")) > 1
     except OSError:
         return False
 

@@ -1,9 +1,13 @@
-"""Call records that could not reach Redis, kept on disk until they can.
+"""Call records on disk until Redis is known to keep them: the write-ahead log of the after-call stream.
 
-One file per record, written so that a crash or a power cut leaves either the whole record or nothing:
+Every record is spooled before its XADD, and its file is deleted only once Redis has held it long enough to
+have written it to its append-only file (store.py says when), so neither a Redis outage nor a SIGKILL of Redis
+just after an XADD loses it. One file per record, written so that a crash or a power cut leaves either the
+whole record or nothing:
 write `.<name>.tmp`, fsync it, rename it to `<name>.json`, fsync the directory. Names sort in the order the
-records were spooled (`<microseconds>-<seq>.json`, never going backwards even if the wall clock does), and
-replay deletes a file only after its record is in the stream. A file lock keeps two processes sharing a
+records were spooled (`<microseconds>-<seq>.json`, never going backwards even if the wall clock does).
+Deleting is not fsynced: a deletion lost in a crash only brings back a file whose record Redis already has,
+and the store checks that before adding it again. A file lock keeps two processes sharing a
 state dir (`serve` and a separate `worker`) from replaying the same files at once.
 """
 from __future__ import annotations
@@ -67,7 +71,6 @@ class Spool:
 
     def remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
-        _fsync_dir(self.directory)
 
     @contextmanager
     def exclusive(self) -> Iterator[bool]:

@@ -12,22 +12,30 @@ Keys (`<p>` is `redis.key_prefix`):
 
 Redis is chosen by `REDIS_URL` (env first, then `redis.url`): `redis://`, `rediss://`, `unix://`, or
 `redis+sentinel://[:password@]host:port,host:port/<master>`. With neither, a private Redis runs under
-`<state_dir>/redis/` (redis_server.py) with `appendonly yes`, `appendfsync everysec`. Redis writes the AOF
-before it replies, so once `append_record` returns the record is in the kernel: a SIGKILL of Redis or of
-Switchboard loses nothing (tests/test_process.py); only a crash of the host itself may lose the last second.
-`always` would close that gap at 0.3 to 5 ms a write on this VM against 0.07-0.1 ms (bench/store_fsync.py),
-and Redis fsyncs on its single thread, so a slow disk would stall every live call's writes: not worth it for
-call state. On an external Redis the promise is the operator's `appendfsync`.
+`<state_dir>/redis/` (redis_server.py) with `appendonly yes`, `appendfsync everysec`.
+
+A call record must survive a SIGKILL of Redis right after its XADD, and Redis's reply does not promise that:
+with `everysec`, while a background fsync is running Redis postpones writing its AOF buffer for up to 2 s
+and replies meanwhile (the lost record that made this design: tests/test_process.py under load). So the
+spool (spool.py) is a write-ahead log: the record is fsynced to a file first (0.4 ms on this VM, in the
+threadpool), then XADDed together with its marker `<p>:after:<record_id>` in one MULTI, and the file is
+deleted only when the same Redis server (same `run_id`) has held the record for `confirm_after_s` (3 s:
+past the 2 s postponement). A restarted or failed-over Redis (another `run_id`) has every remaining file
+checked against its marker and re-added when missing; the worker drops a record it has already finished,
+so a re-add never sends an email twice. `appendfsync always` would close the gap too, at 0.3 to 5 ms a
+write on Redis's single thread for every live call's writes (bench/store_fsync.py). On an external Redis,
+the host-crash promise is the operator's `appendfsync`.
 
 When Redis is unreachable, call-time methods log once per outage (and once per call, with its uuid), skip
-Redis for `RETRY_AFTER_S` so calls do not wait on timeouts, and carry on; records go to the spool
-(spool.py) and are replayed in order before the next append and every `REPLAY_INTERVAL_S`.
+Redis for `RETRY_AFTER_S` so calls do not wait on timeouts, and carry on; records stay in the spool and
+are added in order before the next append and every `REPLAY_INTERVAL_S`.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +59,8 @@ log = logging.getLogger("switchboard.store")
 
 RETRY_AFTER_S = 1.0
 REPLAY_INTERVAL_S = 5.0
+CONFIRM_AFTER_S = 3.0  # Redis's everysec may postpone the AOF write of an acknowledged command by 2 s
+PROGRESS_TTL_S = 7 * 24 * 3600  # `<p>:after:<record_id>`: the record's marker, then the worker's progress
 SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
 T = TypeVar("T")
@@ -102,9 +112,10 @@ class Store:
     """Per-call state, counters and the after-call stream on Redis, with a disk spool for outages."""
 
     def __init__(self, settings: Any, state_dir: Path, clock: Optional[Clock] = None, *,
-                 replay_interval_s: float = REPLAY_INTERVAL_S) -> None:
+                 replay_interval_s: float = REPLAY_INTERVAL_S, confirm_after_s: float = CONFIRM_AFTER_S) -> None:
         self.settings = settings
         self.replay_interval_s = replay_interval_s
+        self.confirm_after_s = confirm_after_s
         self.state_dir = Path(state_dir)
         self.clock = clock or Clock()
         self.url: Optional[str] = os.environ.get("REDIS_URL") or getattr(settings, "url", None)
@@ -115,6 +126,9 @@ class Store:
         self._outage = False
         self._outage_uuids: set[str] = set()
         self._spool_lock = gevent.lock.RLock()
+        self._held: dict[str, float] = {}  # spool file -> monotonic time Redis (`_run_id`) was known to hold it
+        self._lacking: set[str] = set()  # spool files of this process Redis may lack (down, or since replaced)
+        self._run_id: Optional[str] = None
         self._closing = gevent.event.Event()
         self._maintainer: Optional[gevent.Greenlet] = None
         prefix = settings.key_prefix
@@ -131,7 +145,7 @@ class Store:
 
     def start(self, *, maintain: bool = True) -> "Store":
         """Connect (or start the embedded Redis); with `maintain`, a greenlet restarts a dead embedded Redis
-        and replays the spool every `replay_interval_s`."""
+        and syncs the spool every `replay_interval_s`."""
         if self.url:
             self._client = connect(self.url)
         else:
@@ -140,10 +154,11 @@ class Store:
         where = self.url or self.embedded.url
         try:
             self._client.ping()
-            log.info("redis connected", extra={"redis": where, "spooled": len(self.spool)})
+            log.info("redis connected", extra={"redis": where, "records_on_disk": len(self.spool)})
         except redis.RedisError as exc:
             self._mark_down(None, "start", exc)
         if maintain:
+            self.sync_spool()
             self._maintainer = gevent.spawn(self._maintain)
         return self
 
@@ -179,7 +194,7 @@ class Store:
             try:
                 self.restart_embedded_if_dead()
                 if self.spool.pending():
-                    self.replay_spool()
+                    self.sync_spool()
             except Exception:  # the loop must outlive any one failure; the next round tries again
                 log.exception("store maintenance failed")
 
@@ -192,7 +207,7 @@ class Store:
         self._down_until = self.clock.monotonic() + RETRY_AFTER_S
         if not self._outage:
             self._outage = True
-            log.warning("redis unavailable (%s: %s); calls carry on, records are spooled", op, exc)
+            log.warning("redis unavailable (%s: %s); calls carry on, records wait in the spool", op, exc)
         self._note_call(uuid, op, exc)
 
     def _note_call(self, uuid: Optional[str], op: str, exc: Optional[Exception]) -> None:
@@ -310,44 +325,105 @@ class Store:
     # -- after-call stream -----------------------------------------------------------------------------------
 
     def append_record(self, record: dict[str, Any]) -> Optional[str]:
-        """XADD `<p>:<stream> * record <json>`; the stream id, or None when the record went to the spool.
+        """Spool the record, then XADD `<p>:<stream> * record <json>`; the stream id, or None while Redis is
+        down (the record waits in the spool).
 
-        A `record_id` is added when missing: the worker keys its progress on it, so a record replayed twice
-        (a crash between XADD and deleting its spool file) does not send its emails twice.
+        A `record_id` is added when missing: the worker keys its progress on it, so a record added twice
+        (a Redis restart before its file was deleted) does not send its emails twice.
         """
         record = {**record, "record_id": record.get("record_id") or uuidlib.uuid4().hex}
         payload = _dumps(record)
         uuid = record.get("uuid")
         with self._spool_lock:
-            if self.spool.pending() and self._available():
-                self.replay_spool()
-            if not self.spool.pending() and self._client is not None and self._available():
+            if self._client is not None and self._available() and self._waiting():
+                self.sync_spool()  # records spooled earlier go first
+            path = gevent.get_hub().threadpool.apply(self.spool.write, (payload, int(self.clock.wall() * 1_000_000)))
+            if self._client is not None and self._available() and not self._waiting(but=path.name):
                 try:
-                    entry_id = self._client.xadd(self.stream_key, {"record": payload})
+                    entry_id = self._add(payload, record["record_id"])
                 except redis.RedisError as exc:
                     self._mark_down(uuid, "append_record", exc)
                 else:
                     self._mark_up()
-                    return entry_id.decode()
-            path = self.spool.write(payload, int(self.clock.wall() * 1_000_000))
-            call_logger(uuid or "-", "switchboard.store").warning("call record spooled to %s", path)
+                    self._held[path.name] = time.monotonic()
+                    return entry_id
+            self._lacking.add(path.name)
+            why = "older records still wait for redis" if self._available() else "redis unavailable"
+            call_logger(uuid or "-", "switchboard.store").warning("%s: call record kept in %s", why, path)
             return None
 
-    def replay_spool(self) -> int:
-        """XADD spooled records oldest first, deleting each file after its XADD; stops at the first failure."""
-        replayed = 0
+    def _waiting(self, but: str = "") -> bool:
+        """Records this process spooled that Redis does not have yet."""
+        return any(name != but for name in self._lacking)
+
+    def _add(self, payload: str, record_id: str) -> str:
+        marker = self.key("after", record_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(self.stream_key, {"record": payload})
+        pipe.hset(marker, "queued_at", self.clock.now().isoformat())
+        pipe.expire(marker, PROGRESS_TTL_S)
+        return pipe.execute()[0].decode()
+
+    def sync_spool(self) -> int:
+        """Add what Redis lacks, delete the files of what it has held long enough; the number of records added.
+
+        A file this process did not add (spooled during an outage, left by a dead process, or whose Redis has
+        restarted since) is checked against its marker and added when missing; one not yet
+        `confirm_after_s` old and written by another process is left to that process. Stops at the first
+        Redis failure; a process that finds the spool locked by another leaves it to that one.
+        """
+        added = 0
         with self._spool_lock, self.spool.exclusive() as mine:
-            if not mine or self._client is None:
+            if not mine or self._client is None or not self._available():
                 return 0
-            for path in self.spool.pending():
-                try:
-                    self._client.xadd(self.stream_key, {"record": path.read_text(encoding="utf-8")})
-                except redis.RedisError as exc:
-                    self._mark_down(None, "replay_spool", exc)
-                    break
-                self.spool.remove(path)
-                replayed += 1
-            if replayed:
+            try:
+                run_id = self._client.info("server")["run_id"]
+                if run_id != self._run_id:  # a restart, or a failover: what the old server held may be gone
+                    self._run_id = run_id
+                    self._lacking |= set(self._held)
+                    self._held.clear()
+                pending = self.spool.pending()
+                names = {path.name for path in pending}
+                self._held = {name: at for name, at in self._held.items() if name in names}
+                self._lacking &= names
+                for path in pending:
+                    held_since = self._held.get(path.name)
+                    if held_since is None:
+                        if path.name not in self._lacking and _age_s(path) < self.confirm_after_s:
+                            continue
+                        if self._add_if_missing(path):
+                            added += 1
+                        self._lacking.discard(path.name)
+                        held_since = self._held[path.name] = time.monotonic()
+                    if time.monotonic() - held_since >= self.confirm_after_s:
+                        self.spool.remove(path)
+                        del self._held[path.name]
+            except redis.RedisError as exc:
+                self._mark_down(None, "sync_spool", exc)
+            else:
                 self._mark_up()
-                log.info("replayed %d spooled call record(s)", replayed, extra={"left": len(self.spool)})
-        return replayed
+        if added:
+            log.info("added %d spooled call record(s) to the stream", added, extra={"records_on_disk": len(self.spool)})
+        return added
+
+    def _add_if_missing(self, path: Path) -> bool:
+        try:
+            payload = path.read_text(encoding="utf-8")
+        except FileNotFoundError:  # another process deleted it meanwhile: it was held
+            return False
+        try:
+            record_id = json.loads(payload).get("record_id")
+        except (ValueError, AttributeError) as exc:  # the worker dead-letters what it cannot read
+            log.error("spooled record %s is unreadable (%s); adding it as it is", path, exc)
+            record_id = None
+        if record_id and self.redis.exists(self.key("after", record_id)):
+            return False
+        self._add(payload, record_id or uuidlib.uuid4().hex)
+        return True
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0

@@ -4,8 +4,9 @@ actions, and acknowledges a record only when every action has succeeded.
 Delivery is at least once, and actions are remembered per record so a retry does not repeat them:
   - the group is created at id 0 (`XGROUP CREATE <stream> <group> 0 MKSTREAM`) so records appended before
     any worker ran are processed; each record is read once with `XREADGROUP ... STREAMS <stream> >`;
-  - progress lives in `<p>:after:<record_id>` (attempts, `done:<action>`, next_at, classification), kept
-    7 days, so a retry, a reclaim by another worker, or a duplicate from the spool skips what already ran;
+  - progress lives in `<p>:after:<record_id>` (attempts, `done:<action>`, next_at, classification,
+    completed_at or dead_at), kept 7 days, so a retry or a reclaim by another worker skips what already ran,
+    and a second copy of a finished record (re-added from the spool after a Redis restart) is dropped;
   - a failure leaves the entry pending and schedules it after `retry_backoff_s * 2**(attempt-1)` (scaled by
     the clock); after `max_attempts`, or at once for a permanent failure (a template error, a header
     injection, an HTTP 4xx), the record goes to the dead-letter stream with the reason, then
@@ -32,11 +33,10 @@ from controller.actions.workflow import run_after_call
 from controller.classify import applies, classify, duration_s
 from controller.clock import Clock
 from controller.log import call_logger
-from controller.store import Store
+from controller.store import PROGRESS_TTL_S, Store
 
 log = logging.getLogger("switchboard.worker")
 
-PROGRESS_TTL_S = 7 * 24 * 3600
 STALE_CONSUMER_MS = 24 * 3600 * 1000
 MAX_BLOCK_MS = 1000  # below the store client's 5 s socket timeout
 
@@ -222,7 +222,12 @@ class Worker:
         uuid = str(record.get("uuid") or "-")
         clog = call_logger(uuid, "switchboard.worker", entry=entry_id)
         pkey = self.store.key("after", record.get("record_id") or entry_id)
-        done = {k.decode()[5:] for k in self._r.hkeys(pkey) if k.startswith(b"done:")}
+        keys = set(self._r.hkeys(pkey))
+        if keys & {b"completed_at", b"dead_at"}:  # a second copy (the spool re-added it after a Redis restart)
+            self._drop(entry_id)
+            clog.info("record %s already processed; duplicate entry dropped", record.get("record_id"))
+            return
+        done = {k.decode()[5:] for k in keys if k.startswith(b"done:")}
         attempt = int(self._r.hincrby(pkey, "attempts", 1))
         self._r.expire(pkey, PROGRESS_TTL_S)
         try:
@@ -230,7 +235,7 @@ class Worker:
             variables = template_vars(record, classification)
         except (TypeError, ValueError) as exc:  # a field of the wrong type (duration_s: "abc"): no retry can help
             self._dead_letter(entry_id, raw, record, [("classify", f"record cannot be classified: {exc}", True)],
-                              attempt, None)
+                              attempt, None, pkey)
             clog.error("record dead-lettered: cannot be classified: %s", exc)
             return
         failures: list[tuple[str, str, bool]] = []
@@ -253,7 +258,7 @@ class Worker:
             self._finish(entry_id, pkey, classification)
             clog.info("after-call actions done", extra={"classification": classification, "attempt": attempt})
         elif any(permanent for *_, permanent in failures) or attempt >= self.max_attempts:
-            self._dead_letter(entry_id, raw, record, failures, attempt, classification)
+            self._dead_letter(entry_id, raw, record, failures, attempt, classification, pkey)
             clog.error("record dead-lettered after %d attempt(s): %s", attempt, _reason(failures))
         else:
             delay = self.clock.scaled(self.retry_backoff_s * 2 ** (attempt - 1))
@@ -281,8 +286,16 @@ class Worker:
         pipe.execute()
         self._due.pop(entry_id, None)
 
+    def _drop(self, entry_id: str) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.xack(self.store.stream_key, self.group, entry_id)
+        pipe.xdel(self.store.stream_key, entry_id)
+        pipe.execute()
+        self._due.pop(entry_id, None)
+
     def _dead_letter(self, entry_id: str, raw: bytes, record: Mapping[str, Any],
-                     failures: list[tuple[str, str, bool]], attempts: int, classification: Optional[str]) -> None:
+                     failures: list[tuple[str, str, bool]], attempts: int, classification: Optional[str],
+                     pkey: Optional[str] = None) -> None:
         pipe = self._r.pipeline(transaction=True)
         pipe.xadd(self.store.dead_letter_key, {
             "record": raw, "entry_id": entry_id, "uuid": str(record.get("uuid") or ""),
@@ -290,6 +303,8 @@ class Worker:
             "failures": json.dumps([{"action": a, "error": e, "permanent": p} for a, e, p in failures]),
             "at": self.clock.now().isoformat(),
         })
+        if pkey:
+            pipe.hset(pkey, "dead_at", self.clock.now().isoformat())
         pipe.xack(self.store.stream_key, self.group, entry_id)
         pipe.xdel(self.store.stream_key, entry_id)
         pipe.execute()

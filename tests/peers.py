@@ -47,9 +47,9 @@ def redis_settings() -> RedisSettings:
 
 @pytest.fixture
 def store(state_dir: Path, redis_settings: RedisSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    """A Store on its own embedded Redis; background replay off so tests drive it."""
+    """A Store on its own embedded Redis; background sync off so tests drive it, files deleted once held."""
     monkeypatch.delenv("REDIS_URL", raising=False)
-    s = Store(redis_settings, state_dir, Clock(time_scale=0.01)).start(maintain=False)
+    s = Store(redis_settings, state_dir, Clock(time_scale=0.01), confirm_after_s=0).start(maintain=False)
     yield s
     s.close()
 

@@ -14,21 +14,19 @@ from pathlib import Path
 import pytest
 
 from controller.clock import Clock
-from controller.redis_server import EmbeddedRedis
+from controller.redis_server import EmbeddedRedis, _pid_alive
 from controller.spool import Spool
 from controller.store import RedisSettings, Store, connect
 
 
 def _kill(pid: int) -> None:
+    """SIGKILL, then wait until every thread is gone (a zombie leader may still have bio threads running)."""
     os.kill(pid, signal.SIGKILL)
-    for _ in range(200):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+    for _ in range(500):
+        if not _pid_alive(pid):
             return
         time.sleep(0.01)
+    raise AssertionError(f"pid {pid} still running 5 s after SIGKILL")
 
 
 def _records(store: Store) -> list[dict]:
@@ -92,17 +90,28 @@ def test_live_call_methods_carry_on_and_log_once_per_call_when_redis_is_down(
     assert len([r for r in caplog.records if "redis unavailable (" in r.getMessage()]) == 1
 
 
-def test_records_spooled_while_redis_is_down_reach_the_stream_in_order_when_it_returns(store: Store) -> None:
+def _wait_for_aof(state_dir: Path, text: bytes) -> None:
+    aof = state_dir / "redis" / "appendonly.aof"
+    for _ in range(300):
+        if text in aof.read_bytes():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{text!r} never reached {aof}")
+
+
+def test_records_spooled_while_redis_is_down_reach_the_stream_in_order_when_it_returns(
+        store: Store, state_dir: Path) -> None:
     store.append_record({"uuid": "u-0"})
+    _wait_for_aof(state_dir, b"u-0")
     _kill(store.embedded.pid)
 
     spooled = [store.append_record({"uuid": f"u-{n}"}) for n in range(1, 4)]
 
     assert spooled == [None, None, None]
-    assert [json.loads(p.read_text())["uuid"] for p in store.spool.pending()] == ["u-1", "u-2", "u-3"]
+    assert [json.loads(p.read_text())["uuid"] for p in store.spool.pending()] == ["u-0", "u-1", "u-2", "u-3"]
     assert store.restart_embedded_if_dead()
-    assert store.replay_spool() == 3
-    assert store.spool.pending() == []
+    assert store.sync_spool() == 3  # u-0 was in the AOF: found by its marker, not added twice
+    assert store.spool.pending() == []  # confirm_after_s=0 in the fixture
     assert [r["uuid"] for r in _records(store)] == ["u-0", "u-1", "u-2", "u-3"]
 
 
@@ -114,7 +123,7 @@ def test_a_record_appended_while_the_spool_is_not_empty_waits_its_turn(store: St
     assert store.append_record({"uuid": "u-2"}) is not None
 
     assert [r["uuid"] for r in _records(store)] == ["u-1", "u-2"]
-    assert store.spool.pending() == []
+    assert store.sync_spool() == 0 and store.spool.pending() == []
 
 
 def test_spool_names_keep_their_order_when_the_wall_clock_goes_back(state_dir: Path) -> None:
@@ -131,27 +140,73 @@ def test_spool_names_keep_their_order_when_the_wall_clock_goes_back(state_dir: P
     assert json.loads(reopened.pending()[-1].read_text()) == {}
 
 
-def test_a_record_survives_a_sigkill_of_the_embedded_redis(store: Store, state_dir: Path) -> None:
-    store.append_record({"uuid": "u-kept"})
-    pid = store.embedded.pid
-    _kill(pid)  # the XADD reply came after Redis wrote the AOF: in the kernel, safe from a SIGKILL
-    assert (state_dir / "redis" / "redis.pid").exists() and (state_dir / "redis" / "redis.sock").exists()
+@pytest.fixture
+def make_store(state_dir: Path, redis_settings: RedisSettings, monkeypatch: pytest.MonkeyPatch):
+    """Stores sharing the state dir (as `serve` and `worker` do), each with its confirm_after_s; closed after."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    made: list[Store] = []
 
-    again = EmbeddedRedis(state_dir / "redis").start()
-    try:
-        client = again.client()
-        assert not again.adopted and again.pid != pid
-        (_, fields), = client.xrange("t:calls")
-        assert json.loads(fields[b"record"])["uuid"] == "u-kept"
-        client.close()
-    finally:
-        again.stop()
+    def make(confirm_after_s: float) -> Store:
+        made.append(Store(redis_settings, state_dir, Clock(), confirm_after_s=confirm_after_s).start(maintain=False))
+        return made[-1]
+
+    yield make
+    for store in reversed(made):
+        store.close()
+
+
+def test_a_record_stays_on_disk_until_redis_has_held_it_past_its_aof_write_delay(make_store) -> None:
+    store = make_store(0.5)
+    store.sync_spool()
+    store.append_record({"uuid": "u-1"})
+    (path,) = store.spool.pending()
+    assert store.sync_spool() == 0 and path.exists()  # held for less than confirm_after_s
+
+    time.sleep(0.6)
+
+    assert store.sync_spool() == 0 and not path.exists()
+    assert [r["uuid"] for r in _records(store)] == ["u-1"]
+
+
+def test_a_record_whose_aof_write_redis_never_made_comes_back_from_the_spool_after_a_sigkill(
+        make_store, state_dir: Path) -> None:
+    """Redis replies before writing its AOF while a background fsync runs (everysec); cut the AOF as it was."""
+    store = make_store(60)
+    aof = state_dir / "redis" / "appendonly.aof"
+    store.sync_spool()
+    store.append_record({"uuid": "u-written"})
+    _wait_for_aof(state_dir, b"u-written")
+    written = aof.stat().st_size
+    store.append_record({"uuid": "u-postponed"})
+    _kill(store.embedded.pid)
+    with open(aof, "r+b") as fh:
+        fh.truncate(written)
+
+    assert store.restart_embedded_if_dead()
+    assert [r["uuid"] for r in _records(store)] == ["u-written"]
+    assert store.sync_spool() == 1  # a new run_id: each file checked, the missing record added again
+
+    assert [r["uuid"] for r in _records(store)] == ["u-written", "u-postponed"]
+    assert len(store.spool.pending()) == 2  # deleted only once this server has held them 60 s
+
+
+def test_a_second_process_sharing_the_spool_never_adds_a_record_twice(make_store) -> None:
+    serve, worker = make_store(0.3), make_store(0.3)
+    serve.append_record({"uuid": "u-1"})
+    assert worker.sync_spool() == 0  # too young: the process that wrote it is adding it
+    time.sleep(0.4)
+
+    assert worker.sync_spool() == 0  # Redis has its marker: held, then deleted
+    time.sleep(0.4)
+    assert worker.sync_spool() == 0 and serve.sync_spool() == 0
+
+    assert serve.spool.pending() == [] and [r["uuid"] for r in _records(serve)] == ["u-1"]
 
 
 def test_a_second_process_adopts_the_redis_left_running_by_a_killed_serve(state_dir: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
-        from controller.redis_server import EmbeddedRedis
+        from controller.redis_server import EmbeddedRedis, _pid_alive
         r = EmbeddedRedis({str(state_dir / "redis")!r}).start()
         r.client().xadd("t:calls", {{"record": '{{"uuid": "u-orphan"}}'}})
         print(r.pid, flush=True)
@@ -194,7 +249,7 @@ def test_the_embedded_redis_keeps_running_while_another_process_uses_it(state_di
     ours.ping()  # a connection of this process does not keep the server up
     script = textwrap.dedent(f"""
         import time
-        from controller.redis_server import EmbeddedRedis
+        from controller.redis_server import EmbeddedRedis, _pid_alive
         client = EmbeddedRedis({str(state_dir / "redis")!r}).client()
         client.ping()
         print("connected", flush=True)
@@ -289,7 +344,7 @@ def test_the_store_restarts_a_dead_embedded_redis_and_replays_the_spool_on_its_o
     import gevent
 
     monkeypatch.delenv("REDIS_URL", raising=False)
-    store = Store(redis_settings, state_dir, Clock(), replay_interval_s=0.05).start()
+    store = Store(redis_settings, state_dir, Clock(), replay_interval_s=0.05, confirm_after_s=0.1).start()
     try:
         _kill(store.embedded.pid)
         assert store.append_record({"uuid": "u-late"}) is None

@@ -169,6 +169,20 @@ def test_the_same_record_replayed_twice_is_emailed_once(store: Store, smtp_serve
     assert store.redis.xlen(store.stream_key) == 0
 
 
+def test_a_second_copy_of_a_dead_lettered_record_is_dropped_not_tried_again(
+        store: Store, smtp_server: SmtpPeer) -> None:
+    worker = _worker(store, smtp_server, [_email(subject="Re: {{ variables.name }}")])
+    record = _record(record_id="r-dead", variables={"name": "x\r\nBcc: victim@example.test"})
+    store.append_record(record)
+    _drain(worker)
+
+    store.append_record(record)  # the spool adds it again after a Redis restart
+    _drain(worker)
+
+    assert len(_dead(store)) == 1 and store.redis.xlen(store.stream_key) == 0
+    assert store.redis.hget(store.key("after", "r-dead"), "attempts") == b"1"
+
+
 def test_an_unreadable_entry_goes_to_the_dead_letter_stream(store: Store, smtp_server: SmtpPeer) -> None:
     store.redis.xadd(store.stream_key, {"record": "{not json"})
     worker = _worker(store, smtp_server, [_email()])
