@@ -153,7 +153,7 @@ class Store:
             self._client = self.embedded.client(**_client_options(SOCKET_TIMEOUT_S))
         where = self.url or self.embedded.url
         try:
-            self._client.ping()
+            self._run_id = self._client.info("server")["run_id"]
             log.info("redis connected", extra={"redis": where, "records_on_disk": len(self.spool)})
         except redis.RedisError as exc:
             self._mark_down(None, "start", exc)
