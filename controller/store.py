@@ -5,7 +5,7 @@ Keys (`<p>` is `redis.key_prefix`):
                                 variables, `count:<name>` per-call counters; TTL `call_ttl_s`, refreshed on write
   `<p>:call:<uuid>:transcript`  list of JSON entries, same TTL
   `<p>:call:<uuid>:actions`     list of JSON entries, same TTL
-  `<p>:counters`                hash of global counters (`calls:refused`, `transfer:<agent>.<action>:no_answer`)
+  `<p>:counters`                hash of global counters (`calls:refused`, `action:<agent>.<action>:<result>`)
   `<p>:<stream>`                after-call stream, one field `record` (the call record as JSON)
   `<p>:<dead_letter_stream>`    records whose after-call actions kept failing, with the reason
   `<p>:after:<record_id>`       worker progress per record (attempts, actions done), see worker.py

@@ -57,10 +57,10 @@ def test_a_call_state_is_kept_as_json_and_expires_with_the_call_ttl(store: Store
 
 def test_global_counters_add_up_across_calls(store: Store) -> None:
     store.incr("calls:refused")
-    store.incr("transfer:sales.to_desk:no_answer", uuid="u-1")
-    store.incr("transfer:sales.to_desk:no_answer", by=2, uuid="u-2")
+    store.incr("action:sales.to_desk:no_answer", uuid="u-1")
+    store.incr("action:sales.to_desk:no_answer", by=2, uuid="u-2")
 
-    assert store.counters() == {"calls:refused": 1, "transfer:sales.to_desk:no_answer": 3}
+    assert store.counters() == {"calls:refused": 1, "action:sales.to_desk:no_answer": 3}
 
 
 def test_a_record_appended_goes_to_the_stream_with_a_record_id(store: Store) -> None:

@@ -47,7 +47,7 @@ def test_an_answered_transfer_is_recorded_and_the_agent_hangs_up_when_it_ends(tm
     assert (detail["destination"], detail["number"], detail["disposition"]) == ("conseillers_paris", PARIS, "SUCCESS")
     assert 1.5 <= detail["ring_s"] <= 3 and 2.5 <= detail["talk_s"] <= 4
     assert record["hangup_by"] == "agent" and rec.hangup_by == "controller"
-    assert counters["transfer:support.to_advisor:answered"] == 1
+    assert counters["action:support.to_advisor:answered"] == 1
 
 
 def test_after_bridge_resume_gives_the_caller_back_to_the_agent(tmp_path, session_redis):
@@ -76,7 +76,7 @@ def test_when_nobody_takes_the_call_the_agent_takes_it_back_says_why_and_goes_on
     assert message in entry["detail"]["said"] and any(message in text for text in rec.spoken)
     assert rec.hangup_by == "caller" and record["hangup_by"] == "caller"
     assert wire(rec, "detect_speech")[-2:] == ["pause", "resume"]
-    assert counters[f"transfer:support.to_advisor:{result}"] == 1
+    assert counters[f"action:support.to_advisor:{result}"] == 1
 
 
 def test_the_ring_limit_goes_on_the_wire_unscaled_and_the_caller_is_taken_back_within_a_second(
@@ -96,7 +96,7 @@ def test_a_caller_who_hangs_up_while_it_rings_abandons_the_transfer(tmp_path, se
     entry = transfer_entry(record)
     assert entry["result"] == "abandoned" and entry["detail"]["destination"] == "conseillers_paris"
     assert record["hangup_by"] == "caller" and rec.bridges[0].disposition == "ORIGINATOR_CANCEL"
-    assert counters["transfer:support.to_advisor:abandoned"] == 1
+    assert counters["action:support.to_advisor:abandoned"] == 1
 
 
 def test_a_freeswitch_that_never_reports_is_cut_by_the_guard_with_uuid_kill(tmp_path, session_redis):
@@ -178,7 +178,7 @@ def test_an_ambiguous_request_dials_nothing_and_the_agent_asks_which_destination
     entry = transfer_entry(record)
     assert entry["result"] == "refused" and entry["detail"]["choices"] == ["conseillers_paris", "conseillers_lyon"]
     assert any("Conseillers Paris ou Conseillers Lyon" in text for text in rec.spoken)
-    assert counters["transfer:support.to_advisor:refused"] == 1
+    assert counters["action:support.to_advisor:refused"] == 1
 
 
 def test_the_callers_answer_to_which_one_completes_the_transfer(tmp_path, session_redis):

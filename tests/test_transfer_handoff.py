@@ -50,7 +50,26 @@ def test_a_hand_off_moves_the_call_to_the_other_agent_which_continues_the_same_r
                                                                      ("end_call", "hung_up")]
     assert transfer_entry(record, "to_sales")["detail"]["agent"] == "sales"
     assert "ringing" in record["moments"] and record["transferred"] is True
-    assert counters["transfer:support.to_sales:handed_off"] == 1
+    assert counters["action:support.to_sales:handed_off"] == 1
+
+
+def test_a_hand_off_freeswitch_refuses_is_taken_back_and_counted_once_as_failed(tmp_path, session_redis):
+    support = agent_yaml({"name": "to_sales", "destinations": [{"agent": "sales", "description": "Agent commercial"}]})
+    config = transfer_config(tmp_path, agents={"support": support, "sales": SALES}, extra="")
+    with running(config, session_redis) as runtime:
+        rec = call(runtime, {"agent": "support", "handoffs": {"2002": "sales"},
+                             "api_replies": {"uuid_transfer": "-ERR No such channel!"},
+                             "script": [GREETED, {"say": ASKS_FOR_ADVISOR}, {"wait_for": {"app": "speak", "count": 3}}]})
+        gevent.sleep(0.2)
+        [record] = records(runtime)
+        counters = runtime.store.counters()
+        logged = runtime.store.call_state(rec.uuid)["actions"]
+    assert [c.connection for c in rec.commands if c.name == "connect"] == ["conn1"]
+    assert record["agent"] == "support" and record["transferred"] is False
+    entry = transfer_entry(record, "to_sales")
+    assert entry["result"] == "failed" and entry["detail"]["cause"] == "TRANSFER_REFUSED"
+    assert [(a["name"], a["result"]) for a in logged] == [("to_sales", "failed")]
+    assert counters["action:support.to_sales:failed"] == 1 and "action:support.to_sales:handed_off" not in counters
 
 
 def test_refer_mode_deflects_the_call_and_cannot_take_it_back(tmp_path, session_redis):
@@ -91,4 +110,4 @@ def test_a_closed_transfer_dials_nothing_and_says_when_it_opens(tmp_path, sessio
     assert entry["result"] == "closed" and opening.date() == today + timedelta(days=2)
     assert (opening.hour, opening.minute, opening.utcoffset()) == (0, 0, opening.astimezone(ZoneInfo(
         "Europe/Paris")).utcoffset())
-    assert counters["transfer:support.to_advisor:closed"] == 1
+    assert counters["action:support.to_advisor:closed"] == 1

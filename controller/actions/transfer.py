@@ -66,7 +66,6 @@ class TransferAction(Action):
 
     def __init__(self, config: Any, runtime: Any, agent: Any) -> None:
         super().__init__(config, runtime, agent)
-        self.counter = f"transfer:{agent.id}.{config.name}"
         self.numbers_path = numbers_file(runtime.config.numbers_dir, agent.id, config.name)
         self._stamp = self._file_stamp()
         self._index = self._build_index()
@@ -99,7 +98,6 @@ class TransferAction(Action):
         now = conversation.clock.now()
         if schedule is not None and not schedule.is_open(now):
             opening = schedule.next_opening(now)
-            self._count("closed")
             return ActionOutcome("closed", say=self._message(conversation, "closed"), progress=False,
                                  detail={"next_opening": opening.isoformat() if opening else None})
         resolution = self._current_index().resolve(arguments.get("destination"))
@@ -121,7 +119,6 @@ class TransferAction(Action):
         total = len(resolution.candidates) if ambiguous else len(self._index)
         names = [t.description for t in close if t.description]
         ask = which_one(conversation.language, names if total <= 4 and len(names) == total else [])
-        self._count("refused")
         conversation.log.info("transfer %s: %s for %r (best %.2f, runner-up %.2f); nothing dialled",
                               self.name, resolution.how, str(asked or "")[:80], resolution.score, resolution.runner_up)
         # "ambiguous" whenever the agent asks which one: the conversation then tries the caller's next words
@@ -174,7 +171,6 @@ class TransferAction(Action):
             result = "answered" if ringing.answered is not None else "abandoned"
             hangup.outcome = ActionOutcome(result, detail={**detail, **self._timings(clock, ringing),
                                                            "cause": "CALLER_HANGUP"})
-            self._count(result)
             raise
         finally:
             esl.unlisten(events)
@@ -185,7 +181,6 @@ class TransferAction(Action):
         if result == "answered":
             return self._after_bridge(conversation, detail)
         if outcome.result == "abandoned":  # ORIGINATOR_CANCEL with the caller still reported up: they are leaving
-            self._count("abandoned")
             return ActionOutcome("abandoned", detail=detail, progress=False)
         if conversation.asr_on:
             esl.start_execute("detect_speech", "resume")
@@ -232,7 +227,6 @@ class TransferAction(Action):
 
     def _after_bridge(self, conversation: Any, detail: dict[str, Any]) -> ActionOutcome:
         """The answered transfer ended (the far end hung up): hang up, or take the caller back."""
-        self._count("answered")
         if self.config.after_bridge == "hangup":
             return ActionOutcome("answered", detail=detail, end_call=True)
         if conversation.asr_on:
@@ -245,7 +239,6 @@ class TransferAction(Action):
         """Nobody took the call: the agent says so right away; the brain learns the result."""
         message = self._message(conversation, MESSAGE_FOR[result])
         conversation.say(message)
-        self._count(result)
         return ActionOutcome(result, detail={**detail, "said": message}, progress=False)
 
     # ------------------------------------------------------------------ hand-off and refer
@@ -258,20 +251,22 @@ class TransferAction(Action):
         conversation.wait_quiet()
         if conversation.asr_on:
             esl.execute("detect_speech", "stop", timeout=call.runtime.execute_timeout)
-        # The conversation started this entry; it is finished here, before uuid_transfer, because the next
-        # agent's session reads the record as soon as it connects.
+        # The next agent's session reads the record as soon as it connects, so the snapshot written before
+        # uuid_transfer already shows this action handed off; it is logged and counted once FreeSWITCH agrees.
         entry = next(a for a in reversed(call.actions) if a.name == self.name and a.result == "running")
-        call.finish_action(entry, "handed_off", **detail)
+        entry.result, entry.ended_at = "handed_off", conversation.clock.wall()
+        entry.detail.update(detail)
         self.runtime.store.update_call(call.uuid, handoff_to=target.agent, **call.state_snapshot())
         events = esl.listen()
         try:
             esl.api(command)
         except CommandError as exc:
+            entry.result = "running"  # the conversation finishes it with the take-back's result
             self.runtime.store.update_call(call.uuid, handoff_to="")
             conversation.log.error("hand-off to %s refused by FreeSWITCH: %s", target.agent, exc)
             return self._take_back(conversation, "failed", {**detail, "cause": "TRANSFER_REFUSED", "error": str(exc)})
         else:
-            self._count("handed_off")
+            call.finish_action(entry, "handed_off", **detail)
             done = self._socket_app_done(conversation, events)
         finally:
             esl.unlisten(events)
@@ -315,7 +310,6 @@ class TransferAction(Action):
         except CallHangup as hangup:
             call.hangup_by = "agent"
             hangup.outcome = ActionOutcome("transferred", detail=detail)
-            self._count("transferred")
             raise
 
     # ------------------------------------------------------------------ helpers
@@ -358,9 +352,6 @@ class TransferAction(Action):
             return round((end - start) / clock.time_scale, 3)
         end = ringing.ended or clock.monotonic()
         return {"ring_s": span(ringing.started, ringing.answered or end), "talk_s": span(ringing.answered, end)}
-
-    def _count(self, result: str) -> None:
-        self.runtime.store.incr(f"{self.counter}:{result}")
 
     def _file_stamp(self) -> Optional[tuple[int, int]]:
         try:

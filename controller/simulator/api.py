@@ -18,7 +18,9 @@ VERSION = "FreeSWITCH Version 1.10.12-release~64bit ( 64bit)\n"
 
 
 def run(call: "SimCall", name: str, arg: str) -> str:
-    """Run one api command against the call and return the response body."""
+    """Run one api command against the call and return the response body (or the scenario's forced reply)."""
+    if name in call.scenario.api_replies:
+        return call.scenario.api_replies[name]
     handler = COMMANDS.get(name)
     if handler is None:
         return f"-ERR {name} Command not found!\n"

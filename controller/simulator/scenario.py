@@ -75,6 +75,7 @@ class Scenario:
     playback_seconds: dict[str, float] = field(default_factory=lambda: {"default": 2.0})
     targets: dict[str, Target] = field(default_factory=dict)
     handoffs: dict[str, str] = field(default_factory=dict)
+    api_replies: dict[str, str] = field(default_factory=dict)  # command -> the reply FreeSWITCH gives instead
     script: list[Step] = field(default_factory=list)
     end: str = "hangup"
     end_after_s: float = 2.0
@@ -175,6 +176,11 @@ class _Reader:
                        for k, v in self.mapping("targets", data.get("targets", {})).items()}
         out.handoffs = {str(k): self.text(f"handoffs.{k}", v)
                         for k, v in self.mapping("handoffs", data.get("handoffs", {})).items()}
+        for command, reply in self.mapping("api_replies", data.get("api_replies", {})).items():
+            reply = self.text(f"api_replies.{command}", reply)
+            if not reply.startswith(("+OK", "-ERR", "-USAGE")):
+                raise self.fail(f"api_replies.{command}", f"{reply!r}; a FreeSWITCH reply starts with +OK, -ERR or -USAGE")
+            out.api_replies[str(command)] = reply.rstrip("\n") + "\n"
         script = data.get("script", [])
         if not isinstance(script, list):
             raise self.fail("script", "expected a list of steps")
