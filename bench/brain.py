@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from controller.brain.base import BrainContext, Turn  # noqa: E402
 from controller.brain.calibration import calibrate, evaluate, score_phrases, shipped_phrase_sets  # noqa: E402
 from controller.brain.semantic import DEFAULTS, SemanticBrain, normalise  # noqa: E402
-from knowledge.embedders import EmbedderSpec, get_embedder  # noqa: E402
+from knowledge.embedders import get_embedder  # noqa: E402
+from knowledge.sources import EmbedderSpec  # noqa: E402
 
 CALLS = 50
 BUDGET_S = 12.0  # per embedder and phase, so a default run stays within a minute on a loaded machine

@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from knowledge import DEFAULT_HNSW_THRESHOLD  # noqa: E402
 from knowledge.build import build_source  # noqa: E402
-from knowledge.embedders import EmbedderSpec, default_embedder, get_embedder  # noqa: E402
+from knowledge.embedders import get_embedder  # noqa: E402
+from knowledge.sources import EmbedderSpec, default_embedder  # noqa: E402
 from knowledge.index import Generation, Manifest, StoredChunk, choose_index_type, write_generation  # noqa: E402
 from knowledge.search import KnowledgeBase  # noqa: E402
 from knowledge.sources import SourceSpec  # noqa: E402

@@ -133,9 +133,8 @@ def demo(config_path: str | None, time_scale: float) -> None:
 
 
 def _register_groups() -> None:
-    """The command groups that live beside their packages."""
-    from knowledge.cli import knowledge
-
+    """The command groups that live in their own modules."""
+    from .knowledge_cli import knowledge
     from .numbers_cli import numbers
     main.add_command(knowledge)
     main.add_command(numbers)

@@ -101,7 +101,7 @@ class Limits(ConfigModel):
     max_consecutive_silences: Annotated[int, Field(ge=1, le=20)] = 3
 
 
-def default_embedder(language: Any) -> str:
+def default_brain_embedder(language: Any) -> str:
     """`minilm` for English, the multilingual `use-m3` otherwise."""
     return "minilm" if isinstance(language, str) and language.startswith("en") else "use-m3"
 
@@ -129,7 +129,7 @@ class AgentConfig(ConfigModel):
         data = dict(data)
         brain = data.get("brain", {"type": "semantic"})
         if isinstance(brain, dict) and brain.get("type") == "semantic" and "embedder" not in brain:
-            brain = {**brain, "embedder": default_embedder(data.get("language"))}
+            brain = {**brain, "embedder": default_brain_embedder(data.get("language"))}
         data["brain"] = brain
         return data
 

@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from controller.dialstring import DialStringError
 from controller.templating import TemplateError, check_template, is_template
+from knowledge.sources import BUILTIN_EMBEDDERS, EmbedderSpec
 
 NAME_RE = r"[a-z0-9_]{1,48}"
 ID_RE = r"[a-z0-9_]{1,32}"
@@ -250,9 +251,6 @@ def check_template_text(value: Any, info: ValidationInfo) -> str:
     return value
 
 
-EMBEDDER_NAMES = ("minilm", "use-m3")
-
-
 class Embedder(ConfigModel):
     """`minilm` (English), `use-m3` (multilingual) or {backend: sentence-transformers, model_dir: DIR}."""
 
@@ -263,7 +261,7 @@ class Embedder(ConfigModel):
     @classmethod
     def _from_name(cls, value: Any) -> Any:
         if isinstance(value, str):
-            if value not in EMBEDDER_NAMES:
+            if value not in BUILTIN_EMBEDDERS:
                 raise fail(f"unknown embedder {value!r}",
                            "minilm, use-m3, or {backend: sentence-transformers, model_dir: DIR}")
             return {"backend": value}
@@ -277,6 +275,9 @@ class Embedder(ConfigModel):
         path = resolve_path(value, info)
         if not exists(path, "dir"):
             raise fail(f"model directory {path} does not exist", "a local sentence-transformers model directory")
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise fail(f"{path} is not a sentence-transformers model directory (no modules.json)",
+                       "a directory saved by SentenceTransformer.save()")
         return path
 
     @model_validator(mode="after")
@@ -290,6 +291,10 @@ class Embedder(ConfigModel):
     @property
     def name(self) -> str:
         return self.backend if self.model_dir is None else f"{self.backend}:{self.model_dir}"
+
+    def spec(self) -> EmbedderSpec:
+        """What the knowledge package loads."""
+        return EmbedderSpec(self.backend, self.model_dir)
 
 
 class ActionBase(ConfigModel):

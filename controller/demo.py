@@ -80,13 +80,12 @@ def ensure_knowledge(config: Any) -> None:
     """Build the example FAQ index the first time (later runs reuse it; the CLI rebuilds incrementally)."""
     from knowledge.build import build_source
     from knowledge.index import current_name
-    from .runtime import source_spec
     for name, source in config.knowledge_sources.items():
         if current_name(source.index_dir) is not None:
             continue
         corpus = config.base_dir / "knowledge" / f"faq-{source.language}"
         click.echo(f"building knowledge source {name} from {corpus} (first run only)...")
-        build_source(source_spec(source), [corpus], progress=False)
+        build_source(source.spec(), [corpus], progress=False)
 
 
 def emails_sent(log_path: Path) -> list[str]:

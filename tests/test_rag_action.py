@@ -5,7 +5,6 @@ import gevent
 import pytest
 
 from controller.config import load_config
-from controller.runtime import source_spec
 from controller_support import BASE_AGENT, call, records, running, sent, write_config
 from knowledge.build import build_source
 from knowledge.index import current_name
@@ -43,7 +42,7 @@ def built(tmp_path):
     for name, text in CORPUS.items():
         (corpus / name).write_text(text, encoding="utf-8")
     config = rag_config(tmp_path)
-    build_source(source_spec(load_config(config).knowledge_sources["kb"]), [corpus], progress=False)
+    build_source(load_config(config).knowledge_sources["kb"].spec(), [corpus], progress=False)
     return config
 
 
@@ -71,7 +70,7 @@ def test_below_min_score_the_agent_says_the_no_answer_message(tmp_path, session_
     for name, text in CORPUS.items():
         (corpus / name).write_text(text, encoding="utf-8")
     config = rag_config(tmp_path, min_score=0.99)
-    build_source(source_spec(load_config(config).knowledge_sources["kb"]), [corpus], progress=False)
+    build_source(load_config(config).knowledge_sources["kb"].spec(), [corpus], progress=False)
     with running(config, session_redis) as runtime:
         rec = call(runtime, {"agent": "support", "script": [{"say": QUESTION}]})
         gevent.sleep(0.1)

@@ -37,7 +37,8 @@ def make_brain(agent: Any, kb_lookup: KbLookup | None = None) -> Brain:
     if rag_source and not callable(kb_lookup):
         raise TypeError(f"{where}.rag_source {rag_source!r} needs make_brain(agent, kb_lookup) with a callable "
                         f"(source, query) -> chunks; got {type(kb_lookup).__name__}")
-    from knowledge.embedders import EmbedderSpec, default_embedder, get_embedder  # loads numpy models lazily
+    from knowledge.embedders import get_embedder  # loads numpy models lazily
+    from knowledge.sources import EmbedderSpec, default_embedder
 
     embedder_config = getattr(config, "embedder", None)
     if embedder_config is None:

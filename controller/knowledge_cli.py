@@ -1,7 +1,8 @@
 """`switchboard knowledge ...`: build, query, list and remove the knowledge bases the rag action searches.
 
-Every command takes `--config CONFIG` (or SWITCHBOARD_CONFIG) and reads the sources from its
-`knowledge_sources` section. Every error a person can fix ends the command with one clear line on
+Every command takes `--config CONFIG` (or SWITCHBOARD_CONFIG) and reads only its `knowledge_sources`
+section, validated by config.py as `check` validates it, so indexes can be built while the agents are still
+being written. Every error a person can fix ends the command with one clear line on
 stderr and exit code 2, never a traceback.
 """
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 
 import click
 
+from controller.config import ConfigError, load_knowledge_sources
 from knowledge import DEFAULT_CHUNK_TOKENS, DEFAULT_HNSW_THRESHOLD, DEFAULT_OVERLAP_TOKENS
 from knowledge.errors import KnowledgeError
-from knowledge.sources import SourceSpec, sources_from_config
+from knowledge.sources import SourceSpec
 
 
 class _Failure(click.ClickException):
@@ -51,8 +53,17 @@ def _clear_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _sources(config_path: Path) -> dict[str, SourceSpec]:
+    if not config_path.exists():
+        raise KnowledgeError(f"config file {config_path} not found: pass --config FILE or set SWITCHBOARD_CONFIG")
+    try:
+        return {name: source.spec() for name, source in load_knowledge_sources(config_path).items()}
+    except ConfigError as exc:
+        raise KnowledgeError(str(exc)) from None
+
+
 def _source(config_path: Path, name: str) -> SourceSpec:
-    sources = sources_from_config(config_path)
+    sources = _sources(config_path)
     if name not in sources:
         known = ", ".join(sorted(sources)) or "none"
         raise KnowledgeError(
@@ -129,7 +140,7 @@ def list_command(config_path: Path) -> None:
     """Show each configured source: language, embedder, chunks, files, index type, size, last build."""
     from knowledge.index import Manifest, current_name, disk_size
 
-    sources = sources_from_config(config_path)
+    sources = _sources(config_path)
     if not sources:
         click.echo(f"no knowledge_sources in {config_path}")
         return
