@@ -1,4 +1,4 @@
-"""The `switchboard` command: serve, worker, check, simulate, demo, numbers ..., knowledge ...
+"""The `switchboard` command: serve, worker, check, simulate, demo, jobs ..., numbers ..., knowledge ...
 
 Bad input (a config that does not validate, a missing file, a bad argument) prints what is wrong and how to
 fix it, and exits 2; nothing here lets a traceback reach the operator.
@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -130,6 +131,104 @@ def demo(config_path: str | None, time_scale: float) -> None:
     monkey.patch_all()
     from .demo import run_demo
     sys.exit(run_demo(config, time_scale))
+
+
+@main.group()
+def jobs() -> None:
+    """The after-call queue: what waits, what failed and why; retry or drop dead letters."""
+
+
+@contextmanager
+def _queue(config_path: str | None) -> Iterator[Any]:
+    """The configured Redis (the embedded one is started if nobody runs it), or exit 2 saying why not."""
+    import redis
+
+    from .redis_server import EmbeddedRedisError
+    from .store import Store
+    config = load(config_path)
+    try:
+        store = Store(config.redis, config.server.state_dir).start(maintain=False)
+    except (EmbeddedRedisError, redis.RedisError, OSError, ValueError) as exc:
+        fail(f"cannot reach redis: {exc}")
+    try:
+        yield store
+    except redis.RedisError as exc:
+        fail(f"redis ({store.url or store.embedded.url}): {exc}")
+    finally:
+        store.close()
+
+
+@jobs.command("list")
+@config_option
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="dead letters shown")
+def jobs_list(config_path: str | None, limit: int) -> None:
+    """Queued and pending records per worker, records still on disk, and the dead letters with their reason."""
+    from .jobs import dead_letters, queue_state
+    with _queue(config_path) as store:
+        state = queue_state(store)
+        letters = dead_letters(store, limit)
+    held = ", ".join(f"{name} {count}" for name, count in sorted(state.pending.items())) or "none"
+    click.echo(f"queued: {state.queued} (read by a worker, not yet done: {held}); on disk, not yet confirmed in "
+               f"redis: {state.spooled}; dead letters: {state.dead}")
+    for letter in letters:
+        click.echo(f"{letter.id}  {letter.at}  call {letter.uuid or '-'}  attempts {letter.attempts}  {letter.reason}")
+    if state.dead > len(letters):
+        click.echo(f"... {state.dead - len(letters)} more (--limit)")
+
+
+@jobs.command("show")
+@click.argument("entry_id", metavar="ID")
+@config_option
+def jobs_show(entry_id: str, config_path: str | None) -> None:
+    """One dead letter: why each action failed, and the whole call record (JSON)."""
+    import json
+
+    from .jobs import JobsError, dead_letter
+    with _queue(config_path) as store:
+        try:
+            letter = dead_letter(store, entry_id)
+        except JobsError as exc:
+            fail(str(exc))
+    click.echo(f"dead letter {letter.id} at {letter.at}: call {letter.uuid or '-'}, {letter.attempts} attempt(s), "
+               f"classification {letter.classification or '-'}")
+    for failure in letter.failures:
+        kind = "permanent" if failure.get("permanent") else "kept failing"
+        click.echo(f"  {failure.get('action')}: {failure.get('error')} ({kind})")
+    click.echo(json.dumps(letter.record, ensure_ascii=False, indent=2) if letter.record is not None else letter.raw)
+
+
+@jobs.command("retry")
+@click.argument("entry_ids", metavar="ID...", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="every dead letter")
+@config_option
+def jobs_retry(entry_ids: tuple[str, ...], retry_all: bool, config_path: str | None) -> None:
+    """Put dead letters back in the queue once their cause is fixed; actions that had succeeded are not rerun."""
+    from .jobs import JobsError, dead_letters, retry
+    if bool(entry_ids) == retry_all:
+        fail("give the dead letters' IDs (`switchboard jobs list`), or --all")
+    with _queue(config_path) as store:
+        ids = [letter.id for letter in dead_letters(store, 10_000)] if retry_all else list(entry_ids)
+        try:
+            moved = retry(store, ids)
+        except JobsError as exc:
+            fail(str(exc))
+    for old, new in moved:
+        click.echo(f"{old} -> queued as {new}")
+    click.echo(f"{len(moved)} record(s) back in the queue; a running worker takes them now")
+
+
+@jobs.command("drop")
+@click.argument("entry_ids", metavar="ID...", nargs=-1, required=True)
+@config_option
+def jobs_drop(entry_ids: tuple[str, ...], config_path: str | None) -> None:
+    """Delete dead letters for good (`show` them first: their records go with them)."""
+    from .jobs import JobsError, drop
+    with _queue(config_path) as store:
+        try:
+            dropped = drop(store, list(entry_ids))
+        except JobsError as exc:
+            fail(str(exc))
+    click.echo(f"{dropped} dead letter(s) deleted")
 
 
 def _register_groups() -> None:

@@ -158,27 +158,31 @@ class EmbeddedRedis:
             return self._proc.poll() is None
         return self.pid is not None and _pid_alive(self.pid)
 
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM (Redis fsyncs the AOF and exits) unless another process is still connected to it."""
+    def stop(self, timeout_s: float = 15.0) -> bool:
+        """SIGTERM (Redis fsyncs the AOF and exits) unless another process is still connected to it; True when
+        this call shut the server down cleanly, so everything it acknowledged is on disk."""
         if self.pid is None:
-            return
+            return False
+        clean = False
         if self.alive():
             others = self._other_clients()
             if others:
                 log.info("embedded redis left running for %d other client(s)", others, extra={"pid": self.pid})
                 self._forget()
-                return
+                return False
             os.kill(self.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
             while self.alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if self.alive():
+            clean = not self.alive()
+            if not clean:
                 log.warning("embedded redis ignored SIGTERM for %.0f s; killing it", timeout_s, extra={"pid": self.pid})
                 os.kill(self.pid, signal.SIGKILL)
                 while self.alive() and time.monotonic() < deadline + 5:
                     time.sleep(0.05)
         log.info("embedded redis stopped", extra={"pid": self.pid})
         self._forget()
+        return clean
 
     def __enter__(self) -> "EmbeddedRedis":
         return self.start()

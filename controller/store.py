@@ -168,8 +168,11 @@ class Store:
             self._maintainer.kill(block=True, timeout=5)
         if self._client is not None:
             self._client.close()
-        if self.embedded is not None:
-            self.embedded.stop()
+        if self.embedded is not None and self.embedded.stop():
+            with self._spool_lock:  # a clean shutdown fsynced the AOF: what the server held is safe
+                for name in self._held:
+                    self.spool.remove(self.spool.directory / name)
+                self._held.clear()
 
     @property
     def redis(self) -> redis.Redis:

@@ -38,6 +38,7 @@ from controller.store import PROGRESS_TTL_S, Store
 log = logging.getLogger("switchboard.worker")
 
 STALE_CONSUMER_MS = 24 * 3600 * 1000
+GROUP = "after-call"
 MAX_BLOCK_MS = 1000  # below the store client's 5 s socket timeout
 
 
@@ -63,7 +64,7 @@ class Worker:
 
     def __init__(self, store: Store, actions_for_agent: Callable[[str], Iterable[Any]],
                  classifications: Mapping[str, Any], smtp: Any, clock: Optional[Clock] = None, *,
-                 group: str = "after-call", consumer: Optional[str] = None, min_idle_ms: int = 60_000,
+                 group: str = GROUP, consumer: Optional[str] = None, min_idle_ms: int = 60_000,
                  reclaim_interval_s: float = 10.0, count: int = 10, base_dir: Optional[Path] = None) -> None:
         if reclaim_interval_s * 1000 >= min_idle_ms:
             raise ValueError("reclaim_interval_s must be shorter than min_idle_ms, or our own retries get reclaimed")

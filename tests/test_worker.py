@@ -7,8 +7,12 @@ from typing import Any
 
 import gevent
 import gevent.event
+import pytest
+from click.testing import CliRunner
 
+from controller import jobs
 from controller.classify import classify
+from controller.cli import main
 from controller.store import Store
 from controller.worker import Worker
 from peers import Reply, ScriptedHttp, SmtpPeer
@@ -284,3 +288,60 @@ def test_a_record_that_cannot_be_classified_is_dead_lettered_not_retried(store: 
 
     (dead,) = _dead(store)
     assert "cannot be classified" in dead["reason"] and dead["attempts"] == "1"
+
+
+def test_a_dead_letter_retried_once_its_cause_is_fixed_runs_only_the_actions_that_never_went(
+        store: Store, smtp_server: SmtpPeer, http_server: ScriptedHttp) -> None:
+    http_server.default = Reply(status=503)  # the CRM is down for longer than the retries last
+    worker = _worker(store, smtp_server, [_email(), _webhook(http_server.url)])
+    store.append_record(_record())
+    _drain(worker)
+    [letter] = jobs.dead_letters(store)
+    assert letter.attempts == 3 and letter.reason.startswith("crm: workflow crm: HTTP 503") and letter.uuid == "u-1"
+
+    http_server.default = Reply(body={"ok": True})  # the CRM is back
+    [(old, _)] = jobs.retry(store, [letter.id])
+    _drain(worker)
+
+    assert old == letter.id and store.redis.xrange(store.dead_letter_key) == []
+    assert len(smtp_server.mailbox.messages) == 1  # the email had gone before the record died
+    assert len(http_server.requests) == 4 and http_server.requests[-1].json()["uuid"] == "u-1"
+    assert jobs.dead_letters(store) == [] and jobs.queue_state(store).queued == 0
+
+
+def test_jobs_refuse_unknown_ids_before_touching_anything(store: Store, smtp_server: SmtpPeer) -> None:
+    store.redis.xadd(store.stream_key, {"record": "{not json"})
+    _drain(_worker(store, smtp_server, [_email()]))
+    [letter] = jobs.dead_letters(store)
+
+    for bad, message in (("1-0", "no dead letter 1-0"), ("abc", "'abc' is not a stream id")):
+        with pytest.raises(jobs.JobsError, match=message):
+            jobs.drop(store, [letter.id, bad])
+    assert jobs.queue_state(store).dead == 1 and letter.record is None and letter.raw == "{not json"
+
+    assert jobs.drop(store, [letter.id]) == 1 and jobs.queue_state(store).dead == 0
+
+
+def test_the_jobs_command_lists_shows_and_retries_dead_letters(
+        store: Store, smtp_server: SmtpPeer, tmp_path) -> None:
+    smtp_server.mailbox.fail_next, smtp_server.mailbox.fail_code = 1, "550 5.1.1 no such mailbox"
+    store.append_record(_record(uuid="u-dead"))
+    _drain(_worker(store, smtp_server, [_email()]))
+    config = tmp_path / "sb.yaml"
+    config.write_text(f"server: {{state_dir: {tmp_path / 'state'}}}\n"
+                      f"redis: {{url: '{store.embedded.url}', key_prefix: t}}\n"
+                      "agents:\n  sales: {language: en}\n", encoding="utf-8")
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(main, ["jobs", *args, "--config", str(config)], catch_exceptions=False)
+
+    listed = run("list")
+    assert listed.exit_code == 0, listed.output
+    assert "dead letters: 1" in listed.stdout and "call u-dead" in listed.stdout and "550" in listed.stdout
+    [letter] = jobs.dead_letters(store)
+    shown = run("show", letter.id)
+    assert shown.exit_code == 0 and "summary: " in shown.stdout and '"uuid": "u-dead"' in shown.stdout
+    assert run("retry").exit_code == 2 and run("show", "9-9").exit_code == 2
+    retried = run("retry", "--all")
+    assert retried.exit_code == 0 and "1 record(s) back in the queue" in retried.stdout
+    assert jobs.queue_state(store).queued == 1 and jobs.queue_state(store).dead == 0
