@@ -1,4 +1,4 @@
-"""The `switchboard` command: serve, worker, check, simulate, demo, jobs ..., numbers ..., knowledge ...
+"""The `switchboard` command: serve, reload, worker, check, simulate, demo, jobs ..., numbers ..., knowledge ...
 
 Bad input (a config that does not validate, a missing file, a bad argument) prints what is wrong and how to
 fix it, and exits 2; nothing here lets a traceback reach the operator.
@@ -74,6 +74,43 @@ def serve(config_path: str | None, port: int | None) -> None:
     except OSError as exc:
         fail(str(exc))
     sys.exit(runtime.serve_forever())
+
+
+@main.command()
+@config_option
+@click.option("--timeout", type=click.FloatRange(1, 600), default=60, show_default=True,
+              help="seconds to wait for `serve` to say whether it took the configuration")
+def reload(config_path: str | None, timeout: float) -> None:
+    """Check CONFIG, then have the running `serve` use it for new calls (SIGHUP); live calls keep theirs.
+
+    Exits 0 once `serve` has taken it, 1 when `serve` refused it (the reason is printed), 2 when the file does
+    not validate (nothing is sent) or no `serve` runs on its state_dir.
+    """
+    import json
+    import signal
+    import time
+    config = load(config_path)
+    state_dir = config.server.state_dir
+    try:
+        pid = int((state_dir / "serve.pid").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        fail(f"no running `switchboard serve` for {state_dir} (no live pid in {state_dir / 'serve.pid'}); "
+             "start it, or reload the one whose server.state_dir this is")
+    status = state_dir / "reload.json"
+    before = status.stat().st_mtime_ns if status.exists() else 0
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if status.exists() and status.stat().st_mtime_ns != before:
+            try:
+                outcome = json.loads(status.read_text(encoding="utf-8"))
+            except ValueError:  # written by os.replace, so never partial; a foreign file: say so
+                fail(f"{status} is not the reload status `serve` writes; remove it and retry")
+            click.echo(outcome["message"], err=not outcome["ok"])
+            sys.exit(0 if outcome["ok"] else 1)
+        time.sleep(0.1)
+    fail(f"`serve` (pid {pid}) did not report within {timeout:.0f} s; its log says why", code=1)
 
 
 @main.command()

@@ -2,15 +2,26 @@
 
 Everything a call needs is built once here, before the first call is accepted (brains embed their action
 descriptions, knowledge bases load), so a call greenlet only looks things up.
+
+SIGHUP reloads the configuration file: a file that does not validate, or whose brains cannot be built, is
+refused and the running configuration stays. Otherwise agents, actions, brains, knowledge sources and the
+after-call actions are rebuilt, then swapped in at once for the calls that arrive next; a live call ends with
+what it started with. What the process was started with (listening address, state_dir, Redis,
+time_scale, run_worker, max_connections) changes only at the next restart, and the reload says so. Each
+reload's outcome goes to the log and to `<state_dir>/reload.json`, which `switchboard reload` waits for.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
+from pathlib import Path
 from typing import Any, Callable
 
 import gevent
 import gevent.event
+import gevent.lock
 
 from .actions import build_actions
 from .call import CallSession, run_concurrently
@@ -22,6 +33,10 @@ from .server import Listener
 from .store import Store
 
 log = logging.getLogger("switchboard.runtime")
+
+# Settings the running process was built with: a reload reports their change and keeps the old value.
+RESTART_ONLY = ("server.host", "server.port", "server.state_dir", "server.time_scale", "server.run_worker",
+                "server.max_connections", "redis")
 
 
 def needed_modules(config: Any) -> set[str]:
@@ -58,6 +73,21 @@ def open_source(source: Any) -> tuple[Any, str | None]:
         return None, str(exc)
 
 
+def kb_hits(knowledge: dict[str, tuple[Any, str | None]], source: str, query: str) -> list[dict[str, Any]]:
+    """The top chunks of a loaded source as the brains take them; [] when the source is unavailable."""
+    kb, _ = knowledge.get(source, (None, None))
+    if kb is None:
+        return []
+    return [{"text": h.text, "source": h.source, "score": h.score} for h in kb.search(query, k=3)]
+
+
+def _setting(config: Any, dotted: str) -> Any:
+    value = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
 class Runtime:
     """Owns the process-wide pieces and answers the call sessions' questions."""
 
@@ -65,6 +95,7 @@ class Runtime:
                  port: int | None = None, run_worker: bool | None = None) -> None:
         self.config = config
         self.clock = clock or Clock(config.server.time_scale)
+        self.state_dir = Path(config.server.state_dir)
         self.store = store or Store(config.redis, config.server.state_dir, self.clock)
         self._own_store = store is None
         self.command_timeout = config.server.command_timeout_s
@@ -88,15 +119,7 @@ class Runtime:
         """Connect Redis, build brains and actions, bind the socket; returns the bound port."""
         if self._own_store:
             self.store.start()
-        from .brain import make_brain  # brains import embedders: only once the process runs
-        for name in sorted(used_sources(self.config)):
-            self._knowledge[name] = open_source(self.config.knowledge_sources[name])
-        for agent_id, agent in self.config.agents.items():
-            actions = build_actions(agent, self)
-            brain = make_brain(agent, self.kb_lookup)
-            if hasattr(brain, "prepare"):  # embed action descriptions now, not on the first caller's turn
-                brain.prepare([a.base_spec() for a in actions.values()])
-            self.agents[agent_id] = {"agent": agent, "actions": actions, "brain": brain}
+        self.agents, self._knowledge = self._build(self.config)
         port = self.listener.bind()
         self._greenlets.append(gevent.spawn(self.listener.listen))
         if self.run_worker:
@@ -105,6 +128,58 @@ class Runtime:
             self._greenlets.append(gevent.spawn(self.worker.run, self.stopped))
         self.listener.ready.wait(5)
         return port
+
+    def _build(self, config: Any) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[Any, str | None]]]:
+        """Each agent's actions and brain (descriptions embedded now, not on a caller's turn), and the sources."""
+        from .brain import make_brain  # brains import embedders: only once the process runs
+        knowledge = {name: open_source(config.knowledge_sources[name]) for name in sorted(used_sources(config))}
+
+        def lookup(source: str, query: str) -> list[dict[str, Any]]:
+            return kb_hits(knowledge, source, query)
+
+        agents = {}
+        for agent_id, agent in config.agents.items():
+            actions = build_actions(agent, self)
+            brain = make_brain(agent, lookup)
+            if hasattr(brain, "prepare"):
+                brain.prepare([a.base_spec() for a in actions.values()])
+            agents[agent_id] = {"agent": agent, "actions": actions, "brain": brain}
+        return agents, knowledge
+
+    def reload(self) -> tuple[bool, str]:
+        """Read the configuration file again and use it for new calls; (taken, what happened)."""
+        from .config import ConfigError, load_config
+        path = self.config.path
+        try:
+            config = load_config(path)
+            agents, knowledge = self._build(config)
+        except ConfigError as exc:
+            return self._reloaded(False, f"reload refused, the running configuration stays: {path}:\n{exc}")
+        except Exception as exc:  # a brain or source that cannot be built: same outcome, with the reason
+            log.exception("reload failed while building agents")
+            return self._reloaded(False, f"reload refused, the running configuration stays: {exc}")
+        kept = [name for name in RESTART_ONLY if _setting(self.config, name) != _setting(config, name)]
+        self.config, self.agents, self._knowledge = config, agents, knowledge
+        self.command_timeout = self.listener.command_timeout = config.server.command_timeout_s
+        self.execute_timeout = config.server.execute_timeout_s
+        self.extra_events = list(config.server.extra_events)
+        self.features = FeatureChecker(needed_modules(config))
+        if self.worker is not None:
+            from .worker import after_call_settings
+            self.worker.configure(*after_call_settings(config))
+        message = f"configuration reloaded from {path}: {len(agents)} agent(s) for new calls"
+        if kept:
+            message += f"; {', '.join(kept)} changed and take effect at the next restart"
+        return self._reloaded(True, message)
+
+    def _reloaded(self, ok: bool, message: str) -> tuple[bool, str]:
+        (log.info if ok else log.error)(message)
+        status = self.state_dir / "reload.json"
+        tmp = status.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"at": self.clock.wall(), "ok": ok, "message": message, "pid": os.getpid()}),
+                       encoding="utf-8")
+        os.replace(tmp, status)
+        return ok, message
 
     def stop(self, drain_timeout: float | None = None) -> int:
         """Stop accepting, drain live calls, stop the worker and the embedded Redis; returns calls cut."""
@@ -119,26 +194,32 @@ class Runtime:
         return left
 
     def serve_forever(self) -> int:
-        """Run until SIGTERM/SIGINT, then drain (`drain_timeout_s`) and exit 0."""
+        """Run until SIGTERM/SIGINT, then drain (`drain_timeout_s`) and exit 0; SIGHUP reloads the configuration."""
         stop = gevent.event.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(signum, stop.set)
-        stop.wait()
-        log.info("signal received: no new calls; draining live calls for up to %ss",
-                 self.config.server.drain_timeout_s)
-        left = self.stop()
+        reloading = gevent.lock.Semaphore()
+
+        def reload() -> None:
+            with reloading:
+                self.reload()
+
+        gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(reload))
+        pid_file = self.state_dir / "serve.pid"
+        pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        try:
+            stop.wait()
+            log.info("signal received: no new calls; draining live calls for up to %ss",
+                     self.config.server.drain_timeout_s)
+            left = self.stop()
+        finally:
+            pid_file.unlink(missing_ok=True)
         log.info("stopped (%d call(s) handed back to the dialplan)", left)
         return 0
 
     def knowledge(self, source: str) -> tuple[Any, str | None]:
         """(KnowledgeBase, None), or (None, why it is unavailable): a broken index fails only the RAG action."""
         return self._knowledge.get(source, (None, f"knowledge source {source!r} was not loaded at start"))
-
-    def kb_lookup(self, source: str, query: str) -> list[dict[str, Any]]:
-        kb, _ = self.knowledge(source)
-        if kb is None:
-            return []
-        return [{"text": h.text, "source": h.source, "score": h.score} for h in kb.search(query, k=3)]
 
     # ---------------------------------------------------------------- per call
     def handle(self, esl: EslSession) -> None:

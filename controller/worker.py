@@ -69,21 +69,24 @@ class Worker:
         if reclaim_interval_s * 1000 >= min_idle_ms:
             raise ValueError("reclaim_interval_s must be shorter than min_idle_ms, or our own retries get reclaimed")
         self.store = store
-        self.actions_for_agent = actions_for_agent
-        self.classifications = classifications
-        self.smtp = smtp
+        self.configure(actions_for_agent, classifications, smtp, base_dir)
         self.clock = clock or store.clock
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
         self.min_idle_ms = int(min_idle_ms)
         self.reclaim_interval_s = reclaim_interval_s
         self.count = count
-        self.base_dir = base_dir
         self.max_attempts = int(store.settings.max_attempts)
         self.retry_backoff_s = float(store.settings.retry_backoff_s)
         self._due: dict[str, float] = {}  # entry id -> wall time of its next attempt
         self._next_reclaim = 0.0
         self._group_ready = False
+
+    def configure(self, actions_for_agent: Callable[[Optional[str]], Iterable[Any]],
+                  classifications: Mapping[str, Any], smtp: Any, base_dir: Optional[Path]) -> None:
+        """New after-call settings (a configuration reload), used from the next record on."""
+        self.actions_for_agent, self.classifications, self.smtp, self.base_dir = (
+            actions_for_agent, classifications, smtp, base_dir)
 
     @property
     def _r(self) -> redis.Redis:
@@ -312,8 +315,10 @@ class Worker:
         self._due.pop(entry_id, None)
 
 
-def build_worker(config: Any, store: Store, clock: Optional[Clock] = None, **options: Any) -> Worker:
-    """The worker for a loaded configuration: each agent's `actions.after_call`, `classifications`, `smtp`."""
+def after_call_settings(config: Any) -> tuple[Callable[[Optional[str]], list[Any]], Mapping[str, Any], Any,
+                                              Optional[Path]]:
+    """What a worker takes from a loaded configuration: each agent's `actions.after_call`, `classifications`,
+    `smtp`, and the directory templates are relative to."""
     where = getattr(config, "display_path", "the configuration")
 
     def actions_for_agent(agent_id: Optional[str]) -> list[Any]:
@@ -322,8 +327,13 @@ def build_worker(config: Any, store: Store, clock: Optional[Clock] = None, **opt
             raise KeyError(f"agent {agent_id!r} is not in {where}")
         return list(agent.actions.after_call)
 
-    return Worker(store, actions_for_agent, config.classifications, config.smtp, clock,
-                  base_dir=getattr(config, "base_dir", None), **options)
+    return actions_for_agent, config.classifications, config.smtp, getattr(config, "base_dir", None)
+
+
+def build_worker(config: Any, store: Store, clock: Optional[Clock] = None, **options: Any) -> Worker:
+    """The worker for a loaded configuration."""
+    actions_for_agent, classifications, smtp, base_dir = after_call_settings(config)
+    return Worker(store, actions_for_agent, classifications, smtp, clock, base_dir=base_dir, **options)
 
 
 class _Permanent(Exception):

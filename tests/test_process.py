@@ -157,3 +157,45 @@ def test_sigkill_of_the_controller_and_of_redis_after_a_call_loses_no_after_call
         worker.stop()
     [request] = http_server.requests
     assert request.json()["uuid"] == rec.uuid
+
+
+def _reload(config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([BIN, "--log-text", "reload", "--config", str(config), "--timeout", "60"],
+                          capture_output=True, text=True, timeout=90)
+
+
+def test_reload_gives_new_calls_the_new_configuration_and_a_broken_file_changes_nothing(short_dir):
+    config = write_config(short_dir, time_scale=SCALE, run_worker=False)
+    greeting = "Bonjour, que puis-je faire pour vous ?"
+    serve = Serve(config)
+    try:
+        sim = Simulator(("127.0.0.1", serve.port), time_scale=SCALE)
+        assert greeting in sim.run(scenario(1)).spoken
+
+        config.write_text(config.read_text().replace(greeting, "Bienvenue chez Lumio.")
+                          .replace("command_timeout_s: 5", "command_timeout_s: 6")
+                          .replace("time_scale: 0.05", "time_scale: 0.1"))
+        taken = _reload(config)
+        assert taken.returncode == 0, taken.stderr
+        assert "configuration reloaded" in taken.stdout and "server.time_scale changed" in taken.stdout
+        assert "Bienvenue chez Lumio." in sim.run(scenario(1)).spoken
+
+        good = config.read_text()
+        config.write_text(good.replace("language: fr", "language: klingon"))
+        refused = _reload(config)
+        assert refused.returncode == 2 and "language" in refused.stderr  # checked before anything is sent
+        serve.proc.send_signal(signal.SIGHUP)  # an operator's `kill -HUP` skips that check
+        deadline = time.monotonic() + 30
+        status = short_dir / "state" / "reload.json"
+        while json.loads(status.read_text())["ok"] and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        assert "reload refused" in json.loads(status.read_text())["message"]
+        assert "Bienvenue chez Lumio." in sim.run(scenario(1)).spoken and serve.proc.poll() is None
+
+        serve.proc.send_signal(signal.SIGTERM)
+        assert serve.proc.wait(30) == 0
+    finally:
+        serve.stop()
+    assert not (short_dir / "state" / "serve.pid").exists()
+    config.write_text(good)
+    assert "no running `switchboard serve`" in _reload(config).stderr
