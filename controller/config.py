@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Callable, Iterable, Literal, Optional, Union
 
 from pydantic import (AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
                       model_validator)
@@ -17,11 +17,11 @@ from pydantic import (AfterValidator, ConfigDict, Field, PrivateAttr, Validation
 from controller.config_actions import (Actions, AfterWorkflowAction, BeforeWorkflowAction, DuringWorkflowAction,
                                        EmailAction, HangupAction, KeypadAction, RagAction, WaitAction)
 from controller.config_agent import AgentConfig, Asr, Limits, OpenAIBrain, SemanticBrain, Speech, Tts
-from controller.config_checks import check_summary, config_warnings, cross_checks
+from controller.config_checks import check_summary, config_warnings, cross_checks, key_checks
 from controller.config_errors import ConfigError, ConfigIssue, IssueBuilder, render_path
 from controller.config_transfer import AgentDestination, NumberDestination, Schedule, TransferAction
-from controller.config_types import (ConfigModel, EmailAddress, Embedder, EnvVarName, Language, RefContext, Slug, builder,
-                                     check_ref, fail, pattern, refs, resolve_path)
+from controller.config_types import (ConfigModel, EmailAddress, Embedder, EnvVarName, KeyId, Language, RefContext, Slug,
+                                     builder, check_ref, fail, keys_are_ids, pattern, refs, resolve_path)
 from controller.config_yaml import YamlProblem, duplicate_keys, read_yaml
 from controller.dialstring import validate_codecs, validate_gateway
 from knowledge.sources import BUILTIN_EMBEDDERS, SourceSpec, default_embedder
@@ -108,7 +108,7 @@ def _codecs(value: str) -> str:
 class SipConnection(ConfigModel):
     """A FreeSWITCH sofia gateway transfers dial through (`sofia/gateway/<gateway>/<number>`)."""
 
-    name: str
+    name: KeyId
     gateway: Annotated[str, builder(validate_gateway, "the name of a sofia gateway, e.g. trunk_main")]
     number_format: Literal["e164", "e164_no_plus"] = "e164"
     caller_id: Literal["original", "agent"] = "original"
@@ -121,7 +121,7 @@ class KnowledgeSource(ConfigModel):
     `min_score` defaults to 0.2, measured for use-m3 on the shipped questions (bench/rag.py): 0.35 dropped
     half the right answers."""
 
-    name: str
+    name: KeyId
     index_dir: Path
     embedder: Embedder
     language: str
@@ -179,7 +179,7 @@ class ClassificationRules(ConfigModel):
 class Classification(ConfigModel):
     """The first classification whose rules all match wins; a `fallback: true` one catches the rest."""
 
-    name: str
+    name: KeyId
     description: Annotated[str, Field(min_length=1, max_length=500)]
     when: Optional[ClassificationRules] = None
     fallback: bool = False
@@ -192,17 +192,6 @@ class Classification(ConfigModel):
         return self
 
 
-def _keys_are_ids(data: Any, *sections: tuple[str, str]) -> Any:
-    """Each entry of a keyed section gets its key as `id` or `name` (`agents: {support: {...}}`)."""
-    if not isinstance(data, dict):
-        return data
-    data = dict(data)
-    for section, attr in sections:
-        if isinstance(data.get(section), dict):
-            data[section] = {k: {attr: str(k), **v} if isinstance(v, dict) else v for k, v in data[section].items()}
-    return data
-
-
 class KnowledgeSection(ConfigModel):
     """The `knowledge_sources` section alone: the knowledge CLI builds indexes while the agents are unfinished."""
 
@@ -212,7 +201,7 @@ class KnowledgeSection(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _keys_are_ids(cls, data: Any) -> Any:
-        return _keys_are_ids(data, ("knowledge_sources", "name"))
+        return keys_are_ids(data, [("knowledge_sources", "name")])
 
 
 class Config(ConfigModel):
@@ -232,8 +221,7 @@ class Config(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _keys_are_ids(cls, data: Any) -> Any:
-        return _keys_are_ids(data, ("agents", "id"), ("sip_connections", "name"), ("knowledge_sources", "name"),
-                             ("classifications", "name"))
+        return keys_are_ids(data)
 
     @field_validator("agents")
     @classmethod
@@ -289,15 +277,17 @@ class Config(ConfigModel):
 
 def load_config(path: Union[str, Path]) -> Config:
     """Read, parse and validate a configuration file; ConfigError lists every problem found."""
-    return _load(path, Config)
+    return _load(path, Config, cross_checks)
 
 
 def load_knowledge_sources(path: Union[str, Path]) -> dict[str, KnowledgeSource]:
     """Only the `knowledge_sources` section, checked exactly as `load_config` checks it."""
-    return _load(path, KnowledgeSection).knowledge_sources
+    return _load(path, KnowledgeSection,
+                 lambda data, context: key_checks(data, [("knowledge_sources", "name")])).knowledge_sources
 
 
-def _load(path: Union[str, Path], model: type[ConfigModel]) -> Any:
+def _load(path: Union[str, Path], model: type[ConfigModel],
+          checks: Callable[[dict, RefContext], Iterable[tuple]]) -> Any:
     shown = str(path)
     file = Path(path)
     try:
@@ -320,8 +310,7 @@ def _load(path: Union[str, Path], model: type[ConfigModel]) -> Any:
         loaded = model.model_validate(doc.data, context=context)
     except ValidationError as exc:
         issues.extend(builder.from_validation(exc, model))
-    if model is Config:
-        issues.extend(builder.issue(*found) for found in cross_checks(doc.data, context))
+    issues.extend(builder.issue(*found) for found in checks(doc.data, context))
     if issues or loaded is None:
         raise ConfigError(issues)
     if isinstance(loaded, Config):

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from controller.config_actions import Actions
-from controller.config_types import (ConfigModel, Embedder, EnvVarName, Language, SpokenText, builder, check_ref, fail,
+from controller.config_types import (ConfigModel, Embedder, EnvVarName, KeyId, Language, SpokenText, builder, check_ref, fail,
                                      no_yaml_number, pattern, refs)
 from controller.dialstring import validate_e164
 
@@ -109,7 +109,7 @@ def default_brain_embedder(language: Any) -> str:
 class AgentConfig(ConfigModel):
     """One agent; its id (the key under `agents`) travels in the `switchboard_agent` channel variable."""
 
-    id: str
+    id: KeyId
     language: Language
     number: Optional[Annotated[str, no_yaml_number("phone number", "+33123456789"), builder(validate_e164, "E.164 like +33123456789")]] = None
     extension: Optional[Annotated[str, pattern(r"[A-Za-z0-9_+*#-]{1,32}", "a dialplan extension like 2001",

@@ -9,10 +9,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from controller.config_errors import render_path
-from controller.config_types import ID_RE, NAME_RE, RefContext, exists
+from controller.config_types import ID_RE, KEYED_SECTIONS, NAME_RE, RefContext, exists
 
 if TYPE_CHECKING:
     from controller.config import Config
@@ -35,14 +35,18 @@ def _actions(agent: Any) -> Iterator[tuple[str, int, dict]]:
                 yield moment, i, action
 
 
-def cross_checks(data: dict, ctx: RefContext) -> Iterator[Found]:
-    """(path, problem, allowed, at_key) for every whole-file problem in the raw data."""
-    for section, attr in (("agents", "id"), ("sip_connections", "name"), ("knowledge_sources", "name"),
-                          ("classifications", "name")):
+def key_checks(data: dict, sections: Iterable[tuple[str, str]] = KEYED_SECTIONS) -> Iterator[Found]:
+    """An entry that names itself differently from its key (`agents: {support: {id: other}}`)."""
+    for section, attr in sections:
         for key, item in _items(data.get(section)):
             if isinstance(item, dict) and attr in item and item[attr] != key:
                 yield ([section, key, attr], f"{item[attr]!r} differs from its key {key!r}",
                        f"omit {attr}: the key under {section} is the {attr}", True)
+
+
+def cross_checks(data: dict, ctx: RefContext) -> Iterator[Found]:
+    """(path, problem, allowed, at_key) for every whole-file problem in the raw data."""
+    yield from key_checks(data)
     for agent_id, agent in _items(data.get("agents")):
         yield from _agent_checks(data, ctx, agent_id, agent)
     fallbacks = [name for name, c in _items(data.get("classifications"))

@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from yaml.nodes import Node
 
+from controller.config_types import from_key
 from controller.config_yaml import PathElem, line_of
 
 
@@ -255,7 +256,8 @@ def _translate(err: dict, target: _Target) -> tuple[str, str, Sequence[PathElem]
     if kind == "missing":
         return "is required but missing", _allowed(target), (), False
     if kind == "extra_forbidden":
-        keys = [info.alias or name for name, info in target.owner.model_fields.items()] if target.owner else []
+        keys = [info.alias or name for name, info in target.owner.model_fields.items()
+                if not from_key(info)] if target.owner else []
         close = difflib.get_close_matches(str(target.path[-1]), keys, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown key {str(target.path[-1])!r}{hint}", "keys " + ", ".join(keys), (), True

@@ -32,6 +32,28 @@ MAX_TEMPLATE_FILE = 1024 * 1024
 _TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
 
 
+# The sections whose entries are named by their key (`agents: {support: {...}}`), and the field the key fills.
+KEYED_SECTIONS = (("agents", "id"), ("sip_connections", "name"), ("knowledge_sources", "name"),
+                  ("classifications", "name"))
+# That field: filled from the key, so never offered as a key to write.
+KeyId = Annotated[str, Field(json_schema_extra={"from_key": True})]
+
+
+def from_key(info: Any) -> bool:
+    return bool((getattr(info, "json_schema_extra", None) or {}).get("from_key"))
+
+
+def keys_are_ids(data: Any, sections: Iterable[tuple[str, str]] = KEYED_SECTIONS) -> Any:
+    """Each entry of a keyed section gets its key as `id` or `name`."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for section, attr in sections:
+        if isinstance(data.get(section), dict):
+            data[section] = {k: {attr: str(k), **v} if isinstance(v, dict) else v for k, v in data[section].items()}
+    return data
+
+
 class ConfigModel(BaseModel):
     """Every configuration model: unknown keys are errors, YAML aliases (`from`) accepted."""
 

@@ -186,7 +186,7 @@ def test_unknown_keys_say_which_keys_are_allowed(tmp_path):
     path = write(tmp_path, variant("    number: \"+33184808080\"", "    numbr: \"+33184808080\""))
     problem = only_problem(path)
     assert f"{path}:13: agents.support.numbr: unknown key 'numbr' (did you mean 'number'?)" in problem
-    assert "allowed: keys id, language, number, extension, context, brain, speech" in problem
+    assert "allowed: keys language, number, extension, context, brain, speech" in problem
 
 
 def test_malformed_yaml_gives_the_line_and_column():

@@ -144,3 +144,8 @@ def test_invalid_yaml_is_reported_with_its_line(tmp_path):
     config = tmp_path / "sb.yaml"
     config.write_text("knowledge_sources:\n  faq: [unclosed\n", encoding="utf-8")
     assert_clean_failure(run("list", config=config), f"{config}:3: malformed YAML")
+
+
+def test_a_source_naming_itself_differently_from_its_key_is_refused(tmp_path):
+    config = write_config(tmp_path / "sb.yaml", {"faq": {"name": "docs", "index_dir": "index", "language": "fr"}})
+    assert_clean_failure(run("list", config=config), "knowledge_sources.faq.name: 'docs' differs from its key 'faq'")
