@@ -197,7 +197,7 @@ class CallSession:
         record = self.record()
         stream_id = self.runtime.store.append_record(record)
         self.log.info("call ended (%s by %s); record %s", self.hangup_cause, self.hangup_by or "caller",
-                      stream_id or "spooled to disk (Redis unreachable)")
+                      stream_id or "not in redis yet (the line above says where it is)")
         self.runtime.on_call_ended(self, record)
 
     # ------------------------------------------------------------------ bookkeeping

@@ -340,19 +340,30 @@ class Store:
         with self._spool_lock:
             if self._client is not None and self._available() and self._waiting():
                 self.sync_spool()  # records spooled earlier go first
-            path = gevent.get_hub().threadpool.apply(self.spool.write, (payload, int(self.clock.wall() * 1_000_000)))
-            if self._client is not None and self._available() and not self._waiting(but=path.name):
+            clog = call_logger(uuid or "-", "switchboard.store")
+            try:
+                path = gevent.get_hub().threadpool.apply(self.spool.write, (payload, int(self.clock.wall() * 1e6)))
+            except OSError as exc:
+                path = None
+                clog.error("cannot write the call record to %s (%s): it goes to redis alone, unprotected from a "
+                           "redis crash; free the disk or fix the directory", self.spool.directory, exc)
+            if self._client is not None and self._available() and (path is None or not self._waiting(but=path.name)):
                 try:
                     entry_id = self._add(payload, record["record_id"])
                 except redis.RedisError as exc:
                     self._mark_down(uuid, "append_record", exc)
                 else:
                     self._mark_up()
-                    self._held[path.name] = time.monotonic()
+                    if path is not None:
+                        self._held[path.name] = time.monotonic()
                     return entry_id
+            if path is None:
+                clog.error("call record LOST: neither redis nor %s took it; here it is, to add by hand "
+                           "(XADD %s * record '<json>'): %s", self.spool.directory, self.stream_key, payload)
+                return None
             self._lacking.add(path.name)
             why = "older records still wait for redis" if self._available() else "redis unavailable"
-            call_logger(uuid or "-", "switchboard.store").warning("%s: call record kept in %s", why, path)
+            clog.warning("%s: call record kept in %s", why, path)
             return None
 
     def _waiting(self, but: str = "") -> bool:

@@ -126,6 +126,22 @@ def test_a_record_appended_while_the_spool_is_not_empty_waits_its_turn(store: St
     assert store.sync_spool() == 0 and store.spool.pending() == []
 
 
+def test_a_spool_that_cannot_be_written_leaves_the_record_to_redis_and_says_so(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    store.spool.directory.rmdir()
+    store.spool.directory.write_text("a file where the spool directory should be")
+
+    assert store.append_record({"uuid": "u-1"}) is not None
+    assert [r["uuid"] for r in _records(store)] == ["u-1"]
+    _kill(store.embedded.pid)
+    assert store.append_record({"uuid": "u-2"}) is None
+
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [getattr(r, "uuid", None) for r in errors] == ["u-1", "u-2", "u-2"]
+    assert "goes to redis alone" in errors[0].getMessage()
+    assert "call record LOST" in errors[2].getMessage() and '"uuid":"u-2"' in errors[2].getMessage()
+
+
 def test_spool_names_keep_their_order_when_the_wall_clock_goes_back(state_dir: Path) -> None:
     spool = Spool(state_dir / "spool")
     for n, now_us in enumerate([2_000_000, 1_000_000, 1_000_000, 3_000_000]):
