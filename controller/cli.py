@@ -1,4 +1,4 @@
-"""The `switchboard` command: serve, reload, worker, check, simulate, demo, jobs ..., numbers ..., knowledge ...
+"""The `switchboard` command: serve, reload, call, worker, check, simulate, demo, jobs ..., numbers ..., knowledge ...
 
 Bad input (a config that does not validate, a missing file, a bad argument) prints what is wrong and how to
 fix it, and exits 2; nothing here lets a traceback reach the operator.
@@ -111,6 +111,53 @@ def reload(config_path: str | None, timeout: float) -> None:
             sys.exit(0 if outcome["ok"] else 1)
         time.sleep(0.1)
     fail(f"`serve` (pid {pid}) did not report within {timeout:.0f} s; its log says why", code=1)
+
+
+@main.command()
+@click.argument("number")
+@click.option("--agent", "agent_id", required=True, help="the agent that talks to whoever answers")
+@click.option("--country", default=None, help="ISO country code for a national NUMBER (e.g. FR for 01 23 45 67 89)")
+@click.option("--via", "connection", default=None, help="the SIP connection to dial through [default_sip_connection]")
+@click.option("--caller-id", default=None, help="the E.164 number shown to the callee [the agent's number]")
+@config_option
+def call(number: str, agent_id: str, country: str | None, connection: str | None, caller_id: str | None,
+         config_path: str | None) -> None:
+    """Have an agent call NUMBER: FreeSWITCH dials it and, once answered, hands the call to `serve` (which must run).
+
+    Exits 0 when answered (the agent has the call), 1 when not (busy, no answer...: the cause is printed),
+    2 on bad input or when FreeSWITCH's event socket cannot be used.
+    """
+    import uuid as uuidlib
+
+    from .dialstring import DialStringError, normalise_number, originate_command
+    from .esl_inbound import InboundError, originate
+    config = load(config_path)
+    if agent_id not in config.agents:
+        fail(f"unknown agent {agent_id!r}; agents: {', '.join(sorted(config.agents))}")
+    agent, fs = config.agents[agent_id], config.freeswitch
+    name = connection or config.default_sip_connection
+    sip = config.sip_connections.get(name or "")
+    if sip is None:
+        fail(f"no SIP connection {name!r} to dial through; pass --via one of "
+             f"{', '.join(sorted(config.sip_connections)) or '(none: declare sip_connections)'}")
+    password = os.environ.get(fs.password_env)
+    if not password:
+        fail(f"set {fs.password_env} to the password of FreeSWITCH's event_socket.conf.xml")
+    host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
+    try:
+        target = normalise_number(country, number)
+        command = originate_command(target, sip.gateway, sip.number_format, str(uuidlib.uuid4()), agent_id,
+                                    (host, config.server.port), fs.originate_timeout_s, caller_id or agent.number)
+        placed = originate((fs.host, fs.port), password, command, fs.originate_timeout_s + 15)
+    except DialStringError as exc:
+        fail(str(exc))
+    except InboundError as exc:
+        fail(str(exc))
+    if placed.answered:
+        click.echo(f"answered: call {placed.detail} is with agent {agent_id}")
+        sys.exit(0)
+    click.echo(f"not answered: {placed.detail}", err=True)
+    sys.exit(1)
 
 
 @main.command()

@@ -89,6 +89,15 @@ class RedisSettings(ConfigModel):
     retry_backoff_s: Annotated[float, Field(ge=0, le=3600)] = 2
 
 
+class FreeSwitchSettings(ConfigModel):
+    """FreeSWITCH's inbound event socket, where `switchboard call` places the agents' calls."""
+
+    host: Annotated[str, AfterValidator(_ip)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8021
+    password_env: EnvVarName = "FREESWITCH_ESL_PASSWORD"
+    originate_timeout_s: Annotated[int, Field(ge=5, le=120)] = 30
+
+
 class SmtpSettings(ConfigModel):
     """Outgoing mail for email actions; the password comes from the environment variable `password_env`."""
 
@@ -208,6 +217,7 @@ class Config(ConfigModel):
     server: ServerSettings = Field({}, validate_default=True)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     smtp: Optional[SmtpSettings] = None
+    freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)
     default_agent: Optional[str] = Field(None, validate_default=True)
     agents: dict[Slug, AgentConfig]
     sip_connections: dict[Slug, SipConnection] = {}

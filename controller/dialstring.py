@@ -285,3 +285,41 @@ def bridge_string(
     target = format_number(target_e164, number_format)
     endpoint = f"sofia/gateway/{validate_gateway(gateway)}/{target}"
     return "{" + ",".join(global_vars) + "}[" + ",".join(leg_vars) + "]" + endpoint
+
+
+AGENT_ID_RE = re.compile(r"[a-z0-9_]{1,32}")
+
+
+def originate_command(
+    target_e164: str,
+    gateway: str,
+    number_format: NumberFormat,
+    call_uuid: str,
+    agent_id: str,
+    socket_address: tuple[str, int],
+    timeout_s: int,
+    caller_id_number: Optional[str] = None,
+) -> str:
+    """The `originate` a call placed by an agent starts with (capture 13).
+
+    `originate {origination_uuid=U,switchboard_agent=A,originate_timeout=N,ignore_early_media=true,
+    origination_caller_id_number=+33...}sofia/gateway/GW/+33... &socket(127.0.0.1:8084 async full)`: once the
+    called party answers, FreeSWITCH runs the socket app on that leg, which reaches `serve` like any call,
+    with the agent already chosen.
+    """
+    if not isinstance(agent_id, str) or not AGENT_ID_RE.fullmatch(agent_id):
+        raise DialStringError("agent", agent_id, "must be an agent id (1..32 lowercase letters, digits or _)")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or not 1 <= timeout_s <= 600:
+        raise DialStringError("originate_timeout", timeout_s, "must be whole seconds between 1 and 600")
+    host, port = socket_address
+    if not isinstance(host, str) or not re.fullmatch(r"[0-9.]{7,15}|[0-9a-fA-F:]{2,39}", host):
+        raise DialStringError("socket host", host, "must be the IP address serve listens on")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise DialStringError("socket port", port, "must be a TCP port")
+    variables = [f"origination_uuid={validate_uuid(call_uuid, 'origination_uuid')}", f"switchboard_agent={agent_id}",
+                 f"originate_timeout={timeout_s}", "ignore_early_media=true"]
+    if caller_id_number is not None:
+        variables.append(f"origination_caller_id_number={validate_e164(caller_id_number, 'caller_id_number')}")
+    endpoint = f"sofia/gateway/{validate_gateway(gateway)}/{format_number(target_e164, number_format)}"
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "originate {" + ",".join(variables) + "}" + endpoint + f" &socket({where} async full)"
