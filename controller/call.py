@@ -156,12 +156,16 @@ class CallSession:
                 "caller_number": self.caller,
                 "caller_name": self.esl.channel.get("Caller-Caller-ID-Name", ""),
                 "destination": self.esl.channel.get("Caller-Destination-Number", ""),
+                "direction": "outbound" if self.esl.channel.get("Call-Direction") == "outbound" else "inbound",
                 "uuid": self.uuid,
                 "agent": self.agent.id,
                 "sip_headers": dict(self.sip_headers),
             }
             self.runtime.store.call_started(self.uuid, self.agent.id, self.caller, self.variables)
-        self.log.info("call from %s for agent %s", self.caller or "unknown", self.agent.id)
+        if self.variables.get("direction") == "outbound":
+            self.log.info("call to %s placed by agent %s", self.variables.get("destination") or "unknown", self.agent.id)
+        else:
+            self.log.info("call from %s for agent %s", self.caller or "unknown", self.agent.id)
 
     def _resume(self, previous: dict[str, Any]) -> None:
         """A hand-off's second socket: continue the same call record and variables (capture 12)."""
@@ -237,6 +241,7 @@ class CallSession:
             "caller": self.caller,
             "caller_name": self.variables.get("caller_name", ""),
             "destination": self.variables.get("destination", ""),
+            "direction": self.variables.get("direction", "inbound"),
             "moments": {k: _iso(v) for k, v in self.moments.items()},
             "started_at": _iso(started),
             "ended_at": _iso(ended),

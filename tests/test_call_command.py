@@ -76,7 +76,8 @@ def test_an_agent_calls_an_ivr_and_presses_the_key_it_asks_for(tmp_path, session
     assert f"origination_uuid={rec.uuid},switchboard_agent=support" in originate
     assert [c.app_arg for c in rec.commands if c.app == "send_dtmf"] == ["1@100"]
     assert "answer" not in [c.app for c in rec.commands]  # the callee answered before the socket app ran
-    assert record["uuid"] == rec.uuid and record["agent"] == "support"
+    assert record["uuid"] == rec.uuid and record["agent"] == "support" and record["direction"] == "outbound"
+    assert record["destination"] == "+33612345678"
     assert [a["name"] for a in record["actions"]] == ["menu_choice"]
 
 

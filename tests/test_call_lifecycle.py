@@ -24,7 +24,7 @@ def test_a_ringing_call_is_set_up_answered_and_recorded_when_the_caller_hangs_up
     assert record["uuid"] == rec.uuid and record["agent"] == "support"
     assert list(record["moments"]) == ["ringing", "in_call", "ended"]
     assert record["hangup_by"] == "caller" and record["hangup_cause"] == "NORMAL_CLEARING"
-    assert record["caller"] == "+33612345678"
+    assert record["caller"] == "+33612345678" and record["direction"] == "inbound"
 
 
 def test_an_already_answered_channel_skips_ringing_and_answer(config, session_redis):

@@ -226,10 +226,10 @@ def caller_channel(switch: Switch, scenario: "Scenario", uuid: str, addr: tuple[
     s = scenario
     created = now_us()
     name = f"loopback/{s.destination}-b"
-    profile = Profile("inbound", s.caller_number, s.caller_name, s.destination, uuid, name, created)
+    profile = Profile(s.direction, s.caller_number, s.caller_name, s.destination, uuid, name, created)
     profile.times.update(created=created, progress=created)
     ch = Channel(switch, uuid, profile, now_us)
-    for key, value in [("direction", "inbound"), ("uuid", uuid), ("session_id", switch.next_session_id()),
+    for key, value in [("direction", s.direction), ("uuid", uuid), ("session_id", switch.next_session_id()),
                        ("channel_name", name), ("read_codec", "L16"), ("read_rate", "8000"),
                        ("write_codec", "L16"), ("write_rate", "8000"),
                        ("origination_caller_id_number", s.caller_number),

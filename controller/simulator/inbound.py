@@ -114,6 +114,7 @@ class InboundServer:
             return f"-ERR {_CAUSES[target.outcome]}\n"
         uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
         placed = dataclasses.replace(self.callee, agent=variables.get("switchboard_agent"), uuid=uuid, answered=True,
+                                     direction="outbound",
                                      destination=number, variables={**self.callee.variables, **variables},
                                      caller_number=variables.get("origination_caller_id_number",
                                                                  self.callee.caller_number))

@@ -63,6 +63,7 @@ class Scenario:
     caller_number: str = "+33612345678"
     caller_name: str | None = None
     destination: str = "agent"
+    direction: str = "inbound"  # outbound: a call the agent placed (originate, capture 13)
     answered: bool = False
     sip_headers: dict[str, str] = field(default_factory=dict)
     variables: dict[str, str] = field(default_factory=dict)
@@ -151,6 +152,9 @@ class _Reader:
         if caller.get("name") is not None:
             out.caller_name = self.text("caller.name", caller["name"])
         out.destination = self.text("destination", data.get("destination", out.destination))
+        out.direction = data.get("direction", out.direction)
+        if out.direction not in ("inbound", "outbound"):
+            raise self.fail("direction", f"{out.direction!r}; allowed: inbound (a caller), outbound (the agent placed it)")
         out.answered = bool(data.get("answered", False))
         for name in ("sip_headers", "variables"):
             values = self.mapping(name, data.get(name, {}))
