@@ -4,6 +4,7 @@ Rules are tried in the order they are written; the first whose every given condi
 marked `fallback: true` names the calls no rule matched. Conditions (all optional, all must hold):
   transferred          bool   the caller was handed to a person or another agent
   hangup_by            str or list   who ended the call: "caller", "agent", "system" (record["hangup_by"])
+  direction            str    "inbound" (a caller called) or "outbound" (the agent placed the call)
   action_called        str or list   one of these action names appears in record["actions"]
   transcript_contains  str or list   one of these phrases appears (case-insensitive) in any transcript text
   min_duration_s / max_duration_s    bounds on record["duration_s"] (or ended_at - started_at)
@@ -58,6 +59,9 @@ def matches(when: Any, record: Mapping[str, Any]) -> bool:
     """True when every condition given in `when` holds for `record` (an empty `when` matches every call)."""
     expected = _get(when, "transferred")
     if expected is not None and transferred(record) != bool(expected):
+        return False
+    direction = _get(when, "direction")
+    if direction is not None and record.get("direction", "inbound") != direction:
         return False
     who = _as_list(_get(when, "hangup_by"))
     if who and record.get("hangup_by") not in who:

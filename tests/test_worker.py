@@ -219,6 +219,8 @@ def test_classification_takes_the_first_matching_rule_then_the_fallback() -> Non
     assert classify(_record(duration_s=5), CLASSIFICATIONS) == "hung_up_early"
     assert classify(_record(duration_s=15, hangup_by="agent"), CLASSIFICATIONS) == "other"
     assert classify(_record(), {}) is None
+    placed = {"placed": {"when": {"direction": "outbound"}}, **CLASSIFICATIONS}
+    assert classify(_record(direction="outbound"), placed) == "placed" and classify(_record(), placed) == "lead"
 
 
 def test_classification_reads_actions_and_timestamps_when_flags_are_absent() -> None:
