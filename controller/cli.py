@@ -127,31 +127,18 @@ def call(number: str, agent_id: str, country: str | None, connection: str | None
     Exits 0 when answered (the agent has the call), 1 when not (busy, no answer...: the cause is printed),
     2 on bad input or when FreeSWITCH's event socket cannot be used.
     """
-    import uuid as uuidlib
-
-    from .dialstring import DialStringError, normalise_number, originate_command
+    from .dialstring import DialStringError
     from .esl_inbound import InboundError, originate
+    from .outbound import originate_for
     config = load(config_path)
-    if agent_id not in config.agents:
-        fail(f"unknown agent {agent_id!r}; agents: {', '.join(sorted(config.agents))}")
-    agent, fs = config.agents[agent_id], config.freeswitch
-    name = connection or config.default_sip_connection
-    sip = config.sip_connections.get(name or "")
-    if sip is None:
-        fail(f"no SIP connection {name!r} to dial through; pass --via one of "
-             f"{', '.join(sorted(config.sip_connections)) or '(none: declare sip_connections)'}")
+    fs = config.freeswitch
     password = os.environ.get(fs.password_env)
-    if not password:
-        fail(f"set {fs.password_env} to the password of FreeSWITCH's event_socket.conf.xml")
-    host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
     try:
-        target = normalise_number(country, number)
-        command = originate_command(target, sip.gateway, sip.number_format, str(uuidlib.uuid4()), agent_id,
-                                    (host, config.server.port), fs.originate_timeout_s, caller_id or agent.number)
+        command = originate_for(config, agent_id, number, country=country, via=connection, caller_id=caller_id)
+        if not password:
+            fail(f"set {fs.password_env} to the password of FreeSWITCH's event_socket.conf.xml")
         placed = originate((fs.host, fs.port), password, command, fs.originate_timeout_s + 15)
-    except DialStringError as exc:
-        fail(str(exc))
-    except InboundError as exc:
+    except (DialStringError, InboundError) as exc:
         fail(str(exc))
     if placed.answered:
         click.echo(f"answered: call {placed.detail} is with agent {agent_id}")

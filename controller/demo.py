@@ -114,7 +114,7 @@ def run_demo(config: Any, time_scale: float) -> int:
         click.echo(f"controller on 127.0.0.1:{port}; {len(scenarios)} scenarios at time scale {time_scale}; "
                    f"the agents' clock reads {DEMO_NOW.astimezone().strftime('%A %H:%M')} UTC (office hours)\n")
         failures = 0
-        for recording, record in play(runtime, scenarios, ("127.0.0.1", port), time_scale, records):
+        for recording, record in play(config, runtime, scenarios, ("127.0.0.1", port), time_scale, records):
             click.echo(render_call(recording, record) + "\n")
             failures += bool(recording.error or record is None)
         deadline = time.monotonic() + 15

@@ -56,19 +56,48 @@ def render_call(recording: CallRecording, record: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def play(runtime: Any, scenarios: list[Any], addr: tuple[str, int], time_scale: float,
+def play(config: Any, runtime: Any, scenarios: list[Any], addr: tuple[str, int], time_scale: float,
          records: dict[str, dict[str, Any]]) -> list[tuple[CallRecording, dict[str, Any] | None]]:
     """Run scenarios one after the other; pairs each recording with the controller's record."""
     simulator = Simulator(addr, time_scale=time_scale)
     results = []
     for scenario in scenarios:
-        recording = simulator.run(scenario)
+        if scenario.direction == "outbound":
+            recording = place(config, scenario, addr, time_scale)
+        else:
+            recording = simulator.run(scenario)
         for _ in range(50):  # the record is stored just before `exit`: give the call greenlet a moment
             if recording.uuid in records or runtime is None:
                 break
             gevent.sleep(0.02)
         results.append((recording, records.get(recording.uuid)))
     return results
+
+
+def place(config: Any, scenario: Any, addr: tuple[str, int], time_scale: float) -> CallRecording:
+    """A `direction: outbound` scenario: its agent places the call as `switchboard call` does, through the
+    simulator's inbound event socket; the scenario plays whoever answers `destination`."""
+    from .dialstring import DialStringError
+    from .esl_inbound import InboundError, originate
+    from .outbound import originate_for
+    from .simulator.inbound import InboundServer
+    inbound = InboundServer("simulated", scenario, time_scale)
+    port = inbound.start()
+    failed = CallRecording(scenario.name, scenario.uuid or "-")
+    try:
+        command = originate_for(config, scenario.agent or config.default_agent, scenario.destination,
+                                call_uuid=scenario.uuid, socket_address=addr)
+        placed = originate(("127.0.0.1", port), "simulated", command, config.freeswitch.originate_timeout_s + 15)
+        recordings = inbound.recordings(timeout=scenario.max_duration_s * time_scale + 30)
+    except (DialStringError, InboundError) as exc:
+        failed.error = f"the agent could not place the call: {exc}"
+        return failed
+    finally:
+        inbound.stop()
+    if not placed.answered or not recordings:
+        failed.error = f"the placed call was not answered: {placed.detail}"
+        return failed
+    return recordings[0]
 
 
 def run_simulation(config: Any, scenarios: list[Any], controller_addr: str | None, time_scale: float | None,
@@ -88,7 +117,7 @@ def run_simulation(config: Any, scenarios: list[Any], controller_addr: str | Non
         runtime.observers.append(lambda call, record: records.__setitem__(record["uuid"], record))
         addr = ("127.0.0.1", runtime.start())
     try:
-        results = play(runtime, scenarios, addr, scale, records)
+        results = play(config, runtime, scenarios, addr, scale, records)
     finally:
         if runtime is not None:
             runtime.stop(drain_timeout=5)

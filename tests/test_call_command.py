@@ -4,6 +4,7 @@ The command runs as a real process; the inbound socket is the simulator's, and t
 real controller over TCP, answered, with the agent already chosen."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -96,7 +97,7 @@ def test_a_busy_number_exits_1_with_the_cause_and_a_wrong_password_exits_2(tmp_p
             inbound.stop()
     assert busy.returncode == 1 and "not answered: USER_BUSY" in busy.stderr
     assert refused.returncode == 2 and "refused the password" in refused.stderr
-    assert unknown.returncode == 2 and "unknown agent 'nobody'" in unknown.stderr
+    assert unknown.returncode == 2 and "agent: must be one of support (got 'nobody')" in unknown.stderr
     assert bad_number.returncode == 2 and "Traceback" not in bad_number.stderr
     assert inbound.recordings() == []
 
@@ -123,3 +124,16 @@ def test_the_simulated_event_socket_replies_as_the_captures_show(capture, connec
     finally:
         sock.close()
         inbound.stop()
+
+
+def test_simulate_places_an_outbound_scenario_through_the_inbound_event_socket(tmp_path):
+    config = write_config(tmp_path, extra=TRUNK)
+    scenario = tmp_path / "placed.yaml"
+    scenario.write_text("name: placed\nagent: support\ndirection: outbound\ndestination: '+33144556677'\n"
+                        "script:\n  - say: pour le suivi de votre colis tapez 1\n  - silence: 4\n", encoding="utf-8")
+    done = gevent.subprocess.run([BIN, "--log-text", "simulate", str(scenario), "--config", str(config), "--json"],
+                                 capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [played] = json.loads(done.stdout)
+    assert played["record"]["direction"] == "outbound" and played["record"]["destination"] == "+33144556677"
+    assert [a["name"] for a in played["record"]["actions"]] == ["menu_choice"]
