@@ -163,7 +163,8 @@ class CallSession:
             }
             self.runtime.store.call_started(self.uuid, self.agent.id, self.caller, self.variables)
         if self.variables.get("direction") == "outbound":
-            self.log.info("call to %s placed by agent %s", self.variables.get("destination") or "unknown", self.agent.id)
+            self.log.info("call to %s placed by agent %s", self.variables.get("destination") or "unknown",
+                          self.agent.id)
         else:
             self.log.info("call from %s for agent %s", self.caller or "unknown", self.agent.id)
 

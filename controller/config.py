@@ -28,7 +28,8 @@ from knowledge.sources import BUILTIN_EMBEDDERS, SourceSpec, default_embedder
 from knowledge.sources import LANGUAGES as KNOWLEDGE_LANGUAGES
 
 __all__ = [
-    "load_config", "load_knowledge_sources", "Config", "ConfigError", "ConfigIssue", "check_summary", "config_warnings", "AgentConfig",
+    "load_config", "load_knowledge_sources", "Config", "ConfigError", "ConfigIssue", "check_summary",
+    "config_warnings", "AgentConfig",
     "SipConnection", "KnowledgeSource", "Classification", "Actions", "TransferAction", "NumberDestination",
     "AgentDestination", "Schedule", "BeforeWorkflowAction", "DuringWorkflowAction", "AfterWorkflowAction",
     "HangupAction", "RagAction", "KeypadAction", "WaitAction", "EmailAction", "Embedder", "Speech", "Tts", "Asr",

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from controller.config_actions import Actions
-from controller.config_types import (ConfigModel, Embedder, EnvVarName, KeyId, Language, SpokenText, builder, check_ref, fail,
-                                     no_yaml_number, pattern, refs)
+from controller.config_types import (ConfigModel, Embedder, EnvVarName, KeyId, Language, SpokenText, builder,
+                                     check_ref, fail, no_yaml_number, pattern, refs)
 from controller.dialstring import validate_e164
 
 TOKEN = r"[A-Za-z0-9_.-]{1,64}"

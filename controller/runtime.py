@@ -132,7 +132,14 @@ class Runtime:
     def _build(self, config: Any) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[Any, str | None]]]:
         """Each agent's actions and brain (descriptions embedded now, not on a caller's turn), and the sources."""
         from .brain import make_brain  # brains import embedders: only once the process runs
-        knowledge = {name: open_source(config.knowledge_sources[name]) for name in sorted(used_sources(config))}
+        knowledge = {}
+        for name in sorted(used_sources(config)):
+            loaded = self._knowledge.get(name, (None, None))
+            unchanged = self.config.knowledge_sources.get(name) == config.knowledge_sources[name]
+            # a reload keeps a loaded index (it follows new generations by itself) unless its source changed
+            if not unchanged or loaded[0] is None:
+                loaded = open_source(config.knowledge_sources[name])
+            knowledge[name] = loaded
 
         def lookup(source: str, query: str) -> list[dict[str, Any]]:
             return kb_hits(knowledge, source, query)
@@ -151,7 +158,7 @@ class Runtime:
         from .config import ConfigError, load_config
         path = self.config.path
         try:
-            config = load_config(path)
+            config = gevent.get_hub().threadpool.apply(load_config, (path,))  # 20 ms+ of parsing: off the hub
             agents, knowledge = self._build(config)
         except ConfigError as exc:
             return self._reloaded(False, f"reload refused, the running configuration stays: {path}:\n{exc}")

@@ -25,7 +25,8 @@ from .recording import CallRecording
 from .scenario import Scenario
 from .wire import FrameReader, command_reply, event_plain, header_block
 
-_ORIGINATE = re.compile(r"^\{(?P<vars>[^}]*)\}(?P<endpoint>\S+) &socket\((?P<host>[^()\s]+):(?P<port>\d+) async full\)$")
+_ORIGINATE = re.compile(r"^\{(?P<vars>[^}]*)\}(?P<endpoint>\S+) "
+                        r"&socket\((?P<host>[^()\s]+):(?P<port>\d+) async full\)$")
 _CAUSES = {"busy": "USER_BUSY", "reject": "CALL_REJECTED", "no_answer": "NO_ANSWER", "gateway_down": "GATEWAY_DOWN"}
 _GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 

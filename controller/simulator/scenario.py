@@ -154,7 +154,8 @@ class _Reader:
         out.destination = self.text("destination", data.get("destination", out.destination))
         out.direction = data.get("direction", out.direction)
         if out.direction not in ("inbound", "outbound"):
-            raise self.fail("direction", f"{out.direction!r}; allowed: inbound (a caller), outbound (the agent placed it)")
+            raise self.fail("direction",
+                            f"{out.direction!r}; allowed: inbound (a caller), outbound (the agent placed it)")
         out.answered = bool(data.get("answered", False))
         for name in ("sip_headers", "variables"):
             values = self.mapping(name, data.get(name, {}))
