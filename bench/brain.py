@@ -11,9 +11,9 @@ Last line: `RESULT ratio=... overhead_ms=... stall_ms=...`.
 """
 from __future__ import annotations
 
-from gevent import monkey
+from controller.process import cooperative
 
-monkey.patch_all()  # as `switchboard serve` does
+cooperative()  # as `switchboard serve` does
 
 import argparse  # noqa: E402
 import sys  # noqa: E402

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gevent import monkey
+from controller.process import cooperative
 
-monkey.patch_all()
+cooperative()  # as `switchboard serve` does
 
 import gevent  # noqa: E402
 import gevent.socket  # noqa: E402

@@ -17,9 +17,9 @@ sizes, each with its selected index type; recall: French with its default embedd
 """
 from __future__ import annotations
 
-from gevent import monkey
+from controller.process import cooperative
 
-monkey.patch_all()  # as `switchboard serve` does
+cooperative()  # as `switchboard serve` does
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402

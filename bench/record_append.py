@@ -6,9 +6,9 @@ Redis. Sequential latency, then 50 calls hanging up at once, with the longest hu
 (the fsyncs must not stall the other calls). Run:
     .venv/bin/python bench/record_append.py
 """
-from gevent import monkey
+from controller.process import cooperative
 
-monkey.patch_all()
+cooperative()  # as `switchboard serve` does
 
 import json  # noqa: E402
 import os  # noqa: E402

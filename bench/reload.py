@@ -7,9 +7,9 @@ every agent's actions and brain (descriptions embedded on the embedder's own thr
 Target: the longest stall during a reload under 50 ms (one caller's turn is not delayed noticeably).
 Run: .venv/bin/python bench/reload.py
 """
-from gevent import monkey
+from controller.process import cooperative
 
-monkey.patch_all()  # as `switchboard serve` does
+cooperative()  # as `switchboard serve` does
 
 import shutil  # noqa: E402
 import statistics  # noqa: E402

@@ -4,9 +4,9 @@ Per-write latency of the two writes a call makes (HSET of call state, XADD of th
 client at a time and 50 concurrent greenlets (calls hanging up together). Run:
     .venv/bin/python bench/store_fsync.py
 """
-from gevent import monkey
+from controller.process import cooperative
 
-monkey.patch_all()
+cooperative()  # as `switchboard serve` does
 
 import json  # noqa: E402
 import shutil  # noqa: E402

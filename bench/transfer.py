@@ -15,9 +15,9 @@ Last line: `RESULT p99_ms=... ratio=... import_5mb_s=...`.
 """
 from __future__ import annotations
 
-from gevent import monkey
+from controller.process import cooperative
 
-monkey.patch_all()  # as `switchboard serve` does
+cooperative()  # as `switchboard serve` does
 
 import argparse  # noqa: E402
 import random  # noqa: E402

@@ -65,8 +65,8 @@ def check(config_arg: str | None, config_path: str | None) -> None:
 def serve(config_path: str | None, port: int | None) -> None:
     """Accept calls from FreeSWITCH's `socket` app until SIGTERM, then drain and exit 0."""
     config = load(config_path)  # bad input exits 2 before the process is monkey-patched
-    from gevent import monkey
-    monkey.patch_all()
+    from .process import cooperative
+    cooperative()
     from .runtime import Runtime
     runtime = Runtime(config, port=port)
     try:
@@ -152,8 +152,8 @@ def call(number: str, agent_id: str, country: str | None, connection: str | None
 def worker(config_path: str | None) -> None:
     """Run the after-call worker alone: classify, email, webhooks, with retries and a dead-letter stream."""
     config = load(config_path)
-    from gevent import monkey
-    monkey.patch_all()
+    from .process import cooperative
+    cooperative()
     import signal
 
     import gevent
@@ -186,8 +186,8 @@ def simulate(scenarios: tuple[str, ...], config_path: str | None, controller_add
     config = load(config_path)
     from .simulate import load_all, run_simulation
     loaded = load_all([Path(s) for s in scenarios])
-    from gevent import monkey
-    monkey.patch_all()
+    from .process import cooperative
+    cooperative()
     code = run_simulation(config, loaded, controller_addr, time_scale, as_json)
     sys.exit(code)
 
@@ -198,8 +198,8 @@ def simulate(scenarios: tuple[str, ...], config_path: str | None, controller_add
 def demo(config_path: str | None, time_scale: float) -> None:
     """The example agent end to end: local CRM and SMTP, every example scenario, timelines and emails."""
     config = load(config_path or "examples/agent.yaml")
-    from gevent import monkey
-    monkey.patch_all()
+    from .process import cooperative
+    cooperative()
     from .demo import run_demo
     sys.exit(run_demo(config, time_scale))
 
