@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller.brain.base import BrainContext, Turn  # noqa: E402
-from controller.brain.calibration import calibrate, evaluate, score_phrases, shipped_phrase_sets  # noqa: E402
+from controller.brain.calibration import (calibrate, evaluate, held_out, score_phrases,  # noqa: E402
+                                         shipped_phrase_sets)
 from controller.brain.semantic import DEFAULTS, SemanticBrain, normalise  # noqa: E402
 from knowledge.embedders import get_embedder  # noqa: E402
 from knowledge.sources import EmbedderSpec  # noqa: E402
@@ -160,9 +161,11 @@ def run_calibration(names: list[str], languages: tuple[str, ...] | None, max_fp:
             subset = [s for s in scored if s.language == language]
             top1 = np.mean([s.best == s.expected for s in subset if s.expected is not None])
             at = evaluate(subset, *(shipped or (found.threshold, found.margin)))
+            unseen = held_out(subset, max_fp)
             print(f"  {language}: best-action accuracy without threshold {top1:.3f}; with "
                   f"{'shipped defaults' if shipped else 'calibrated values'}: accuracy {at.accuracy:.3f}, "
-                  f"false positives {at.false_positive_rate:.3f}")
+                  f"false positives {at.false_positive_rate:.3f}; held out (calibrated on the other half): "
+                  f"accuracy {unseen.accuracy:.3f}, false positives {unseen.false_positive_rate:.3f}")
 
 
 def main() -> None:

@@ -10,13 +10,13 @@ import pytest
 
 from controller.brain import make_brain
 from controller.brain.base import ActionSpec, BrainContext, Turn
-from controller.brain.calibration import calibrate, evaluate, score_phrases, shipped_phrase_sets
+from controller.brain.calibration import calibrate, evaluate, held_out, score_phrases, shipped_phrase_sets
 from controller.brain.semantic import DEFAULTS, SemanticBrain, description_units
 from knowledge.embedders import get_embedder
 from knowledge.sources import EmbedderSpec
 
 # What the shipped defaults reach on the shipped phrases (measured: bench/brain.py --calibrate), with slack.
-BARS = {("minilm", ("en",)): 0.80, ("use-m3", ("en", "fr")): 0.60}
+BARS = {("minilm", ("en",)): 0.80, ("use-m3", ("en", "fr")): 0.64}
 MAX_FALSE_POSITIVE = 0.1
 EN, FR = shipped_phrase_sets(("en", "fr"))
 
@@ -51,6 +51,18 @@ def test_the_shipped_defaults_pick_the_right_action_and_leave_off_topic_turns_al
     assert outcome.on_topic >= 120 * len(languages) and outcome.off_topic >= 30 * len(languages)
     assert outcome.accuracy >= BARS[(embedder_name, languages)]
     assert outcome.false_positive_rate <= MAX_FALSE_POSITIVE
+
+
+# Held out: calibrated on half the phrases, measured on the other half (0.83 and 0.73 measured), with slack.
+HELD_OUT_BARS = {("minilm", "en"): 0.78, ("use-m3", "fr"): 0.68}
+
+
+@pytest.mark.parametrize("embedder_name,language", list(HELD_OUT_BARS))
+def test_routing_holds_on_phrases_the_calibration_did_not_see(embedder_name, language):
+    brain = SemanticBrain(get_embedder(EmbedderSpec(embedder_name)), threshold=0.0, margin=0.0)
+    outcome = held_out(score_phrases(brain, shipped_phrase_sets((language,))), MAX_FALSE_POSITIVE)
+    assert outcome.accuracy >= HELD_OUT_BARS[(embedder_name, language)]
+    assert outcome.false_positive_rate <= 0.2  # 3 in 15 held-out off-topic phrases at most
 
 
 @pytest.mark.parametrize("embedder_name,languages", list(BARS))
