@@ -109,7 +109,7 @@ def _dumps(value: Any) -> str:
 
 
 class Store:
-    """Per-call state, counters and the after-call stream on Redis, with a disk spool for outages."""
+    """Per-call state, counters and the after-call stream on Redis; the spool is the stream's write-ahead log."""
 
     def __init__(self, settings: Any, state_dir: Path, clock: Optional[Clock] = None, *,
                  replay_interval_s: float = REPLAY_INTERVAL_S, confirm_after_s: float = CONFIRM_AFTER_S) -> None:
