@@ -239,8 +239,9 @@ def jobs_list(config_path: str | None, limit: int) -> None:
         state = queue_state(store)
         letters = dead_letters(store, limit)
     held = ", ".join(f"{name} {count}" for name, count in sorted(state.pending.items())) or "none"
-    click.echo(f"queued: {state.queued} (read by a worker, not yet done: {held}); on disk, not yet confirmed in "
-               f"redis: {state.spooled}; dead letters: {state.dead}")
+    oldest = f", the oldest {state.oldest_s / 60:.1f} min old" if state.oldest_s is not None else ""
+    click.echo(f"queued: {state.queued}{oldest} (read by a worker, not yet done: {held}); on disk, not yet "
+               f"confirmed in redis: {state.spooled}; dead letters: {state.dead}")
     for letter in letters:
         click.echo(f"{letter.id}  {letter.at}  call {letter.uuid or '-'}  attempts {letter.attempts}  {letter.reason}")
     if state.dead > len(letters):

@@ -41,6 +41,7 @@ class QueueState:
     pending: dict[str, int]  # consumer -> entries it has read and not acknowledged
     dead: int
     spooled: int  # records on disk not yet confirmed in Redis (store.py)
+    oldest_s: Optional[float] = None  # age of the oldest queued record: minutes here mean no worker is running
 
 
 def queue_state(store: Store, group: str = GROUP) -> QueueState:
@@ -51,7 +52,10 @@ def queue_state(store: Store, group: str = GROUP) -> QueueState:
         pending = {c["name"].decode(): int(c["pending"]) for c in summary.get("consumers") or []}
     except redis.ResponseError:  # no group yet: no worker has ever run
         pass
-    return QueueState(int(r.xlen(store.stream_key)), pending, int(r.xlen(store.dead_letter_key)), len(store.spool))
+    oldest = r.xrange(store.stream_key, count=1)
+    age = (store.clock.wall() * 1000 - int(oldest[0][0].split(b"-")[0])) / 1000 if oldest else None
+    return QueueState(int(r.xlen(store.stream_key)), pending, int(r.xlen(store.dead_letter_key)), len(store.spool),
+                      age)
 
 
 def dead_letters(store: Store, limit: int = 100) -> list[DeadLetter]:

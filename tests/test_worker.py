@@ -346,4 +346,6 @@ def test_the_jobs_command_lists_shows_and_retries_dead_letters(
     assert run("retry").exit_code == 2 and run("show", "9-9").exit_code == 2
     retried = run("retry", "--all")
     assert retried.exit_code == 0 and "1 record(s) back in the queue" in retried.stdout
-    assert jobs.queue_state(store).queued == 1 and jobs.queue_state(store).dead == 0
+    state = jobs.queue_state(store)
+    assert state.queued == 1 and state.dead == 0 and 0 <= state.oldest_s < 60
+    assert "queued: 1, the oldest 0.0 min old" in run("list").stdout
