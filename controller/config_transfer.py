@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Callable, Literal, Optional, Union
 
 from pydantic import (AfterValidator, BeforeValidator, Discriminator, Field, Tag, ValidationInfo, field_validator,
                       model_validator)
@@ -106,38 +106,30 @@ Destination = Annotated[
 ]
 
 
-def _days(value: Any) -> tuple[str, ...]:
-    try:
-        return schedule_rules.parse_days(value)
-    except ValueError as exc:
-        raise fail(str(exc), "Monday, Tuesday, ... Sunday (English), or ranges like Monday-Friday") from None
-
-
-def _hours(value: str) -> str:
-    try:
-        schedule_rules.parse_hours(value)
-    except ValueError as exc:
-        raise fail(str(exc), "HH:MM-HH:MM like 09:00-12:30; 22:00-02:00 crosses midnight") from None
-    return value
-
-
-def _timezone(value: str) -> str:
-    try:
-        schedule_rules.zone(value)
-    except ValueError as exc:
-        raise fail(str(exc), "an IANA timezone name like Europe/Paris or America/Montreal") from None
-    return value
+def _checked_by(parse: Callable[[Any], Any], allowed: str, *, keep: bool = True) -> Callable[[Any], Any]:
+    """A controller.schedule parser as a validator: its ValueError becomes the config error, with `allowed`;
+    `keep` returns the value as written, else what the parser made of it."""
+    def check(value: Any) -> Any:
+        try:
+            parsed = parse(value)
+        except ValueError as exc:
+            raise fail(str(exc), allowed) from None
+        return value if keep else parsed
+    return check
 
 
 class Window(ConfigModel):
-    days: Annotated[tuple[str, ...], BeforeValidator(_days)]
-    hours: Annotated[str, AfterValidator(_hours)]
+    days: Annotated[tuple[str, ...], BeforeValidator(_checked_by(
+        schedule_rules.parse_days, "Monday, Tuesday, ... Sunday (English), or ranges like Monday-Friday", keep=False))]
+    hours: Annotated[str, AfterValidator(_checked_by(
+        schedule_rules.parse_hours, "HH:MM-HH:MM like 09:00-12:30; 22:00-02:00 crosses midnight"))]
 
 
 class Schedule(ConfigModel):
     """Weekly opening windows in `timezone` (see controller.schedule for midnight and DST rules)."""
 
-    timezone: Annotated[str, AfterValidator(_timezone)]
+    timezone: Annotated[str, AfterValidator(_checked_by(
+        schedule_rules.zone, "an IANA timezone name like Europe/Paris or America/Montreal"))]
     windows: Annotated[list[Window], Field(min_length=1)]
     closed_dates: list[date] = []
 

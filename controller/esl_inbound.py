@@ -29,6 +29,9 @@ class Originated:
 def originate(address: tuple[str, int], password: str, command: str, timeout_s: float) -> Originated:
     """Run `bgapi <command>` (an `originate ...`) and wait for its BACKGROUND_JOB, at most `timeout_s`."""
     deadline = time.monotonic() + timeout_s
+    if not password or any(c in password for c in "\r\n"):
+        raise InboundError("the event socket password is empty or has a line break (it would end the `auth` "
+                           "command); set the one of event_socket.conf.xml, on one line")
     try:
         sock = socket.create_connection(address, timeout=min(timeout_s, 10))
     except OSError as exc:

@@ -98,14 +98,11 @@ class Runtime:
         self.state_dir = Path(config.server.state_dir)
         self.store = store or Store(config.redis, config.server.state_dir, self.clock)
         self._own_store = store is None
-        self.command_timeout = config.server.command_timeout_s
-        self.execute_timeout = config.server.execute_timeout_s
-        self.extra_events = list(config.server.extra_events)
         self.features = FeatureChecker(needed_modules(config))
         self.listener = Listener(self.handle, host=config.server.host,
                                  port=config.server.port if port is None else port,
                                  max_connections=config.server.max_connections,
-                                 command_timeout=self.command_timeout)
+                                 command_timeout=config.server.command_timeout_s)
         self.run_worker = config.server.run_worker if run_worker is None else run_worker
         self.agents: dict[str, dict[str, Any]] = {}
         self.observers: list[Callable[[CallSession, dict[str, Any]], None]] = []
@@ -167,9 +164,7 @@ class Runtime:
             return self._reloaded(False, f"reload refused, the running configuration stays: {exc}")
         kept = [name for name in RESTART_ONLY if _setting(self.config, name) != _setting(config, name)]
         self.config, self.agents, self._knowledge = config, agents, knowledge
-        self.command_timeout = self.listener.command_timeout = config.server.command_timeout_s
-        self.execute_timeout = config.server.execute_timeout_s
-        self.extra_events = list(config.server.extra_events)
+        self.listener.command_timeout = config.server.command_timeout_s
         self.features = FeatureChecker(needed_modules(config))
         if self.worker is not None:
             from .worker import after_call_settings
@@ -223,6 +218,18 @@ class Runtime:
             pid_file.unlink(missing_ok=True)
         log.info("stopped (%d call(s) handed back to the dialplan)", left)
         return 0
+
+    @property
+    def command_timeout(self) -> float:
+        return self.config.server.command_timeout_s
+
+    @property
+    def execute_timeout(self) -> float:
+        return self.config.server.execute_timeout_s
+
+    @property
+    def extra_events(self) -> list[str]:
+        return list(self.config.server.extra_events)
 
     def knowledge(self, source: str) -> tuple[Any, str | None]:
         """(KnowledgeBase, None), or (None, why it is unavailable): a broken index fails only the RAG action."""

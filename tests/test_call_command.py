@@ -91,12 +91,14 @@ def test_a_busy_number_exits_1_with_the_cause_and_a_wrong_password_exits_2(tmp_p
         try:
             busy = _call(cli_config, "+33612345678", "--agent", "support")
             refused = _call(cli_config, "+33612345678", "--agent", "support", password="wrong")
+            injected = _call(cli_config, "+33612345678", "--agent", "support", password="ClueCon\napi status")
             unknown = _call(cli_config, "+33612345678", "--agent", "nobody")
             bad_number = _call(cli_config, "12", "--agent", "support", "--country", "FR")
         finally:
             inbound.stop()
     assert busy.returncode == 1 and "not answered: USER_BUSY" in busy.stderr
     assert refused.returncode == 2 and "refused the password" in refused.stderr
+    assert injected.returncode == 2 and "line break" in injected.stderr and "Traceback" not in injected.stderr
     assert unknown.returncode == 2 and "agent: must be one of support (got 'nobody')" in unknown.stderr
     assert bad_number.returncode == 2 and "Traceback" not in bad_number.stderr
     assert inbound.recordings() == []
