@@ -2,7 +2,8 @@
 
 The call reads straight down: set up the socket, run the before-call workflows while it rings, answer, hand the
 call to the conversation, and whatever ends it (the caller hanging up surfaces as CallHangup from any wait),
-store the record before sending `exit`.
+store the record before sending `exit`. A call handed to another agent stores its state and lets go of the socket
+without `exit` instead (captures 12, 18); the next agent's session continues the same record.
 """
 from __future__ import annotations
 
@@ -194,9 +195,8 @@ class CallSession:
         if self.agent is None:
             return
         self.hangup_cause = self.hangup_cause or self.esl.hangup_cause or "NORMAL_CLEARING"
-        if self.handed_off:
+        if self.handed_off:  # its state was stored before the socket was let go (actions/transfer.py)
             self.log.info("call handed off: the next agent's session writes the record")
-            self.runtime.store.update_call(self.uuid, **self.state_snapshot())
             return
         self.enter(Moment.ENDED)
         record = self.record()

@@ -124,26 +124,38 @@ def call(number: str, agent_id: str, country: str | None, connection: str | None
          config_path: str | None) -> None:
     """Have an agent call NUMBER: FreeSWITCH dials it and, once answered, hands the call to `serve` (which must run).
 
-    Exits 0 when answered (the agent has the call), 1 when not (busy, no answer...: the cause is printed),
-    2 on bad input or when FreeSWITCH's event socket cannot be used.
+    Exits 0 once the agent's session runs on the answered call, 1 when it does not (busy, no answer, or answered
+    and dropped before the agent took it: the cause is printed), 2 on bad input or when FreeSWITCH's event socket
+    cannot be used.
     """
+    import uuid as uuidlib
+
     from .dialstring import DialStringError
-    from .esl_inbound import InboundError, originate
+    from .esl_inbound import SESSION_START_S, InboundError, originate
     from .outbound import originate_for
     config = load(config_path)
     fs = config.freeswitch
     password = os.environ.get(fs.password_env)
+    call_uuid = str(uuidlib.uuid4())
     try:
-        command = originate_for(config, agent_id, number, country=country, via=connection, caller_id=caller_id)
+        command = originate_for(config, agent_id, number, country=country, via=connection, caller_id=caller_id,
+                                call_uuid=call_uuid)
         if not password:
             fail(f"set {fs.password_env} to the password of FreeSWITCH's event_socket.conf.xml")
-        placed = originate((fs.host, fs.port), password, command, fs.originate_timeout_s + 15)
+        placed = originate((fs.host, fs.port), password, command, call_uuid, fs.originate_timeout_s + 15,
+                           SESSION_START_S)
     except (DialStringError, InboundError) as exc:
         fail(str(exc))
     if placed.answered:
-        click.echo(f"answered: call {placed.detail} is with agent {agent_id}")
+        click.echo(f"answered: call {call_uuid} is with agent {agent_id}")
         sys.exit(0)
-    click.echo(f"not answered: {placed.detail}", err=True)
+    if placed.outcome == "not_answered":
+        click.echo(f"not answered: {placed.detail}", err=True)
+    else:
+        what = ("FreeSWITCH hung it up (" + placed.detail + ")" if placed.outcome == "dropped" else placed.detail)
+        click.echo(f"{placed.outcome}: call {call_uuid} was answered but agent {agent_id}'s session did not start: "
+                   f"{what}; look for this uuid in serve's log (is serve running, on freeswitch's socket address?)",
+                   err=True)
     sys.exit(1)
 
 

@@ -51,6 +51,7 @@ class Speech(ConfigModel):
     asr: Optional[Asr] = None
     barge_in: bool = True
     greeting: SpokenText = "Hello, how can I help you?"
+    handoff_greeting: Optional[SpokenText] = None  # said instead of `greeting` to a caller another agent handed on
     no_input_s: Annotated[float, Field(ge=1, le=60)] = 6
     dtmf_turn_timeout_s: Annotated[float, Field(ge=0.5, le=10)] = 2
 

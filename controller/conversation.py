@@ -146,11 +146,14 @@ class Conversation:
 
     # ----------------------------------------------------------------- speech out
     def _greeting(self) -> str:
+        """The agent's greeting; to a caller another agent handed on, its `handoff_greeting` if it has one (so the
+        caller hears who they now speak to)."""
+        text = (self.call.resumed and self.speech.handoff_greeting) or self.speech.greeting
         try:
-            return render(self.speech.greeting, self.call.variables)
+            return render(text, self.call.variables)
         except TemplateError as exc:
             self.log.error("greeting template failed (%s); saying it without variables", exc)
-            return re.sub(r"{[{%].*?[}%]}", "", self.speech.greeting)
+            return re.sub(r"{[{%].*?[}%]}", "", text)
 
     def say(self, text: str, then: Sequence[tuple[str, str | None]] = ()) -> list[Execution]:
         """Queue `speak engine|voice|<sentence>` executes (they play in order) and log the turn.

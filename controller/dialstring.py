@@ -303,9 +303,10 @@ def originate_command(
     """The `originate` a call placed by an agent starts with (capture 13).
 
     `originate {origination_uuid=U,switchboard_agent=A,originate_timeout=N,ignore_early_media=true,
-    origination_caller_id_number=+33...}sofia/gateway/GW/+33... &socket(127.0.0.1:8084 async full)`: once the
+    origination_caller_id_number=+33...}sofia/gateway/GW/+33... &socket('127.0.0.1:8084 async full')`: once the
     called party answers, FreeSWITCH runs the socket app on that leg, which reaches `serve` like any call,
-    with the agent already chosen.
+    with the agent already chosen. The quotes matter: originate splits its arguments on spaces, so unquoted the
+    app gets `127.0.0.1:8084` alone and connects static and single-channel, where `linger` is refused (capture 13).
     """
     if not isinstance(agent_id, str) or not AGENT_ID_RE.fullmatch(agent_id):
         raise DialStringError("agent", agent_id, "must be an agent id (1..32 lowercase letters, digits or _)")
@@ -322,4 +323,4 @@ def originate_command(
         variables.append(f"origination_caller_id_number={validate_e164(caller_id_number, 'caller_id_number')}")
     endpoint = f"sofia/gateway/{validate_gateway(gateway)}/{format_number(target_e164, number_format)}"
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return "originate {" + ",".join(variables) + "}" + endpoint + f" &socket({where} async full)"
+    return "originate {" + ",".join(variables) + "}" + endpoint + f" &socket('{where} async full')"

@@ -16,11 +16,19 @@ command helpers have defects that this module overrides (each has a test in test
   out: completions are resolved in the reader, before any handler runs.
 - its server polls `accept()` every 100 ms and calls `sys.exit()` when `bind_port` is 0: see `server.py`'s
   `Listener`, which accepts immediately and binds any port.
+
+Leaving a channel to another session (a hand-off) is not `exit`: when any event-socket session of a channel ends,
+`exit` or a closed socket alike, FreeSWITCH clears the channel's CF_CONTROLLED flag, and that ends whichever
+`socket` app is parked on it at that moment (capture 18: the old session's `exit` cut the next agent off). So the
+old session closes its end before the new session parks, and `HandoffGate` holds this process's new sessions back
+from `connect` (which starts the park) while one is leaving.
 """
 from __future__ import annotations
 
+import socket as pysocket
 import uuid as uuidlib
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import gevent
 import gevent.event
@@ -33,7 +41,43 @@ from .esl_frames import (HANGUP_EVENTS, CallHangup, CommandError, EslError, EslT
 from .log import call_logger
 
 __all__ = ["CallHangup", "CommandError", "EslError", "EslSession", "EslTimeout", "ExecuteFlushed", "Execution",
-           "Frame", "FrameReader", "ProtocolError", "command_frame"]
+           "Frame", "FrameReader", "HandoffGate", "ProtocolError", "command_frame"]
+
+RELEASE_TIMEOUT_S = 2.0  # how long a leaving session waits for FreeSWITCH to close its end (it takes ~1 ms)
+# mod_event_socket clears CF_CONTROLLED a few statements after closing its end of the socket: this much more
+# covers a listener thread descheduled in between, before the gate lets the next session park
+RELEASE_SETTLE_S = 0.02
+
+
+class HandoffGate:
+    """Holds new sessions back from `connect` while a session of this process is leaving its channel.
+
+    FreeSWITCH parks the next session's channel only once that session has sent `connect`; an old session whose
+    listener ends after that ends the new park (CF_CONTROLLED, capture 18). The old session marks itself leaving
+    before `uuid_transfer` and clears the mark once FreeSWITCH has closed its end, so in between no new session
+    of this process sends `connect`. The wait is bounded: a session on another host is not held, and relies on
+    the old session closing within the ~20 ms FreeSWITCH takes to run the new extension's dialplan.
+    """
+
+    def __init__(self) -> None:
+        self._leaving = 0
+        self._clear = gevent.event.Event()
+        self._clear.set()
+
+    @contextmanager
+    def leaving(self) -> Iterator[None]:
+        self._leaving += 1
+        self._clear.clear()
+        try:
+            yield
+        finally:
+            self._leaving -= 1
+            if not self._leaving:
+                self._clear.set()
+
+    def wait(self, timeout: float = RELEASE_TIMEOUT_S) -> bool:
+        """True once no session is leaving (at once, nearly always); False after `timeout`."""
+        return self._clear.wait(timeout)
 
 class Execution:
     """One app run on the channel: its CHANNEL_EXECUTE marks it started, its EXECUTE_COMPLETE resolves it."""
@@ -60,7 +104,9 @@ class Execution:
 class EslSession(gs.OutboundSession):
     """An outbound ESL session (one call) on top of greenswitch's OutboundSession."""
 
-    def __init__(self, sock: Any, address: Any = None, *, command_timeout: float = 10.0) -> None:
+    def __init__(self, sock: Any, address: Any = None, *, command_timeout: float = 10.0,
+                 gate: HandoffGate | None = None) -> None:
+        self.gate = gate or HandoffGate()
         self._send_lock = gevent.lock.Semaphore()
         self._executions: dict[str, Execution] = {}
         self._listeners: list[gevent.queue.Queue] = []
@@ -312,6 +358,25 @@ class EslSession(gs.OutboundSession):
             return None
         finally:
             self.unlisten(queue)
+
+    def release(self, timeout: float = RELEASE_TIMEOUT_S) -> bool:
+        """Leave the channel to the session a `uuid_transfer` opened: no `exit`, no command, only our end closed.
+
+        The socket is half-closed (FIN); FreeSWITCH's listener reads EOF, ends (clearing CF_CONTROLLED before the
+        next session parks, see the module docstring), sends its disconnect notice and closes. True once that close
+        is seen, False after `timeout`. The session counts as ended either way; `close()` then sends nothing.
+        """
+        self.connected = False
+        self.hangup_sent = True
+        try:
+            self.sock.shutdown(pysocket.SHUT_WR)
+        except OSError:
+            return True
+        closed = self.closed.wait(timeout)
+        if not closed:
+            self.log.warning("FreeSWITCH did not close the released session within %.1fs", timeout)
+        gevent.sleep(RELEASE_SETTLE_S)
+        return closed
 
     def close(self) -> None:
         """Send `exit` when still connected (bounded wait), then close the socket and stop the reader."""

@@ -1,9 +1,15 @@
 """The inbound event socket (FreeSWITCH's port 8021), for the one thing Switchboard asks of it: placing a call.
 
-`auth`, `event plain BACKGROUND_JOB`, then `bgapi originate ...` with our own Job-UUID (captures 01 and 13):
-FreeSWITCH answers `+OK Job-UUID` at once and, when the originate ends, a BACKGROUND_JOB event whose body is
-`+OK <uuid>` (answered; the socket app now runs on the new leg) or `-ERR <cause>` (USER_BUSY, NO_ANSWER,
-NO_ROUTE_DESTINATION...). Every wait has a deadline. The frame reader is the outbound one (esl_frames).
+`auth`; `filter Unique-ID <call uuid>` and `filter Job-UUID <job>` (only this call's events and this job's
+result); `event plain BACKGROUND_JOB CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP_COMPLETE`; then `bgapi originate ...` with our
+own Job-UUID (captures 01, 08, 13). FreeSWITCH answers `+OK Job-UUID` at once and, when the originate ends, a
+BACKGROUND_JOB whose body is `+OK <uuid>` (answered: the socket app now runs on the new leg) or `-ERR <cause>`
+(USER_BUSY, NO_ANSWER, NO_ROUTE_DESTINATION...). An answered originate is not yet an agent on the line: the
+socket session can still fail its set-up (capture 13 part 1: static mode, `linger` refused, the call dropped). So
+the call counts as answered only once an app other than `socket` runs on the leg while the socket app still runs
+(the agent's session executes its first app; what runs after the socket app ended is the dialplan's), and as
+dropped when the leg hangs up first. Every wait has a deadline. The frame reader is the
+outbound one (esl_frames).
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from dataclasses import dataclass
 
 from .esl_frames import EslTimeout, Frame, FrameReader, ProtocolError, command_frame
 
+SESSION_START_S = 15.0  # how long an answered call may take to show the agent's session (milliseconds in practice)
+
 
 class InboundError(Exception):
     """The event socket could not be used (unreachable, wrong password, protocol); the message says what to fix."""
@@ -21,13 +29,23 @@ class InboundError(Exception):
 
 @dataclass(frozen=True)
 class Originated:
-    answered: bool
-    detail: str  # the new leg's uuid when answered, else FreeSWITCH's cause (USER_BUSY, NO_ANSWER...)
+    """How a placed call went: `answered` (the agent's session runs on it), `not_answered` (detail: FreeSWITCH's
+    cause), `dropped` (answered, then hung up before the agent's session started; detail: the hangup cause) or
+    `unconfirmed` (answered, and no sign of the agent's session before the deadline)."""
+
+    outcome: str
+    detail: str
     job_uuid: str
 
+    @property
+    def answered(self) -> bool:
+        return self.outcome == "answered"
 
-def originate(address: tuple[str, int], password: str, command: str, timeout_s: float) -> Originated:
-    """Run `bgapi <command>` (an `originate ...`) and wait for its BACKGROUND_JOB, at most `timeout_s`."""
+
+def originate(address: tuple[str, int], password: str, command: str, call_uuid: str, timeout_s: float,
+              start_timeout_s: float) -> Originated:
+    """Run `bgapi <command>` (an `originate ...` whose origination_uuid is `call_uuid`), wait for its BACKGROUND_JOB
+    at most `timeout_s`, then for the agent's session to start on the answered leg at most `start_timeout_s`."""
     deadline = time.monotonic() + timeout_s
     if not password or any(c in password for c in "\r\n"):
         raise InboundError("the event socket password is empty or has a line break (it would end the `auth` "
@@ -44,24 +62,49 @@ def originate(address: tuple[str, int], password: str, command: str, timeout_s: 
         if not _reply(reader, sock, deadline).startswith("+OK"):
             raise InboundError(f"FreeSWITCH at {address[0]}:{address[1]} refused the password; set the one of "
                                "event_socket.conf.xml in the environment variable named by freeswitch.password_env")
-        sock.sendall(command_frame("event plain BACKGROUND_JOB"))
-        _reply(reader, sock, deadline)
         job = str(uuidlib.uuid4())
+        for line in (f"filter Unique-ID {call_uuid}", f"filter Job-UUID {job}",
+                     "event plain BACKGROUND_JOB CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP_COMPLETE"):
+            sock.sendall(command_frame(line))
+            _reply(reader, sock, deadline)
         sock.sendall(command_frame(f"bgapi {command}", [("Job-UUID", job)]))
         accepted = _reply(reader, sock, deadline)
         if not accepted.startswith("+OK"):
             raise InboundError(f"FreeSWITCH refused `bgapi originate`: {accepted}")
-        while True:
-            frame = _next(reader, sock, deadline)
-            if frame.name == "BACKGROUND_JOB" and frame.get("Job-UUID") == job:
-                result = frame.body.strip()
-                answered = result.startswith("+OK")
-                return Originated(answered, result[3:].strip() if answered else result.removeprefix("-ERR").strip(),
-                                  job)
+        return _follow(reader, sock, deadline, job, call_uuid, start_timeout_s)
     except (EslTimeout, ProtocolError, OSError) as exc:
         raise InboundError(f"FreeSWITCH's event socket at {address[0]}:{address[1]}: {exc}") from None
     finally:
         sock.close()
+
+
+def _follow(reader: FrameReader, sock: socket.socket, deadline: float, job: str, call_uuid: str,
+            start_timeout_s: float) -> Originated:
+    """The job's result, then the session's first app on the leg (answered) or the leg's hang-up (dropped)."""
+    result: str | None = None
+    started = socket_done = False
+    while True:
+        try:
+            frame = _next(reader, sock, deadline)
+        except EslTimeout:
+            if result is None:
+                raise
+            return Originated("unconfirmed", f"no sign of the agent's session within {start_timeout_s:g}s", job)
+        if frame.name == "BACKGROUND_JOB" and frame.get("Job-UUID") == job:
+            result = frame.body.strip()
+            if not result.startswith("+OK"):
+                return Originated("not_answered", result.removeprefix("-ERR").strip(), job)
+            deadline = time.monotonic() + start_timeout_s
+        elif frame.get("Unique-ID") == call_uuid:
+            socket_app = frame.get("Application") == "socket"
+            if frame.name == "CHANNEL_EXECUTE" and not socket_app and not socket_done:
+                started = True
+            elif frame.name == "CHANNEL_EXECUTE_COMPLETE" and socket_app:
+                socket_done = True
+            elif frame.name == "CHANNEL_HANGUP_COMPLETE" and not started:
+                return Originated("dropped", frame.get("Hangup-Cause") or "NORMAL_CLEARING", job)
+        if started and result is not None:
+            return Originated("answered", call_uuid, job)
 
 
 def _next(reader: FrameReader, sock: socket.socket, deadline: float) -> Frame:

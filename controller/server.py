@@ -16,7 +16,7 @@ import gevent.event
 import gevent.socket
 from greenswitch import esl as gs
 
-from .esl import EslError, EslSession
+from .esl import EslError, EslSession, HandoffGate
 
 log = logging.getLogger("switchboard.server")
 
@@ -33,6 +33,7 @@ class Listener(gs.OutboundESLServer):
         self.refused = 0
         self.accepted = 0
         self.ready = gevent.event.Event()
+        self.gate = HandoffGate()
         self._sessions: dict[gevent.Greenlet, EslSession] = {}
 
     @property
@@ -72,7 +73,9 @@ class Listener(gs.OutboundESLServer):
             gevent.spawn(self._accept, sock, address)
 
     def _accept(self, sock: gevent.socket.socket, address: object) -> None:
-        session = EslSession(sock, address, command_timeout=self.command_timeout)
+        session = EslSession(sock, address, command_timeout=self.command_timeout, gate=self.gate)
+        if not self.gate.wait():
+            log.warning("a hand-off's old session is still leaving its channel after 2 s; starting this call anyway")
         if self.connection_count >= self.max_connections:
             self._refuse(session)
             return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid as uuidlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -78,16 +79,18 @@ def place(config: Any, scenario: Any, addr: tuple[str, int], time_scale: float) 
     """A `direction: outbound` scenario: its agent places the call as `switchboard call` does, through the
     simulator's inbound event socket; the scenario plays whoever answers `destination`."""
     from .dialstring import DialStringError
-    from .esl_inbound import InboundError, originate
+    from .esl_inbound import SESSION_START_S, InboundError, originate
     from .outbound import originate_for
     from .simulator.inbound import InboundServer
     inbound = InboundServer("simulated", scenario, time_scale)
     port = inbound.start()
     failed = CallRecording(scenario.name, scenario.uuid or "-")
     try:
+        call_uuid = scenario.uuid or str(uuidlib.uuid4())
         command = originate_for(config, scenario.agent or config.default_agent, scenario.destination,
-                                call_uuid=scenario.uuid, socket_address=addr)
-        placed = originate(("127.0.0.1", port), "simulated", command, config.freeswitch.originate_timeout_s + 15)
+                                call_uuid=call_uuid, socket_address=addr)
+        placed = originate(("127.0.0.1", port), "simulated", command, call_uuid,
+                           config.freeswitch.originate_timeout_s + 15, SESSION_START_S)
         recordings = inbound.recordings(timeout=scenario.max_duration_s * time_scale + 30)
     except (DialStringError, InboundError) as exc:
         failed.error = f"the agent could not place the call: {exc}"
@@ -95,7 +98,7 @@ def place(config: Any, scenario: Any, addr: tuple[str, int], time_scale: float) 
     finally:
         inbound.stop()
     if not placed.answered or not recordings:
-        failed.error = f"the placed call was not answered: {placed.detail}"
+        failed.error = f"the placed call was {placed.outcome.replace('_', ' ')}: {placed.detail}"
         return failed
     return recordings[0]
 

@@ -34,7 +34,7 @@ def test_the_originate_command_is_the_one_of_capture_13_through_a_sofia_gateway(
                                 "+33100000000")
     assert command == (f"originate {{origination_uuid={UUID},switchboard_agent=support,originate_timeout=30,"
                        "ignore_early_media=true,origination_caller_id_number=+33100000000}"
-                       "sofia/gateway/carrier_main/+33612345678 &socket(127.0.0.1:8084 async full)")
+                       "sofia/gateway/carrier_main/+33612345678 &socket('127.0.0.1:8084 async full')")
     for bad in (dict(agent_id="Support,x=1"), dict(gateway="gw}evil"), dict(timeout_s=0),
                 dict(socket_address=("127.0.0.1 x", 8084)), dict(caller_id_number="${evil}")):
         args = dict(target_e164="+33612345678", gateway="carrier_main", number_format="e164", call_uuid=UUID,
@@ -73,7 +73,7 @@ def test_an_agent_calls_an_ivr_and_presses_the_key_it_asks_for(tmp_path, session
     assert placed.returncode == 0, placed.stderr
     assert f"answered: call {rec.uuid} is with agent support" in placed.stdout
     [originate] = inbound.originates
-    assert "sofia/gateway/carrier_main/+33612345678 &socket(127.0.0.1:" in originate
+    assert "sofia/gateway/carrier_main/+33612345678 &socket('127.0.0.1:" in originate
     assert f"origination_uuid={rec.uuid},switchboard_agent=support" in originate
     assert [c.app_arg for c in rec.commands if c.app == "send_dtmf"] == ["1@100"]
     assert "answer" not in [c.app for c in rec.commands]  # the callee answered before the socket app ran
@@ -102,6 +102,50 @@ def test_a_busy_number_exits_1_with_the_cause_and_a_wrong_password_exits_2(tmp_p
     assert unknown.returncode == 2 and "agent: must be one of support (got 'nobody')" in unknown.stderr
     assert bad_number.returncode == 2 and "Traceback" not in bad_number.stderr
     assert inbound.recordings() == []
+
+
+def test_call_says_dropped_when_no_agent_session_takes_the_answered_call(tmp_path):
+    """serve is not listening: FreeSWITCH answers, the socket app cannot connect, the leg hangs up."""
+    with gevent.socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        idle_port = probe.getsockname()[1]
+    inbound = InboundServer("ClueCon", Scenario.from_dict({"name": "nobody"}), TIME_SCALE)
+    try:
+        cli_config = _cli_config(tmp_path, idle_port, inbound.start())
+        dropped = _call(cli_config, "+33612345678", "--agent", "support")
+    finally:
+        inbound.stop()
+    assert dropped.returncode == 1, dropped.stdout + dropped.stderr
+    assert "answered:" not in dropped.stdout
+    assert "dropped: call " in dropped.stderr and "FreeSWITCH hung it up (NORMAL_CLEARING)" in dropped.stderr
+
+
+def test_an_unquoted_socket_app_connects_static_and_serve_cannot_take_the_call(tmp_path, session_redis):
+    """Capture 13 part 1, through the real controller: static single-channel, `linger` refused, the set-up
+    fails, the call drops, and the inbound client reports it dropped instead of answered."""
+    from controller.esl_inbound import originate
+    config = write_config(tmp_path, extra=TRUNK)
+    inbound = InboundServer("ClueCon", Scenario.from_dict({"name": "static", "end_after_s": 5}), TIME_SCALE)
+    with running(config, session_redis) as runtime:
+        port = inbound.start()
+        command = originate_command("+33612345678", "carrier_main", "e164", UUID, "support",
+                                    ("127.0.0.1", runtime.listener.port), 30)
+        unquoted = command.replace("&socket('", "&socket(").replace("')", ")")
+        try:
+            placed = gevent.get_hub().threadpool.apply(originate, (("127.0.0.1", port), "ClueCon", unquoted, UUID,
+                                                                   10, 5))
+            [rec] = inbound.recordings()
+        finally:
+            inbound.stop()
+        gevent.sleep(0.2)
+        assert records(runtime) == []
+    assert (placed.outcome, placed.detail) == ("dropped", "NORMAL_CLEARING")
+    connect = next(f for f in rec.frames if f.headers.get("Event-Name") == "CHANNEL_DATA")
+    assert (connect.headers["Socket-Mode"], connect.headers["Control"]) == ("static", "single-channel")
+    linger = [c for c in rec.commands if c.name == "linger"]
+    assert linger and b"Reply-Text: -ERR command not found" in b"".join(
+        f.raw for f in rec.frames if f.direction == "out")
+    assert not [c for c in rec.commands if c.name == "sendmsg"]
 
 
 @pytest.mark.parametrize("capture, connection", [("01-inbound-auth-api-bgapi", "inbound-badauth"),

@@ -163,7 +163,7 @@ def test_closing_the_socket_before_hanging_up_lets_the_dialplan_end_the_call():
 
     rec, _ = play({"name": "exit"}, controller)
     assert rec.hangup_by == "dialplan"
-    assert rec.events()[-1]["Event-Name"] != "CHANNEL_HANGUP_COMPLETE"
+    assert "CHANNEL_HANGUP_COMPLETE" not in [e["Event-Name"] for e in rec.events()]  # the socket was gone
 
 
 def test_hold_and_dtmf_reach_a_controller_that_subscribed_to_them():

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import gevent
+import pytest
 
 from controller_support import call, records, running
 from transfer_support import ASKS_FOR_ADVISOR, agent_yaml, transfer_config, transfer_entry, wire
@@ -27,9 +28,17 @@ actions:
 GREETED = {"wait_for": {"app": "speak"}}
 
 
-def test_a_hand_off_moves_the_call_to_the_other_agent_which_continues_the_same_record(tmp_path, session_redis):
+@pytest.mark.parametrize("handoff_greeting, heard", [
+    (None, "Service commercial, bonjour."),
+    ("Ici le service commercial, votre appel m'a été transmis.", "Ici le service commercial, votre appel m'a été transmis."),
+])
+def test_a_hand_off_moves_the_call_to_the_other_agent_which_announces_itself_and_continues_the_record(
+        tmp_path, session_redis, handoff_greeting, heard):
+    greeting = '  greeting: "Service commercial, bonjour."\n'
+    sales = SALES.replace(greeting, greeting + (f'  handoff_greeting: "{handoff_greeting}"\n' if handoff_greeting
+                                                else ""))
     support = agent_yaml({"name": "to_sales", "destinations": [{"agent": "sales", "description": "Agent commercial"}]})
-    config = transfer_config(tmp_path, agents={"support": support, "sales": SALES}, extra="")
+    config = transfer_config(tmp_path, agents={"support": support, "sales": sales}, extra="")
     with running(config, session_redis) as runtime:
         rec = call(runtime, {"agent": "support", "handoffs": {"2002": "sales"}, "end": "wait", "script": [
             GREETED, {"say": ASKS_FOR_ADVISOR}, {"wait_for": {"app": "speak", "count": 3}},
@@ -39,12 +48,17 @@ def test_a_hand_off_moves_the_call_to_the_other_agent_which_continues_the_same_r
         counters = runtime.store.counters()
     first = [c for c in rec.commands if c.connection == "conn1"]
     second = [c for c in rec.commands if c.connection == "conn2"]
-    assert f"uuid_transfer {rec.uuid} 2002 XML default" in [c.arg for c in first if c.name == "api"]
-    assert first[-1].name == "exit" and not [c for c in first if c.headers.get("call-command") == "hangup"]
+    transfer = next(i for i, c in enumerate(first) if c.name == "api" and c.arg.startswith("uuid_transfer"))
+    assert first[transfer].arg == f"uuid_transfer {rec.uuid} 2002 XML default"
+    # the first session lets go without a word: no exit (capture 18), no hangup, nothing after uuid_transfer
+    assert first[transfer + 1:] == [] and "exit" not in [c.name for c in first]
     assert [c.name for c in second][:1] == ["connect"] and "answer" not in [c.app for c in second]
+    assert rec.hangup_by != "dialplan"
     assert record["agent"] == "sales" and record["uuid"] == rec.uuid and record["hangup_by"] == "agent"
     spoken = [t["text"] for t in record["transcript"] if t["who"] == "agent"]
-    assert spoken[0] == "Bonjour, que puis-je faire pour vous ?" and "Service commercial, bonjour." in spoken
+    assert spoken[0] == "Bonjour, que puis-je faire pour vous ?" and heard in spoken
+    if handoff_greeting:
+        assert "Service commercial, bonjour." not in spoken
     assert [t["text"] for t in record["transcript"] if t["who"] == "caller"] == [ASKS_FOR_ADVISOR, "merci au revoir"]
     assert [(a["name"], a["result"]) for a in record["actions"]] == [("to_sales", "handed_off"),
                                                                      ("end_call", "hung_up")]

@@ -12,8 +12,9 @@ reports: it is disarmed by CHANNEL_BRIDGE and on expiry sends `uuid_kill <U> ALL
 the call's max_call_s bounds the wait. When nobody takes the call the agent says the matching message at once
 (the brain is not waited for) and the conversation goes on.
 
-To another agent (capture 12): `uuid_transfer <uuid> <extension> XML <context>`; the old session sees its
-`socket` app complete, writes no record and sends `exit`; the new session resumes the record (call.py).
+To another agent (captures 12, 18): `uuid_transfer <uuid> <extension> XML <context>`; the old session stores the
+call state, writes no record and closes its socket without `exit` (esl.py's `release`); the new session resumes
+the record (call.py) and says the agent's `handoff_greeting`.
 
 `mode: refer`: `deflect sip:<number>@<gateway>` (SIP REFER). It frees the trunk channels but the caller
 cannot be taken back: once the far end accepts the REFER the call leaves FreeSWITCH.
@@ -243,6 +244,13 @@ class TransferAction(Action):
 
     # ------------------------------------------------------------------ hand-off and refer
     def _hand_off(self, conversation: Any, target: Target, detail: dict[str, Any]) -> ActionOutcome:
+        """`uuid_transfer`, then leave the channel to the next agent's session without a command (capture 18).
+
+        The next session reads the call state as soon as it connects, so everything this session has to say is
+        stored before it lets go: the snapshot (with `handoff_to`) before uuid_transfer, the action's result
+        right after FreeSWITCH's `+OK`, then `release()` closes our end. No `exit`: an old session that ends
+        after the new one has parked ends the new `socket` app, and the dialplan hangs the caller up.
+        """
         call, esl = conversation.call, conversation.esl
         other = self.runtime.config.agents[target.agent]
         command = transfer_command(call.uuid, other.extension, other.context)
@@ -251,46 +259,25 @@ class TransferAction(Action):
         conversation.wait_quiet()
         if conversation.asr_on:
             esl.execute("detect_speech", "stop", timeout=call.runtime.execute_timeout)
-        # The next agent's session reads the record as soon as it connects, so the snapshot written before
-        # uuid_transfer already shows this action handed off; it is logged and counted once FreeSWITCH agrees.
         entry = next(a for a in reversed(call.actions) if a.name == self.name and a.result == "running")
         entry.result, entry.ended_at = "handed_off", conversation.clock.wall()
         entry.detail.update(detail)
         self.runtime.store.update_call(call.uuid, handoff_to=target.agent, **call.state_snapshot())
-        events = esl.listen()
-        try:
-            esl.api(command)
-        except CommandError as exc:
-            entry.result = "running"  # the conversation finishes it with the take-back's result
-            self.runtime.store.update_call(call.uuid, handoff_to="")
-            conversation.log.error("hand-off to %s refused by FreeSWITCH: %s", target.agent, exc)
-            return self._take_back(conversation, "failed", {**detail, "cause": "TRANSFER_REFUSED", "error": str(exc)})
-        else:
-            call.finish_action(entry, "handed_off", **detail)
-            done = self._socket_app_done(conversation, events)
-        finally:
-            esl.unlisten(events)
-        if not done:
-            conversation.log.warning("hand-off to %s: the socket app's completion did not arrive; leaving anyway",
-                                     target.agent)
-        call.handed_off = True
-        conversation.log.info("call handed to agent %s at %s@%s", target.agent, other.extension, other.context)
-        return ActionOutcome("handed_off", detail=detail, handed_off=True)
-
-    def _socket_app_done(self, conversation: Any, events: gevent.queue.Queue) -> bool:
-        """Capture 12: after uuid_transfer the first session's `socket` app completes (CHANNEL_UNPARK first)."""
-        clock = conversation.clock
-        deadline = clock.monotonic() + conversation.call.runtime.command_timeout
-        while (left := deadline - clock.monotonic()) > 0:
+        with esl.gate.leaving():
             try:
-                frame = events.get(timeout=left)
-            except gevent.queue.Empty:
-                return False
-            if frame is None:
-                return False
-            if frame.name == "CHANNEL_EXECUTE_COMPLETE" and frame.get("Application") == "socket":
-                return True
-        return False
+                esl.api(command)
+            except CommandError as exc:
+                entry.result = "running"  # the conversation finishes it with the take-back's result
+                self.runtime.store.update_call(call.uuid, handoff_to="")
+                conversation.log.error("hand-off to %s refused by FreeSWITCH: %s", target.agent, exc)
+                return self._take_back(conversation, "failed",
+                                       {**detail, "cause": "TRANSFER_REFUSED", "error": str(exc)})
+            call.finish_action(entry, "handed_off", **detail)
+            call.handed_off = True
+            esl.release()
+        conversation.log.info("call handed to agent %s at %s@%s; this session let go of the channel",
+                              target.agent, other.extension, other.context)
+        return ActionOutcome("handed_off", detail=detail, handed_off=True)
 
     def _refer(self, conversation: Any, target: Target, detail: dict[str, Any]) -> ActionOutcome:
         """`deflect sip:<number>@<gateway>`: the far end takes the call over; FreeSWITCH then hangs up."""

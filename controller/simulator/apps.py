@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
+import gevent
+
 from controller.simulator.asr import detect_speech
 from controller.simulator.bridge import run_bridge
 from controller.simulator.channel import CAUSES
+from controller.simulator.connection import CONNECT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from controller.simulator.call import SimCall
@@ -103,7 +106,14 @@ def _playback(call: "SimCall", arg: str) -> str:
     kind = arg.split("://", 1)[0] if "://" in arg else "file"
     call.fire("PLAYBACK_START", after=[("Playback-File-Type", kind), ("Playback-File-Path", arg)])
     started = call.now()
-    finished = call.wait_app(seconds)
+    if _avmd_hears(call, arg) and seconds > 0.02:
+        finished = call.wait_app(0.02)
+        if finished:
+            call.note(f"avmd hears the leg's own {arg}: a beep")
+            avmd_beep(call)
+            finished = call.wait_app(seconds - 0.02)
+    else:
+        finished = call.wait_app(seconds)
     played_ms = int((seconds if finished else min(seconds, call.now() - started)) * 1000)
     for name, value in (("playback_last_offset_pos", played_ms * 8), ("playback_seconds", played_ms // 1000),
                         ("playback_ms", played_ms), ("playback_samples", played_ms * 8)):
@@ -178,12 +188,36 @@ def _avmd_stop(call: "SimCall", arg: str) -> None:
 
 
 def fire_avmd(call: "SimCall", subclass: str, fields: list, with_channel: bool) -> None:
-    """mod_avmd events: bare, then (start/stop) again with channel data and the same Event-Sequence."""
+    """mod_avmd events: bare, then (start/stop) again with channel data and the same Event-Sequence; that copy
+    is queued on the session, so it follows the running app's CHANNEL_EXECUTE_COMPLETE (capture 14)."""
     header = call.switch.event_header("CUSTOM", call.now_us(), subclass)
     bare = [*header, ("Unique-ID", call.uuid), ("Call-command", "avmd"), *fields]
     call.fire("CUSTOM", subclass=subclass, headers=bare)
     if with_channel:
-        call.fire("CUSTOM", subclass=subclass, headers=[*bare, *call.channel.data(True)])
+        copy = [*bare, *call.channel.data(True)]
+        if call.current is not None:
+            call.asr.queue(lambda: call.fire("CUSTOM", subclass=subclass, headers=copy))
+        else:
+            call.fire("CUSTOM", subclass=subclass, headers=copy)
+
+
+# avmd::beep as capture 14 recorded it (the frequency is the tone's, 1000.454123 there).
+BEEP_FIELDS = [("Beep-Status", "DETECTED"), ("Frequency", "1000.000000"), ("Frequency-variance", "0.000018"),
+               ("Amplitude", "14401.345206"), ("Amplitude-variance", "27176.962574"), ("Detection-time", "0"),
+               ("Detector-resolution", "1"), ("Detector-offset", "0"), ("Detector-index", "0")]
+
+
+def avmd_beep(call: "SimCall") -> None:
+    """avmd heard a beep: `avmd_detect` turns TRUE and avmd::beep is fired once, bare (capture 14)."""
+    call.channel.set_var("avmd_detect", "TRUE")
+    fire_avmd(call, "avmd::beep", BEEP_FIELDS, with_channel=False)
+
+
+def _avmd_hears(call: "SimCall", path: str) -> bool:
+    """avmd started with inbound_channel=1 on the (inbound) socket leg taps its WRITE stream, what the leg plays:
+    a single-frequency tone it plays is a beep one frame in (capture 14: 20 ms into a 1000 Hz tone)."""
+    return (call.avmd_running and call.channel.get_var("avmd_detect") != "TRUE"
+            and re.match(r"^tone_stream://%\((\d{3,}),\d+,\d+(?:\.\d+)?\)", path) is not None)
 
 
 def _transfer(call: "SimCall", arg: str) -> None:
@@ -205,10 +239,17 @@ APPS["avmd_stop"] = AppSpec("mod_avmd", _avmd_stop)
 
 def do_transfer(call: "SimCall", destination: str, dialplan: str, context: str) -> None:
     """uuid_transfer to another socket extension (capture 12): the old socket app completes, the new
-    dialplan runs ring_ready, set switchboard_agent, socket, and a second connection opens for the same uuid."""
+    dialplan runs ring_ready, set switchboard_agent, socket, and a second connection opens for the same uuid.
+
+    The old session gets these events only once the new session has parked (sent `connect`), as capture 18 shows
+    it (they reach it in one write, as the new session connects): a controller that waits for its socket app's
+    completion to `exit` therefore ends the new park, as it does on FreeSWITCH."""
     ch = call.channel
     if not ch.up:
         return
+    old_conn = call.controlling
+    if old_conn is not None:
+        old_conn.hold_events()
     if call.socket_app is not None:
         call.fire("CHANNEL_UNPARK")
         call.fire("CHANNEL_EXECUTE_COMPLETE", after=call.socket_app_headers())
@@ -245,10 +286,17 @@ def do_transfer(call: "SimCall", destination: str, dialplan: str, context: str) 
     call.fire("CHANNEL_EXECUTE", after=[("Application", "socket"), ("Application-Data", address),
                                         ("Application-UUID", socket_uuid)])
     ch.set_var("socket_host", call.addr[0])
-    if call.open_connection() is None:
+    new_conn = call.open_connection(address)
+    if new_conn is None:
         call.hangup("NORMAL_CLEARING", "dialplan")
-        return
-    call.socket_app = socket_uuid
+    else:
+        call.socket_app = socket_uuid
+    if old_conn is not None:
+        def deliver_when_parked() -> None:
+            call.wait_until(lambda: new_conn is None or new_conn.connected or new_conn.closed or not ch.up,
+                            CONNECT_TIMEOUT_S)
+            old_conn.release_events()
+        call._greenlets.append(gevent.spawn(deliver_when_parked))
 
 
 def set_cdr_variables(call: "SimCall") -> None:

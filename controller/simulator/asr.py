@@ -10,7 +10,7 @@ After a result the recogniser stays idle until `detect_speech resume`.
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from controller.simulator import wire
 
@@ -29,7 +29,7 @@ class Recogniser:
         self.started = False
         self.listening = False
         self.grammar = "default"
-        self._pending: list[tuple[list, str | None]] = []
+        self._pending: list[Callable[[], None]] = []
 
     def deliver(self, speech_type: str, body: str | None = None) -> str:
         """Hand one DETECTED_SPEECH to FreeSWITCH's queue; returns diverted, fired, queued or lost."""
@@ -48,18 +48,23 @@ class Recogniser:
         if call.agent_talking:
             return "lost"
         if call.current is not None:
-            self._pending.append((raw, body))
+            self.queue(lambda: call.fire("DETECTED_SPEECH", headers=[*raw, *call.channel.data(False)], body=body))
             return "queued"
         call.tick()
         call.fire("DETECTED_SPEECH", headers=[*raw, *call.channel.data(False)], body=body)
         return "fired"
 
+    def queue(self, fire: Callable[[], None]) -> None:
+        """switch_core_session_queue_event: the session fires it once the running app has returned (its
+        CHANNEL_EXECUTE_COMPLETE sent). mod_avmd's channel-data copies travel this way too (capture 14)."""
+        self._pending.append(fire)
+
     def deliver_pending(self) -> None:
-        """The channel parks again: fire what arrived during a non-media app."""
+        """The channel parks again: fire what was queued during an app."""
         pending, self._pending = self._pending, []
-        for raw, body in pending:
+        for fire in pending:
             if self.call.channel.up:
-                self.call.fire("DETECTED_SPEECH", headers=[*raw, *self.call.channel.data(False)], body=body)
+                fire()
 
 
 def detect_speech(call: "SimCall", arg: str) -> None:

@@ -20,14 +20,13 @@ from controller.log import call_logger
 from controller.simulator import apps, wire
 from controller.simulator.asr import Recogniser
 from controller.simulator.channel import CALL_STATE_NUMBERS, CAUSES, Switch, caller_channel
-from controller.simulator.connection import Connection
+from controller.simulator.connection import CONNECT_TIMEOUT_S, Connection
 from controller.simulator.recording import CallRecording
 from controller.simulator.scenario import Scenario
 from controller.simulator.script import CallerScript
 
 MEDIA_APPS = frozenset({"speak", "playback"})
 BREAKABLE_APPS = frozenset({"speak", "playback", "sleep"})
-CONNECT_TIMEOUT_S = 25.0  # mod_event_socket waits 25 s for the first command of an outbound session
 
 
 @dataclass
@@ -41,9 +40,13 @@ class RunningApp:
 class SimCall:
     """Everything about one call: channel, connections, queue, caller script, recording."""
 
-    def __init__(self, scenario: Scenario, controller_addr: tuple[str, int], clock: Clock, switch: Switch) -> None:
+    def __init__(self, scenario: Scenario, controller_addr: tuple[str, int], clock: Clock, switch: Switch,
+                 socket_data: str | None = None) -> None:
         self.scenario = scenario
         self.addr = controller_addr
+        # the `socket` app's argument: the dialplan's `host:port async full`, or what an originate's `&socket(...)`
+        # left of it (capture 13: unquoted, only `host:port`, so the session is static and single-channel)
+        self.socket_data = socket_data or f"{controller_addr[0]}:{controller_addr[1]} async full"
         self.clock = clock
         self.switch = switch
         self.uuid = scenario.uuid or str(uuidlib.uuid4())
@@ -51,7 +54,7 @@ class SimCall:
         self.log = call_logger(self.uuid, "switchboard.simulator", scenario=scenario.name)
         self._m0 = clock.monotonic()
         self._wall0 = clock.wall()
-        self.channel = caller_channel(switch, scenario, self.uuid, controller_addr, self.now_us)
+        self.channel = caller_channel(switch, scenario, self.uuid, controller_addr, self.now_us, self.socket_data)
         self.connections: list[Connection] = []
         self.controlling: Connection | None = None
         self.socket_app: str | None = None
@@ -98,7 +101,7 @@ class SimCall:
     def run(self) -> CallRecording:
         """Dial the controller, play the call to its end (bounded by max_duration_s), return the recording."""
         self._greenlets.append(gevent.spawn(self._executor))
-        if self.open_connection() is None:
+        if self.open_connection(self.socket_data) is None:
             self.hangup("NORMAL_CLEARING", "dialplan")
         self._greenlets.append(gevent.spawn(CallerScript(self).run))
         self._greenlets.append(gevent.spawn(self._watchdog))
@@ -111,9 +114,10 @@ class SimCall:
         gevent.killall(self._greenlets, block=True, timeout=1.0)
         return self.rec
 
-    def open_connection(self) -> Connection | None:
-        """What the `socket` app does: connect to the controller; the controller must send `connect`."""
-        conn = Connection(self, f"conn{len(self.connections) + 1}")
+    def open_connection(self, socket_data: str) -> Connection | None:
+        """What the `socket` app does with its argument `socket_data`: connect to the controller, in the modes
+        its words ask for (`async`, `full`); the controller must send `connect`."""
+        conn = Connection(self, f"conn{len(self.connections) + 1}", socket_data.split(" ")[1:])
         error = conn.open(self.addr)
         if error:
             self.note(f"socket app could not connect to {self.addr[0]}:{self.addr[1]}: {error}")
@@ -133,21 +137,35 @@ class SimCall:
             conn.close()
             self.connection_closed(conn)
 
+    @property
+    def parked_by(self) -> Connection | None:
+        """The session whose `socket` app is parked on the channel (CF_CONTROLLED): an async one, once connected."""
+        conn = self.controlling
+        if self.socket_app is None or conn is None or not conn.connected or not conn.async_mode:
+            return None
+        return conn
+
     def parked(self, conn: Connection) -> None:
         """The socket app parks (CHANNEL_PARK) once the session is connected; FreeSWITCH fires it while the
         controller subscribes, so the simulator fires it a frame after the first command that follows `connect`
         and a controller that starts with `myevents` always sees it (captures 07, 09, 12)."""
         def park() -> None:
             self.tick()
-            if self.channel.up and conn is self.controlling:
+            if self.channel.up and conn is self.parked_by:
                 self.fire("CHANNEL_PARK")
         self._greenlets.append(gevent.spawn(park))
 
     def connection_closed(self, conn: Connection) -> None:
-        """A connection ended; if its socket app was running, the dialplan goes on and hangs up."""
-        if conn is self.controlling and self.channel.up:
-            self.push_urgent(("socket_end", conn))
+        """A session ended (`exit`, or its socket closed): mod_event_socket clears the channel's CF_CONTROLLED.
+
+        That ends this session's own `socket` app, and equally the one another session has parked on the channel
+        since a uuid_transfer (capture 18: the old session's `exit` cut the next agent off). A socket app whose
+        session has not sent `connect` yet has not parked, so it is not hurt: it parks (and sets the flag) later.
+        """
+        if self.channel.up and self.socket_app is not None and (conn is self.controlling or self.parked_by):
+            self.push_urgent(("socket_end", self.socket_app))
         self._check_finished()
+        self.notify()
 
     def _check_finished(self) -> None:
         if self._torn_down and all(conn.closed for conn in self.connections):
@@ -179,7 +197,9 @@ class SimCall:
         values = dict(headers)
         for conn in list(self.connections):
             if conn.wants(name, subclass, values):
-                conn.send(frame)
+                conn.send_event(frame)
+        for sink in list(self.switch.sinks):
+            sink(name, values, frame)
 
     def fire_callstate(self, new: str) -> None:
         old, self.channel.call_state = self.channel.call_state, new
@@ -189,7 +209,8 @@ class SimCall:
 
     def socket_app_headers(self) -> list:
         """The socket app's completion; its response is whatever the last app left (capture 12: FILE PLAYED)."""
-        return [("Application", "socket"), ("Application-Data", f"{self.addr[0]}:{self.addr[1]} async full"),
+        data = self.controlling.socket_data if self.controlling else self.socket_data
+        return [("Application", "socket"), ("Application-Data", data),
                 ("Application-Response", self.channel.get_var("current_application_response") or "_none_"),
                 ("Application-UUID", self.socket_app or "")]
 
@@ -205,7 +226,8 @@ class SimCall:
         finally:
             self._waiters = [w for w in self._waiters if w[1] is not event]
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
+        """Wake the `wait_until`s whose condition now holds (apps, hang-ups, sessions connecting or closing)."""
         for predicate, event in list(self._waiters):
             if predicate():
                 event.set()
@@ -252,12 +274,14 @@ class SimCall:
             elif kind == "hangup":
                 self.tick()
                 self.hangup(item[1].header("hangup-cause") or "NORMAL_CLEARING", "controller")
+            if kind in ("execute", "hangup") and item[2] is not None:
+                item[2].set()  # a static session's sendmsg replies once its command has run
             elif kind == "transfer":
                 apps.do_transfer(self, *item[1:])
             elif kind == "socket_end":
                 self._socket_end(item[1])
             self.asr.deliver_pending()
-            self._notify()
+            self.notify()
         self._teardown()
 
     def _execute(self, command: wire.Command) -> None:
@@ -293,7 +317,7 @@ class SimCall:
         self.fire("CHANNEL_EXECUTE", after=[*described, ("Application-UUID", app_uuid)])
         ch.set_var("current_application", app)
         self.current = RunningApp(app, arg, app_uuid)
-        self._notify()
+        self.notify()
         try:
             response = handler(self, arg) or "_none_"
         finally:
@@ -302,7 +326,7 @@ class SimCall:
             ch.set_var("current_application_response", response)
         self.fire("CHANNEL_EXECUTE_COMPLETE",
                   after=[*described, ("Application-Response", response), ("Application-UUID", app_uuid)])
-        self._notify()
+        self.notify()
 
     def wait_app(self, seconds: float) -> bool:
         """Run the current app for `seconds`; False when uuid_break or a hang-up cut it short."""
@@ -322,7 +346,7 @@ class SimCall:
         self.fire("CHANNEL_ANSWER")
         self.fire_callstate("ACTIVE")
         self.answered.set()
-        self._notify()
+        self.notify()
 
     def hangup(self, cause: str, by: str) -> None:
         """switch_channel_hangup: CHANNEL_HANGUP now; the session thread finishes the sequence."""
@@ -338,29 +362,35 @@ class SimCall:
         self.rec.hangup_cause, self.rec.hangup_by = cause, by
         self.note(f"hangup {cause} by {by}")
         self.fire("CHANNEL_HANGUP")
+        for conn in list(self.connections):  # a static session runs in the channel's thread: it ends right here
+            if not conn.async_mode and not conn.closed and conn.linger is None:
+                conn.close()
+                self.connection_closed(conn)
         if self.current is not None:
             self.current.broken.set()
         self._wake.set()
-        self._notify()
+        self.notify()
 
-    def _socket_end(self, conn: Connection) -> None:
-        """The controlling socket closed with the call up: socket app returns, dialplan runs `hangup`.
-
-        Checked when the session thread gets to it: a socket that `exit`s right after a uuid_transfer is no
-        longer the controlling one once the transfer has opened the next agent's connection (capture 12).
-        """
-        if conn is not self.controlling or not self.channel.up or self.socket_app is None:
+    def _socket_end(self, socket_app: str) -> None:
+        """A session's end finished the socket app `socket_app`: it returns and the dialplan runs its next action,
+        `hangup` (captures 06, 18). Checked when the session thread gets to it: a uuid_transfer that came first has
+        already ended that app and started the next agent's, which an old session's end before its park spares."""
+        if socket_app != self.socket_app or not self.channel.up:
             return
-        self.note(f"{conn.id} closed while the call was up: the socket app returns and the dialplan hangs up")
-        self.fire("CHANNEL_UNPARK")
+        conn = self.controlling
+        self.note(f"the socket app of {conn.id if conn else '?'} ended while the call was up: the dialplan hangs up")
+        if conn is None or conn.async_mode:
+            self.fire("CHANNEL_UNPARK")
         self.fire("CHANNEL_EXECUTE_COMPLETE", after=self.socket_app_headers())
         self.socket_app = None
-        self.hangup("NORMAL_CLEARING", "dialplan")
+        self.run_app("hangup", "", str(uuidlib.uuid4()), lambda call, arg: call.hangup("NORMAL_CLEARING", "dialplan"),
+                     by_controller=False)
 
     def _teardown(self) -> None:
         ch = self.channel
         if self.socket_app is not None and self.controlling is not None:
-            self.fire("CHANNEL_UNPARK")
+            if self.controlling.async_mode:
+                self.fire("CHANNEL_UNPARK")
             self.fire("CHANNEL_EXECUTE_COMPLETE", after=self.socket_app_headers())
             self.socket_app = None
         ch.state = "CS_HANGUP"
@@ -374,5 +404,5 @@ class SimCall:
         self._torn_down = True
         for conn in list(self.connections):
             conn.channel_down()
-        self._notify()
+        self.notify()
         self._check_finished()

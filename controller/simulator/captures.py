@@ -9,6 +9,11 @@ A capture file lists frames as::
 
 Each prefixed line is the line's content plus one ``\\n``; the marker drops the last ``\\n``.
 Rebuilding the bytes gives exactly ``len=`` bytes, which `parse_capture` checks for every frame.
+
+Capture 18 was recorded by a logging proxy in front of the product, in the proxy's own format, one block per
+TCP read or write (several frames, event frames cut to their telling headers): `parse_proxy_capture` reads it::
+
+    ===== <connection> <controller -> FS|FS -> controller> +<seconds>s (<bytes> bytes)
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from controller.simulator.wire import Frame, parse_frame
 
 _FRAME_LINE = re.compile(r"^### (?P<conn>\S+) (?P<dir>sent|recv) #(?P<seq>\d+) t=\+(?P<t>[\d.]+) len=(?P<len>\d+)$")
 _NO_NEWLINE = "\\ no newline at end of frame"
+_PROXY_LINE = re.compile(r"^===== (?P<conn>\S+) (?P<dir>controller -> FS|FS -> controller) \+(?P<t>[\d.]+)s "
+                         r"\((?P<len>\d+) bytes\)$")
 _REPO = Path(__file__).resolve().parents[2]
 # The project's checkout sits beside shared/ (developers and CI alike); a copy under tests/ also works.
 _SEARCH_PATH = (_REPO / "tests" / "esl-captures", _REPO.parent / "shared" / "esl-captures",
@@ -129,3 +136,39 @@ def parse_capture(path: str | Path) -> list[CaptureFrame]:
 def load_capture(name: str) -> list[CaptureFrame]:
     """Frames of the capture whose file name starts with `name` (e.g. "07")."""
     return parse_capture(capture_path(name))
+
+
+@dataclass(frozen=True)
+class ProxyBlock:
+    """One read or write the proxy logged: `sent` went to FreeSWITCH; `text` is what the file kept of it."""
+
+    connection: str
+    direction: str
+    t: float
+    text: str
+
+    @property
+    def event_names(self) -> list[str]:
+        return [line[len("Event-Name: "):] for line in self.text.splitlines() if line.startswith("Event-Name: ")]
+
+
+def parse_proxy_capture(path: str | Path) -> list[ProxyBlock]:
+    """The blocks of a proxy-format capture (18), in file order; comment lines (`#`) are skipped."""
+    blocks: list[ProxyBlock] = []
+    current: dict | None = None
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            line = line.rstrip("\n")
+            match = _PROXY_LINE.match(line)
+            if match:
+                if current:
+                    blocks.append(ProxyBlock(**{**current, "text": "\n".join(current["text"]).strip("\n")}))
+                current = {"connection": match["conn"], "t": float(match["t"]), "text": [],
+                           "direction": "sent" if match["dir"] == "controller -> FS" else "recv"}
+            elif current is not None:
+                current["text"].append(line)
+            elif line and not line.startswith("#"):
+                raise CaptureFormatError(f"{path}: a line before the first ===== block: {line[:60]!r}")
+    if current:
+        blocks.append(ProxyBlock(**{**current, "text": "\n".join(current["text"]).strip("\n")}))
+    return blocks

@@ -12,7 +12,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import count
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     from controller.simulator.scenario import Scenario
@@ -69,6 +69,9 @@ class Switch:
         self.hostname = hostname
         self._sequence = count(1000)
         self._sessions = count(1)
+        # inbound event-socket sessions: each gets every event fired (name, decoded headers, frame) and keeps
+        # what its subscriptions and filters let through
+        self.sinks: list[Callable[[str, dict[str, str], bytes], None]] = []
 
     def next_session_id(self) -> str:
         return str(next(self._sessions))
@@ -220,7 +223,8 @@ class Channel:
 
 
 
-def caller_channel(switch: Switch, scenario: "Scenario", uuid: str, addr: tuple[str, int], now_us) -> Channel:
+def caller_channel(switch: Switch, scenario: "Scenario", uuid: str, addr: tuple[str, int], now_us,
+                   socket_data: str) -> Channel:
     """The socket leg as FreeSWITCH hands it over: the template of capture 04 (ringing) or 12 (answered)
     with the scenario's caller, destination, agent, SIP X- headers and preset variables."""
     s = scenario
@@ -248,7 +252,7 @@ def caller_channel(switch: Switch, scenario: "Scenario", uuid: str, addr: tuple[
         ch.answer_state, ch.call_state = "answered", "ACTIVE"
         ch.mark("answered")
         ch.set_var("endpoint_disposition", "ANSWER")
-    ch.set_var("current_application_data", f"{addr[0]}:{addr[1]} async full")
+    ch.set_var("current_application_data", socket_data)
     ch.set_var("current_application", "socket")
     ch.set_var("socket_host", addr[0])
     return ch

@@ -1,10 +1,16 @@
-"""One outbound event-socket session: what mod_event_socket does for a `socket ... async full` channel.
+"""One outbound event-socket session: what mod_event_socket does for a channel's `socket` app.
 
 FreeSWITCH is the TCP client. It waits for the controller's commands and answers each one in order:
 `connect` (the channel data), `myevents`, `event plain ...`, `linger [N]`, `divert_events on|off`,
 `sendmsg` (queued on the channel), `api`/`bgapi`, `exit` (`+OK bye`, disconnect notice, close); anything
 else gets `-ERR command not found`. Events reach it only if it subscribed to them; after `myevents` only
 the channel's own events (its Unique-ID) pass.
+
+The socket app's words set the modes (mod_event_socket's socket_function): without `full` the session is
+single-channel and only the commands below SINGLE_CHANNEL are known (`linger`, `event`, `api`... get
+`-ERR command not found`, capture 13 part 1); without `async` it is static: the app runs the session in the
+channel's own thread, so nothing parks and a `sendmsg` is answered only once its app has run, the app's events
+following the reply.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import uuid as uuidlib
 from typing import TYPE_CHECKING
 
 import gevent
+import gevent.event
 from gevent import socket
 from gevent.lock import Semaphore
 
@@ -29,14 +36,24 @@ MYEVENTS = frozenset({
     "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_STATE", "CHANNEL_UNBRIDGE", "CHANNEL_UNPARK",
     "DETECTED_SPEECH", "DTMF", "NOTALK", "TALK",
 })
+# parse_command: what an outbound session without `full` still knows (the rest falls through to "command not found").
+SINGLE_CHANNEL = frozenset({"connect", "getvar", "myevents", "divert_events", "sendmsg", "filter", "resume", "exit",
+                            "..."})
+CONNECT_TIMEOUT_S = 25.0  # mod_event_socket waits 25 s for the first command of an outbound session
+STATIC_SENDMSG_TIMEOUT_S = 600.0  # bounds a static sendmsg's wait for its app (the longest app a test runs)
 
 
 class Connection:
     """One TCP session to the controller, with its subscriptions and linger setting."""
 
-    def __init__(self, call: "SimCall", conn_id: str) -> None:
+    def __init__(self, call: "SimCall", conn_id: str, socket_words: list[str]) -> None:
         self.call = call
         self.id = conn_id
+        words = {w.lower() for w in socket_words}
+        self.async_mode = "async" in words
+        self.full = "full" in words
+        self.socket_data = " ".join([f"{call.addr[0]}:{call.addr[1]}", *socket_words])
+        self._held: list[bytes] | None = None  # events held back (a static sendmsg's, until its reply; see hold)
         self.sock: socket.socket | None = None
         self.connected = False
         self.closed = False
@@ -76,6 +93,23 @@ class Connection:
             except OSError as exc:
                 self.call.note(f"{self.id}: send failed ({exc}); the controller is gone")
                 self._gone()
+
+    def send_event(self, frame: bytes) -> None:
+        """An event frame: at once, or when `release_events` lets the held ones go."""
+        if self._held is not None:
+            self._held.append(frame)
+        else:
+            self.send(frame)
+
+    def hold_events(self) -> None:
+        """Queue events instead of writing them: a listener thread writes its queue when it gets to it."""
+        if self._held is None:
+            self._held = []
+
+    def release_events(self) -> None:
+        held, self._held = self._held or [], None
+        for frame in held:
+            self.send(frame)
 
     def reply(self, text: str, extra=()) -> None:
         self.send(wire.command_reply(text, extra))
@@ -135,16 +169,16 @@ class Connection:
             except OSError:
                 command = None
             if command is None:
-                if not self.closed:
+                if not self.closed:  # read_packet fails: the listener ends as after `exit`, notice included
                     self.call.note(f"{self.id}: the controller closed the connection")
-                    self._gone()
+                    self.close()
                     self.call.connection_closed(self)
                 return
             self.call.rec.frames.append(WireFrame(self.call.now(), "in", self.id, command.raw, command.headers,
                                                   command.body))
             self.call.rec.commands.append(command_record(self.call.now(), self.id, command))
             self.handle(command)
-            if self.connected and not self._parked and command.name.lower() != "connect":
+            if self.connected and self.async_mode and not self._parked and command.name.lower() != "connect":
                 self._parked = True
                 self.call.parked(self)
             if self.closed:
@@ -155,14 +189,15 @@ class Connection:
         handler = getattr(self, f"_cmd_{name}", None)
         if name == "...":
             handler = self._cmd_exit
-        if handler is None:
+        if handler is None or (not self.full and name not in SINGLE_CHANNEL):
             self.reply("-ERR command not found")
             return
         handler(command)
 
     def _cmd_connect(self, command: wire.Command) -> None:
-        self.send(wire.connect_reply(self.call.channel.connect_headers()))
+        self.send(wire.connect_reply(self.call.channel.connect_headers(), self.async_mode, self.full))
         self.connected = True
+        self.call.notify()
 
     def _cmd_myevents(self, command: wire.Command) -> None:
         if self.myevents:
@@ -265,11 +300,26 @@ class Connection:
             self.reply(f"-ERR invalid session id [{target}]")
             return
         kind = (command.header("call-command") or "").lower()
+        if kind in ("execute", "hangup") and not self.async_mode:
+            self._static_sendmsg(kind, command)
+            return
         if kind in ("execute", "hangup"):
-            self.call.push((kind, command))
+            self.call.push((kind, command, None))
         else:
             self.call.note(f"sendmsg call-command {kind!r} accepted with no simulated effect")
         self.reply("+OK")
+
+    def _static_sendmsg(self, kind: str, command: wire.Command) -> None:
+        """Static mode: the app runs before the reply (capture 13 part 1: `+OK` 477 ms after a 500 ms playback),
+        and the events it fired reach the controller after that reply."""
+        done = gevent.event.Event()
+        self.hold_events()
+        self.call.push((kind, command, done))
+        self.call.wait_until(lambda: done.is_set() or not self.call.channel.up, STATIC_SENDMSG_TIMEOUT_S)
+        held, self._held = self._held or [], None
+        self.reply("+OK")
+        for frame in held:
+            self.send(frame)
 
     def _cmd_api(self, command: wire.Command) -> None:
         name, _, arg = command.arg.partition(" ")

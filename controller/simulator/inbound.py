@@ -1,12 +1,15 @@
 """FreeSWITCH's inbound event socket (port 8021), as far as Switchboard uses it: placing an agent's call.
 
-Replies as captures 01 and 13 show: `auth/request` on connect; `auth` (a wrong password: `-ERR invalid`, the
-disconnect notice, the socket closed); a command before auth: `-ERR command not found`; `event plain ...`;
-`bgapi originate {vars}sofia/gateway/GW/NUMBER &socket(HOST:PORT async full)` with our Job-UUID. The called
+Replies as captures 01, 08 and 13 show: `auth/request` on connect; `auth` (a wrong password: `-ERR invalid`, the
+disconnect notice, the socket closed); a command before auth: `-ERR command not found`; `event plain ...` and
+`filter <header> <value>` (events pass when any filter matches, as mod_event_socket's event_handler does);
+`bgapi originate {vars}sofia/gateway/GW/NUMBER &socket('HOST:PORT async full')` with our Job-UUID. The called
 party is the `callee` scenario: its `targets` entry for the dialled number may say busy, reject, no_answer or
 gateway_down (as for transfers), else it answers; then the simulator runs the socket app as FreeSWITCH does
-(a call connecting to HOST:PORT, answered, with the originate's variables) and sends the BACKGROUND_JOB
-`+OK <uuid>`; a failure sends `-ERR <cause>`.
+(a call connecting to HOST:PORT, answered, with the originate's variables) and fires the BACKGROUND_JOB
+`+OK <uuid>`; a failure fires `-ERR <cause>`. The originate's arguments are split as FreeSWITCH splits them (on
+spaces, single quotes grouping): an unquoted `&socket(HOST:PORT async full)` leaves the app `HOST:PORT` alone,
+so its session is static and single-channel (capture 13 part 1), and the controller's `linger` is refused.
 """
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ from .recording import CallRecording
 from .scenario import Scenario
 from .wire import FrameReader, command_reply, event_plain, header_block
 
-_ORIGINATE = re.compile(r"^\{(?P<vars>[^}]*)\}(?P<endpoint>\S+) "
-                        r"&socket\((?P<host>[^()\s]+):(?P<port>\d+) async full\)$")
+_DIALSTRING = re.compile(r"^\{(?P<vars>[^}]*)\}(?P<endpoint>\S+)$")
+_SOCKET_ADDRESS = re.compile(r"^(?P<host>[^\s]+):(?P<port>\d+)$")
 _CAUSES = {"busy": "USER_BUSY", "reject": "CALL_REJECTED", "no_answer": "NO_ANSWER", "gateway_down": "GATEWAY_DOWN"}
 _GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 
@@ -66,6 +69,17 @@ class InboundServer:
         reader = FrameReader(sock)
         send(header_block([("Content-Type", "auth/request")], False) + b"\n")
         authed = False
+        subscribed: set[str] = set()
+        filters: list[tuple[str, str]] = []
+
+        def sink(name: str, values: dict[str, str], frame: bytes) -> None:
+            if "ALL" not in subscribed and name not in subscribed:
+                return
+            if filters and not any(values.get(h, "").lower() == v.lower() for h, v in filters):
+                return
+            send(frame)
+
+        self.switch.sinks.append(sink)
         try:
             while (command := reader.read_command()) is not None:
                 if command.name == "auth":
@@ -80,34 +94,52 @@ class InboundServer:
                 elif not authed:
                     send(command_reply("-ERR command not found"))
                 elif command.name == "event":
-                    send(command_reply(f"+OK event listener enabled {command.arg.split()[0]}"))
+                    words = command.arg.split()
+                    subscribed.update(w.upper() for w in words if w.lower() not in ("plain", "json", "xml"))
+                    send(command_reply(f"+OK event listener enabled {words[0] if words else 'plain'}"))
+                elif command.name == "filter":
+                    header, _, value = command.arg.partition(" ")
+                    filters.append((header, value))
+                    send(command_reply(f"+OK filter added. [{header}]=[{value}]"))
                 elif command.name == "bgapi":
                     job = command.header("Job-UUID") or str(uuidlib.uuid4())
                     send(command_reply(f"+OK Job-UUID: {job}", [("Job-UUID", job)]))
-                    gevent.spawn(self._job, send, job, command.arg)
+                    gevent.spawn(self._job, job, command.arg)
                 elif command.name == "exit":
                     send(command_reply("+OK bye"))
                     return
                 else:
                     send(command_reply("-ERR command not found"))
         finally:
+            self.switch.sinks.remove(sink)
             sock.close()
 
-    def _job(self, send, job: str, arg: str) -> None:
+    def _job(self, job: str, arg: str) -> None:
         name, _, rest = arg.partition(" ")
-        match = _ORIGINATE.match(rest) if name == "originate" else None
-        if match is None:
-            result = f"-ERR {name} Command not found!\n" if name != "originate" else "-ERR INVALID_ARGUMENT\n"
+        if name == "originate":
+            result = self._originate(rest)
         else:
-            result = self._originate(match)
+            result = f"-ERR {name} Command not found!\n"
         headers = self.switch.event_header("BACKGROUND_JOB", int(self.clock.wall() * 1e6))
         headers += [("Job-UUID", job), ("Job-Command", name), ("Job-Command-Arg", rest)]
-        send(event_plain(headers, result))
+        frame = event_plain(headers, result)
+        values = dict(headers)
+        for sink in list(self.switch.sinks):
+            sink("BACKGROUND_JOB", values, frame)
 
-    def _originate(self, match: re.Match) -> str:
-        self.originates.append(match.group(0))
-        variables = dict(item.split("=", 1) for item in match.group("vars").split(",") if "=" in item)
-        number = match.group("endpoint").rsplit("/", 1)[-1]
+    def _originate(self, rest: str) -> str:
+        """mod_commands' originate: `<dial string> &<app>(<arg>)`, its arguments split on spaces."""
+        args = separate_string(rest)
+        dialstring = _DIALSTRING.match(args[0]) if args else None
+        app = args[1] if len(args) > 1 else ""
+        app_name, _, app_arg = app[1:].partition("(")
+        app_arg = app_arg.split(")", 1)[0]
+        address = _SOCKET_ADDRESS.match(app_arg.split(" ")[0])
+        if dialstring is None or not app.startswith("&") or app_name != "socket" or address is None:
+            return "-ERR INVALID_ARGUMENT\n"
+        self.originates.append(rest)
+        variables = dict(item.split("=", 1) for item in dialstring.group("vars").split(",") if "=" in item)
+        number = dialstring.group("endpoint").rsplit("/", 1)[-1]
         target = self.callee.target(number)
         if target is not None and target.outcome in _CAUSES:
             if target.outcome == "no_answer":
@@ -119,10 +151,29 @@ class InboundServer:
                                      destination=number, variables={**self.callee.variables, **variables},
                                      caller_number=variables.get("origination_caller_id_number",
                                                                  self.callee.caller_number))
-        call = SimCall(placed, (match.group("host"), int(match.group("port"))), self.clock, self.switch)
+        call = SimCall(placed, (address.group("host"), int(address.group("port"))), self.clock, self.switch,
+                       socket_data=app_arg)
         self.calls.append(gevent.spawn(call.run))
         for _ in range(100):  # FreeSWITCH reports the job once the socket app has started (capture 13)
             if call.rec.commands:
                 break
             gevent.sleep(0.01)
         return f"+OK {uuid}\n"
+
+
+def separate_string(text: str) -> list[str]:
+    """switch_separate_string on spaces: a single-quoted part is one word, its quotes dropped."""
+    words, word, quoted, started = [], [], False, False
+    for char in text:
+        if char == "'":
+            quoted, started = not quoted, True
+        elif char == " " and not quoted:
+            if started:
+                words.append("".join(word))
+            word, started = [], False
+        else:
+            word.append(char)
+            started = True
+    if started:
+        words.append("".join(word))
+    return words

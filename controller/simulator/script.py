@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
-from controller.simulator.apps import fire_avmd
+from controller.simulator.apps import avmd_beep
 from controller.simulator.scenario import Step
 
 if TYPE_CHECKING:
@@ -168,9 +168,4 @@ class CallerScript:
         if not call.avmd_running:
             call.note("voicemail beep: avmd is not running, nothing detects it")
             return
-        call.channel.set_var("avmd_detect", "TRUE")
-        fire_avmd(call, "avmd::beep", [("Beep-Status", "DETECTED"), ("Frequency", "1000.000000"),
-                                       ("Frequency-variance", "0.000018"), ("Amplitude", "14401.345206"),
-                                       ("Amplitude-variance", "27176.962574"), ("Detection-time", "0"),
-                                       ("Detector-resolution", "1"), ("Detector-offset", "0"),
-                                       ("Detector-index", "0")], with_channel=False)
+        avmd_beep(call)

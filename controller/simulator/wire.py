@@ -75,9 +75,11 @@ def event_plain(headers: Headers, body: str | None = None) -> bytes:
     return header_block(outer, encode=False) + b"\n" + inner
 
 
-def connect_reply(channel_headers: Headers) -> bytes:
-    """The outbound `connect` reply: the whole channel event, URL-encoded, then the reply headers (capture 04)."""
-    tail = [("Content-Type", "command/reply"), ("Reply-Text", "+OK\n"), ("Socket-Mode", "async"), ("Control", "full")]
+def connect_reply(channel_headers: Headers, async_mode: bool = True, full: bool = True) -> bytes:
+    """The outbound `connect` reply: the whole channel event, URL-encoded, then the reply headers (captures 04, 13:
+    `Socket-Mode: async|static`, `Control: full|single-channel`, from the socket app's words)."""
+    tail = [("Content-Type", "command/reply"), ("Reply-Text", "+OK\n"),
+            ("Socket-Mode", "async" if async_mode else "static"), ("Control", "full" if full else "single-channel")]
     return header_block([*channel_headers, *tail], encode=True) + b"\n"
 
 
