@@ -97,6 +97,13 @@ def test_an_off_topic_turn_without_a_rag_action_gets_the_fallback_line(minilm):
     assert decision.note.startswith("no action matched")
 
 
+def test_an_agent_with_no_action_to_call_is_prepared_and_answers_with_the_fallback_line(minilm):
+    brain = SemanticBrain(minilm, fallback_text="I can only take a message.")
+    brain.prepare([])  # an agent that only answers (e.g. the target of a hand-off) loads without error
+    decision = brain.decide(Turn("speech", "I would like to speak to sales"), context([]))
+    assert decision.action is None and decision.say == "I can only take a message."
+
+
 def test_an_unmatched_turn_goes_to_the_rag_action_when_the_agent_has_one(minilm):
     decision = SemanticBrain(minilm).decide(Turn("speech", "who won the cycling race in July"), context(EN.actions))
     assert decision.action is not None and decision.action.name == "faq"

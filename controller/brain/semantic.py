@@ -145,7 +145,9 @@ class SemanticBrain:
     # ------------------------------------------------------------------ matching
     def prepare(self, actions: list[ActionSpec]) -> None:
         """Embed the descriptions now (e.g. when the agent loads) instead of on its first caller turn."""
-        self._index([a for a in actions if can_fill(a)])
+        candidates = [a for a in actions if can_fill(a)]
+        if candidates:  # an agent with no action to call (one that only answers) has nothing to embed
+            self._index(candidates)
 
     def match(self, text: str, actions: list[ActionSpec]) -> Match:
         """Score `text` against the actions this brain can call and apply threshold and margin."""
