@@ -5,6 +5,8 @@ simulator replays the controller side of captures 02, 04, 07, 09, 10, 11, 12 and
 same events in the same order, with the same header names (variables apart) and the same key values.
 Captures 01, 03, 05, 06, 08, 14, 15, 16b and 17 are replayed from the files themselves (`commands_of`,
 `replay`); each of those tests starts with what it deliberately leaves out and the gaps it knows of.
+Captures 13 and 18 (how a socket session starts, and how it lets go of its channel) are in
+test_capture_conformance_sessions.py.
 """
 from __future__ import annotations
 

@@ -26,12 +26,11 @@ from .call import SimCall
 from .channel import Switch
 from .recording import CallRecording
 from .scenario import Scenario
-from .wire import FrameReader, command_reply, event_plain, header_block
+from .wire import FrameReader, command_reply, disconnect_notice, event_plain, header_block
 
 _DIALSTRING = re.compile(r"^\{(?P<vars>[^}]*)\}(?P<endpoint>\S+)$")
 _SOCKET_ADDRESS = re.compile(r"^(?P<host>[^\s]+):(?P<port>\d+)$")
 _CAUSES = {"busy": "USER_BUSY", "reject": "CALL_REJECTED", "no_answer": "NO_ANSWER", "gateway_down": "GATEWAY_DOWN"}
-_GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 
 
 class InboundServer:
@@ -85,9 +84,7 @@ class InboundServer:
                 if command.name == "auth":
                     if command.arg != self.password:
                         send(command_reply("-ERR invalid"))
-                        body = _GOODBYE.encode()
-                        send(header_block([("Content-Type", "text/disconnect-notice"),
-                                           ("Content-Length", str(len(body)))], False) + b"\n" + body)
+                        send(disconnect_notice(None))
                         return
                     authed = True
                     send(command_reply("+OK accepted"))
@@ -107,6 +104,7 @@ class InboundServer:
                     gevent.spawn(self._job, job, command.arg)
                 elif command.name == "exit":
                     send(command_reply("+OK bye"))
+                    send(disconnect_notice(None))  # capture 01: the listener's goodbye, then the close
                     return
                 else:
                     send(command_reply("-ERR command not found"))
@@ -121,7 +119,7 @@ class InboundServer:
         else:
             result = f"-ERR {name} Command not found!\n"
         headers = self.switch.event_header("BACKGROUND_JOB", int(self.clock.wall() * 1e6))
-        headers += [("Job-UUID", job), ("Job-Command", name), ("Job-Command-Arg", rest)]
+        headers += [("Job-UUID", job), ("Job-Command", name)] + ([("Job-Command-Arg", rest)] if rest else [])
         frame = event_plain(headers, result)
         values = dict(headers)
         for sink in list(self.switch.sinks):
