@@ -37,20 +37,11 @@ from controller.simulator import Scenario  # noqa: E402
 from controller.simulator.call import SimCall  # noqa: E402
 from controller.simulator.channel import Switch  # noqa: E402
 from controller_support import SessionRedis, running  # noqa: E402
-from transfer_support import agent_yaml, transfer_config  # noqa: E402
+from transfer_support import SALES, agent_yaml, transfer_config  # noqa: E402
 
 TIME_SCALE = 0.01
 CONCURRENCY = 8
 ASKS_FOR_SALES = "je voudrais parler à un commercial"
-SALES = """
-language: fr
-extension: "2002"
-context: default
-brain: {type: semantic, fallback_text: "Pardon, pouvez-vous reformuler ?"}
-speech:
-  asr: {module: mod_unimrcp, engine: unimrcp, grammar: "builtin:speech/transcribe"}
-  greeting: "Service commercial, bonjour."
-"""
 
 
 def percentile(values: list[float], q: float) -> float:

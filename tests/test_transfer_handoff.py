@@ -8,23 +8,8 @@ import gevent
 import pytest
 
 from controller_support import call, records, running
-from transfer_support import ASKS_FOR_ADVISOR, agent_yaml, transfer_config, transfer_entry, wire
+from transfer_support import ASKS_FOR_ADVISOR, SALES, agent_yaml, transfer_config, transfer_entry, wire
 
-SALES = """
-language: fr
-extension: "2002"
-context: default
-brain: {type: semantic, fallback_text: "Pardon, pouvez-vous reformuler ?"}
-speech:
-  asr: {module: mod_unimrcp, engine: unimrcp, grammar: "builtin:speech/transcribe"}
-  greeting: "Service commercial, bonjour."
-actions:
-  during_call:
-    - type: hangup
-      name: end_call
-      description: 'Raccrocher quand l''appelant dit au revoir. Exemples : "merci au revoir", "au revoir".'
-      condition: L'appelant prend congé.
-"""
 GREETED = {"wait_for": {"app": "speak"}}
 
 

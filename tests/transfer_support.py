@@ -77,3 +77,21 @@ def is_execute(app: str):
         text = frame.raw.decode("utf-8", "replace").lower()
         return text.startswith("sendmsg") and f"execute-app-name: {app}\n" in text
     return match
+
+
+# The agent a hand-off reaches (uuid_transfer to 2002 XML default).
+SALES = """
+language: fr
+extension: "2002"
+context: default
+brain: {type: semantic, fallback_text: "Pardon, pouvez-vous reformuler ?"}
+speech:
+  asr: {module: mod_unimrcp, engine: unimrcp, grammar: "builtin:speech/transcribe"}
+  greeting: "Service commercial, bonjour."
+actions:
+  during_call:
+    - type: hangup
+      name: end_call
+      description: 'Raccrocher quand l''appelant dit au revoir. Exemples : "merci au revoir", "au revoir".'
+      condition: L'appelant prend congé.
+"""
