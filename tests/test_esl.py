@@ -346,3 +346,33 @@ def test_the_frame_reader_reads_exactly_content_length_bytes():
     assert reader.read().body == "hello"
     assert reader.read().get("Reply-Text") == "+OK"
     assert reader.read() is None
+
+
+def test_a_released_session_sends_nothing_and_new_sessions_wait_for_it_to_be_gone(serve):
+    """The hand-off rule of capture 18: the leaving session writes no `exit` (only its FIN), and a session that
+    arrives meanwhile sends `connect` only once FreeSWITCH has closed the leaving one."""
+    order: list[str] = []
+    released = gevent.event.AsyncResult()
+
+    def handler(session):
+        channel = session.connect(timeout=3)
+        order.append(f"connect {channel['Caller-Caller-ID-Name']}")
+        if len(order) == 1:
+            with session.gate.leaving():
+                gevent.sleep(0.3)  # the second call arrives while this one is leaving
+                order.append("released")
+                released.set(session.release(timeout=2))
+
+    listener = serve(handler)
+    first = connected(listener.port)
+    gevent.sleep(0.05)
+    second = Peer(listener.port)
+    gevent.sleep(0.1)
+    assert order == ["connect ESL Test"]  # the second session has not sent `connect` yet
+    assert first.file.read(1) == b""  # FIN: the controller wrote nothing more, no `exit`
+    first.file.close()  # FreeSWITCH's listener ends and closes its end
+    first.sock.close()
+    assert released.get(timeout=3) is True
+    lines, _ = second.read_command()
+    assert lines == ["connect"] and order[:2] == ["connect ESL Test", "released"]
+    second.sock.close()
