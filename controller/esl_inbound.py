@@ -71,7 +71,12 @@ def originate(address: tuple[str, int], password: str, command: str, call_uuid: 
         accepted = _reply(reader, sock, deadline)
         if not accepted.startswith("+OK"):
             raise InboundError(f"FreeSWITCH refused `bgapi originate`: {accepted}")
-        return _follow(reader, sock, deadline, job, call_uuid, start_timeout_s)
+        placed = _follow(reader, sock, deadline, job, call_uuid, start_timeout_s)
+        try:
+            sock.sendall(command_frame("exit"))  # leave politely: the call's events would keep coming
+        except OSError:
+            pass
+        return placed
     except (EslTimeout, ProtocolError, OSError) as exc:
         raise InboundError(f"FreeSWITCH's event socket at {address[0]}:{address[1]}: {exc}") from None
     finally:

@@ -63,7 +63,10 @@ class InboundServer:
 
         def send(frame: bytes) -> None:
             with lock:
-                sock.sendall(frame)
+                try:
+                    sock.sendall(frame)
+                except OSError:  # the client is gone (a reset when it closed with events unread)
+                    pass
 
         reader = FrameReader(sock)
         send(header_block([("Content-Type", "auth/request")], False) + b"\n")
@@ -80,7 +83,7 @@ class InboundServer:
 
         self.switch.sinks.append(sink)
         try:
-            while (command := reader.read_command()) is not None:
+            while (command := self._read(reader)) is not None:
                 if command.name == "auth":
                     if command.arg != self.password:
                         send(command_reply("-ERR invalid"))
@@ -111,6 +114,14 @@ class InboundServer:
         finally:
             self.switch.sinks.remove(sink)
             sock.close()
+
+    @staticmethod
+    def _read(reader: FrameReader):
+        """The next command; None once the client closed the connection (or reset it)."""
+        try:
+            return reader.read_command()
+        except OSError:
+            return None
 
     def _job(self, job: str, arg: str) -> None:
         name, _, rest = arg.partition(" ")
