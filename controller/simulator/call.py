@@ -274,12 +274,12 @@ class SimCall:
             elif kind == "hangup":
                 self.tick()
                 self.hangup(item[1].header("hangup-cause") or "NORMAL_CLEARING", "controller")
-            if kind in ("execute", "hangup") and item[2] is not None:
-                item[2].set()  # a static session's sendmsg replies once its command has run
             elif kind == "transfer":
                 apps.do_transfer(self, *item[1:])
             elif kind == "socket_end":
                 self._socket_end(item[1])
+            if kind in ("execute", "hangup") and item[2] is not None:
+                item[2].set()  # a static session's sendmsg replies once its command has run
             self.asr.deliver_pending()
             self.notify()
         self._teardown()
