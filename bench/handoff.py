@@ -110,8 +110,8 @@ def main() -> None:
     gap = [1000 * x for x in gaps]
     start = [1000 * x for x in starts]
     print(f"hand-offs: {len(gap)} in {time.perf_counter() - started:.1f} s, {CONCURRENCY} calls at a time")
-    print(f"uuid_transfer -> next session's connect: p50 {percentile(gap, 50):.2f} ms  p99 {percentile(gap, 99):.2f} ms")
-    print(f"a call's own start (baseline):           p50 {percentile(start, 50):.2f} ms  p99 {percentile(start, 99):.2f} ms")
+    for label, values in (("uuid_transfer -> next session's connect", gap), ("a call's own start (baseline)", start)):
+        print(f"{label + ':':41s} p50 {percentile(values, 50):.2f} ms  p99 {percentile(values, 99):.2f} ms")
     ratio = percentile(gap, 50) / percentile(start, 50)
     print(f"ratio (p50 / p50): {ratio:.1f} (the 20 ms settle after FreeSWITCH's close dominates the gap)")
     print(f"second agents cut off by the dialplan: {cut_off} (must be 0)")

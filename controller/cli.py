@@ -138,8 +138,8 @@ def call(number: str, agent_id: str, country: str | None, connection: str | None
     password = os.environ.get(fs.password_env)
     call_uuid = str(uuidlib.uuid4())
     try:
-        command = originate_for(config, agent_id, number, country=country, via=connection, caller_id=caller_id,
-                                call_uuid=call_uuid)
+        command = originate_for(config, agent_id, number, call_uuid, country=country, via=connection,
+                                caller_id=caller_id)
         if not password:
             fail(f"set {fs.password_env} to the password of FreeSWITCH's event_socket.conf.xml")
         placed = originate((fs.host, fs.port), password, command, call_uuid, fs.originate_timeout_s + 15,

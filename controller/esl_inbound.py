@@ -1,15 +1,15 @@
 """The inbound event socket (FreeSWITCH's port 8021), for the one thing Switchboard asks of it: placing a call.
 
 `auth`; `filter Unique-ID <call uuid>` and `filter Job-UUID <job>` (only this call's events and this job's
-result); `event plain BACKGROUND_JOB CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP_COMPLETE`; then `bgapi originate ...` with our
-own Job-UUID (captures 01, 08, 13). FreeSWITCH answers `+OK Job-UUID` at once and, when the originate ends, a
-BACKGROUND_JOB whose body is `+OK <uuid>` (answered: the socket app now runs on the new leg) or `-ERR <cause>`
-(USER_BUSY, NO_ANSWER, NO_ROUTE_DESTINATION...). An answered originate is not yet an agent on the line: the
-socket session can still fail its set-up (capture 13 part 1: static mode, `linger` refused, the call dropped). So
-the call counts as answered only once an app other than `socket` runs on the leg while the socket app still runs
-(the agent's session executes its first app; what runs after the socket app ended is the dialplan's), and as
-dropped when the leg hangs up first. Every wait has a deadline. The frame reader is the
-outbound one (esl_frames).
+result); `event plain BACKGROUND_JOB CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP_COMPLETE`; then
+`bgapi originate ...` with our own Job-UUID (captures 01, 08, 13). FreeSWITCH answers `+OK Job-UUID` at once
+and, when the originate ends, a BACKGROUND_JOB whose body is `+OK <uuid>` (answered: the socket app now runs
+on the new leg) or `-ERR <cause>` (USER_BUSY, NO_ANSWER, NO_ROUTE_DESTINATION...). An answered originate is not
+yet an agent on the line: the socket session can still fail its set-up (capture 13 part 1: static mode,
+`linger` refused, the call dropped). So the call counts as answered only once an app other than `socket` runs
+on the leg while the socket app still runs (the agent's session executes its first app; what runs after the
+socket app ended is the dialplan's), and as dropped when the leg hangs up first. Every wait has a deadline.
+The frame reader is the outbound one (esl_frames).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass
 
+from .dialstring import validate_uuid
 from .esl_frames import EslTimeout, Frame, FrameReader, ProtocolError, command_frame
 
 SESSION_START_S = 15.0  # how long an answered call may take to show the agent's session (milliseconds in practice)
@@ -34,8 +35,7 @@ class Originated:
     `unconfirmed` (answered, and no sign of the agent's session before the deadline)."""
 
     outcome: str
-    detail: str
-    job_uuid: str
+    detail: str = ""
 
     @property
     def answered(self) -> bool:
@@ -47,6 +47,7 @@ def originate(address: tuple[str, int], password: str, command: str, call_uuid: 
     """Run `bgapi <command>` (an `originate ...` whose origination_uuid is `call_uuid`), wait for its BACKGROUND_JOB
     at most `timeout_s`, then for the agent's session to start on the answered leg at most `start_timeout_s`."""
     deadline = time.monotonic() + timeout_s
+    validate_uuid(call_uuid, "origination_uuid")  # it goes on a `filter` line
     if not password or any(c in password for c in "\r\n"):
         raise InboundError("the event socket password is empty or has a line break (it would end the `auth` "
                            "command); set the one of event_socket.conf.xml, on one line")
@@ -94,11 +95,11 @@ def _follow(reader: FrameReader, sock: socket.socket, deadline: float, job: str,
         except EslTimeout:
             if result is None:
                 raise
-            return Originated("unconfirmed", f"no sign of the agent's session within {start_timeout_s:g}s", job)
+            return Originated("unconfirmed", f"no sign of the agent's session within {start_timeout_s:g}s")
         if frame.name == "BACKGROUND_JOB" and frame.get("Job-UUID") == job:
             result = frame.body.strip()
             if not result.startswith("+OK"):
-                return Originated("not_answered", result.removeprefix("-ERR").strip(), job)
+                return Originated("not_answered", result.removeprefix("-ERR").strip())
             deadline = time.monotonic() + start_timeout_s
         elif frame.get("Unique-ID") == call_uuid:
             socket_app = frame.get("Application") == "socket"
@@ -107,9 +108,9 @@ def _follow(reader: FrameReader, sock: socket.socket, deadline: float, job: str,
             elif frame.name == "CHANNEL_EXECUTE_COMPLETE" and socket_app:
                 socket_done = True
             elif frame.name == "CHANNEL_HANGUP_COMPLETE" and not started:
-                return Originated("dropped", frame.get("Hangup-Cause") or "NORMAL_CLEARING", job)
+                return Originated("dropped", frame.get("Hangup-Cause") or "NORMAL_CLEARING")
         if started and result is not None:
-            return Originated("answered", call_uuid, job)
+            return Originated("answered")
 
 
 def _next(reader: FrameReader, sock: socket.socket, deadline: float) -> Frame:

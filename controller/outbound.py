@@ -6,16 +6,16 @@ through the `&socket(...)` at the end of the command, with the agent already cho
 """
 from __future__ import annotations
 
-import uuid as uuidlib
 from typing import Any, Optional
 
 from .dialstring import DialStringError, normalise_number, originate_command
 
 
-def originate_for(config: Any, agent_id: str, number: str, *, country: Optional[str] = None,
-                  via: Optional[str] = None, caller_id: Optional[str] = None, call_uuid: Optional[str] = None,
+def originate_for(config: Any, agent_id: str, number: str, call_uuid: str, *, country: Optional[str] = None,
+                  via: Optional[str] = None, caller_id: Optional[str] = None,
                   socket_address: Optional[tuple[str, int]] = None) -> str:
-    """The `originate ...` for `agent_id` calling `number` through SIP connection `via` (default: the config's).
+    """The `originate ...` for `agent_id` calling `number` through SIP connection `via` (default: the config's),
+    the new leg's uuid being `call_uuid` (the caller follows the call by it).
 
     Raises DialStringError naming what to fix (unknown agent or connection, a number that is not one).
     """
@@ -30,5 +30,5 @@ def originate_for(config: Any, agent_id: str, number: str, *, country: Optional[
         host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
         socket_address = (host, config.server.port)
     return originate_command(normalise_number(country, number), sip.gateway, sip.number_format,
-                             call_uuid or str(uuidlib.uuid4()), agent_id, socket_address,
+                             call_uuid, agent_id, socket_address,
                              config.freeswitch.originate_timeout_s, caller_id or config.agents[agent_id].number)

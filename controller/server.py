@@ -16,7 +16,7 @@ import gevent.event
 import gevent.socket
 from greenswitch import esl as gs
 
-from .esl import EslError, EslSession, HandoffGate
+from .esl import RELEASE_TIMEOUT_S, EslError, EslSession, HandoffGate
 
 log = logging.getLogger("switchboard.server")
 
@@ -75,7 +75,8 @@ class Listener(gs.OutboundESLServer):
     def _accept(self, sock: gevent.socket.socket, address: object) -> None:
         session = EslSession(sock, address, command_timeout=self.command_timeout, gate=self.gate)
         if not self.gate.wait():
-            log.warning("a hand-off's old session is still leaving its channel after 2 s; starting this call anyway")
+            log.warning("a hand-off's old session is still leaving its channel after %.0f s; starting this call "
+                        "anyway", RELEASE_TIMEOUT_S)
         if self.connection_count >= self.max_connections:
             self._refuse(session)
             return

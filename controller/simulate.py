@@ -87,8 +87,8 @@ def place(config: Any, scenario: Any, addr: tuple[str, int], time_scale: float) 
     failed = CallRecording(scenario.name, scenario.uuid or "-")
     try:
         call_uuid = scenario.uuid or str(uuidlib.uuid4())
-        command = originate_for(config, scenario.agent or config.default_agent, scenario.destination,
-                                call_uuid=call_uuid, socket_address=addr)
+        command = originate_for(config, scenario.agent or config.default_agent, scenario.destination, call_uuid,
+                                socket_address=addr)
         placed = originate(("127.0.0.1", port), "simulated", command, call_uuid,
                            config.freeswitch.originate_timeout_s + 15, SESSION_START_S)
         recordings = inbound.recordings(timeout=scenario.max_duration_s * time_scale + 30)

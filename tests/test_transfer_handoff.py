@@ -11,11 +11,12 @@ from controller_support import call, records, running
 from transfer_support import ASKS_FOR_ADVISOR, SALES, agent_yaml, transfer_config, transfer_entry, wire
 
 GREETED = {"wait_for": {"app": "speak"}}
+HANDED_ON = "Ici le service commercial, votre appel m'a été transmis."
 
 
 @pytest.mark.parametrize("handoff_greeting, heard", [
     (None, "Service commercial, bonjour."),
-    ("Ici le service commercial, votre appel m'a été transmis.", "Ici le service commercial, votre appel m'a été transmis."),
+    (HANDED_ON, HANDED_ON),
 ])
 def test_a_hand_off_moves_the_call_to_the_other_agent_which_announces_itself_and_continues_the_record(
         tmp_path, session_redis, handoff_greeting, heard):
