@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from controller.simulator import Scenario  # noqa: E402
-from controller.simulator.call import SimCall  # noqa: E402
-from controller.simulator.channel import Switch  # noqa: E402
+from fssim import Scenario  # noqa: E402
+from fssim.call import SimCall  # noqa: E402
+from fssim.channel import Switch  # noqa: E402
 from controller_support import SessionRedis, running  # noqa: E402
 from transfer_support import SALES, agent_yaml, transfer_config  # noqa: E402
 

@@ -28,7 +28,7 @@ from greenswitch import esl as gs  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from controller.server import Listener  # noqa: E402
+from controller.esl.listener import Listener  # noqa: E402
 
 CONNECT_REPLY = (b"Event-Name: CHANNEL_DATA\nUnique-ID: bench\nAnswer-State: ringing\nContent-Type: command/reply\n"
                  b"Reply-Text: %2BOK%0A\nSocket-Mode: async\nControl: full\n\n")
@@ -84,7 +84,7 @@ def bench_accept(n: int) -> tuple[list[float], list[float]]:
 
 
 def bench_setup(n: int) -> list[float]:
-    from controller.simulator import Scenario, Simulator
+    from fssim import Scenario, Simulator
     from controller_support import SessionRedis, running, write_config
     redis = SessionRedis()
     directory = Path(tempfile.mkdtemp(prefix="sb-bench-", dir="/tmp"))

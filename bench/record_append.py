@@ -21,7 +21,7 @@ from typing import Callable  # noqa: E402
 
 import gevent  # noqa: E402
 
-from controller.store import RedisSettings, Store  # noqa: E402
+from controller.state.store import RedisSettings, Store  # noqa: E402
 
 RECORD = {"uuid": "0" * 36, "agent": "support",
           "transcript": [{"who": "caller", "text": "une phrase de l'appel " * 4}] * 30}

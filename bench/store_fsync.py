@@ -17,7 +17,7 @@ from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 
-from controller.redis_server import EmbeddedRedis  # noqa: E402
+from controller.state.embedded_redis import EmbeddedRedis  # noqa: E402
 
 RECORD = json.dumps({"uuid": "0" * 36, "transcript": [{"who": "caller", "text": "a sentence of a call " * 4}] * 30})
 SEQUENTIAL, CONCURRENT, PER_GREENLET = 500, 50, 20

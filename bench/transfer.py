@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from controller.actions.transfer import TransferAction  # noqa: E402
-from controller.numbers import MAX_BYTES, check_csv, write_numbers  # noqa: E402
-from controller.simulator import Scenario  # noqa: E402
-from controller.simulator.call import SimCall  # noqa: E402
-from controller.simulator.channel import Switch  # noqa: E402
+from controller.transfer.directory import MAX_BYTES, check_csv, write_numbers  # noqa: E402
+from fssim import Scenario  # noqa: E402
+from fssim.call import SimCall  # noqa: E402
+from fssim.channel import Switch  # noqa: E402
 from controller_support import SessionRedis, running  # noqa: E402
 from transfer_support import ASKS_FOR_ADVISOR, transfer_config  # noqa: E402
 

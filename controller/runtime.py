@@ -23,14 +23,14 @@ import gevent
 import gevent.event
 import gevent.lock
 
-from .actions import build_actions
-from .call import CallSession, run_concurrently
-from .clock import Clock
-from .conversation import Conversation
-from .esl import EslSession
-from .features import FeatureChecker
-from .server import Listener
-from .store import Store
+from controller.actions import build_actions
+from controller.call.session import CallSession, run_concurrently
+from controller.clock import Clock
+from controller.call.conversation import Conversation
+from controller.esl.session import EslSession
+from controller.esl.modules import FeatureChecker
+from controller.esl.listener import Listener
+from controller.state.store import Store
 
 log = logging.getLogger("switchboard.runtime")
 
@@ -120,7 +120,7 @@ class Runtime:
         port = self.listener.bind()
         self._greenlets.append(gevent.spawn(self.listener.listen))
         if self.run_worker:
-            from .worker import build_worker
+            from controller.aftercall.worker import build_worker
             self.worker = build_worker(self.config, self.store, self.clock)
             self._greenlets.append(gevent.spawn(self.worker.run, self.stopped))
         self.listener.ready.wait(5)
@@ -128,7 +128,7 @@ class Runtime:
 
     def _build(self, config: Any) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[Any, str | None]]]:
         """Each agent's actions and brain (descriptions embedded now, not on a caller's turn), and the sources."""
-        from .brain import make_brain  # brains import embedders: only once the process runs
+        from controller.brain import make_brain  # brains import embedders: only once the process runs
         knowledge = {}
         for name in sorted(used_sources(config)):
             loaded = self._knowledge.get(name, (None, None))
@@ -152,7 +152,7 @@ class Runtime:
 
     def reload(self) -> tuple[bool, str]:
         """Read the configuration file again and use it for new calls; (taken, what happened)."""
-        from .config import ConfigError, load_config
+        from controller.config.schema import ConfigError, load_config
         path = self.config.path
         try:
             config = gevent.get_hub().threadpool.apply(load_config, (path,))  # 20 ms+ of parsing: off the hub
@@ -167,7 +167,7 @@ class Runtime:
         self.listener.command_timeout = config.server.command_timeout_s
         self.features = FeatureChecker(needed_modules(config))
         if self.worker is not None:
-            from .worker import after_call_settings
+            from controller.aftercall.worker import after_call_settings
             self.worker.configure(*after_call_settings(config))
         message = f"configuration reloaded from {path}: {len(agents)} agent(s) for new calls"
         if kept:
@@ -252,7 +252,7 @@ class Runtime:
         workflows = call.agent.actions.before_call
         if not workflows:
             return
-        from .actions.workflow import run_workflow
+        from controller.workflow.run import run_workflow
         budget = call.agent.ring_budget_s
 
         def job(action: Any) -> Callable[[], None]:

@@ -1,7 +1,7 @@
 """What a knowledge source is to the knowledge package: where its index lives, which embedder reads it, and
 the score floor of its answers.
 
-The `knowledge_sources` section of the configuration has one parser, controller/config.py
+The `knowledge_sources` section of the configuration has one parser, controller/config/schema.py
 (`load_knowledge_sources` for the knowledge CLI, `load_config` for the rest); its `KnowledgeSource.spec()`
 makes the SourceSpec used here. This module stays free of model libraries: the configuration imports it
 before anything heavy is loaded.

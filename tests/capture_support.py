@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import gevent
 from gevent.queue import Empty
 
-from controller.simulator import Scenario, Simulator
-from controller.simulator.captures import CaptureFrame, load_capture
-from controller.simulator.wire import parse_event_body, url_decode
-from controller.simulator.connection import MYEVENTS
+from fssim import Scenario, Simulator
+from fssim.captures import CaptureFrame, load_capture
+from fssim.wire import parse_event_body, url_decode
+from fssim.connection import MYEVENTS
 
 try:
     from simulator_support import WAIT_S, FakeController, FakeSession

@@ -17,11 +17,11 @@ from typing import Any, Iterator
 import yaml
 
 from controller.clock import Clock
-from controller.config import load_config
-from controller.redis_server import EmbeddedRedis
+from controller.config.schema import load_config
+from controller.state.embedded_redis import EmbeddedRedis
 from controller.runtime import Runtime
-from controller.simulator import Scenario, Simulator
-from controller.store import RedisSettings, Store
+from fssim import Scenario, Simulator
+from controller.state.store import RedisSettings, Store
 
 TIME_SCALE = 0.05
 _prefixes = itertools.count(1)

@@ -23,7 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from controller.clock import Clock
-from controller.store import RedisSettings, Store
+from controller.state.store import RedisSettings, Store
 
 
 def free_port() -> int:

@@ -12,8 +12,8 @@ import gevent
 from gevent.queue import Empty, Queue
 from gevent.server import StreamServer
 
-from controller.simulator import Scenario, Simulator
-from controller.simulator.wire import Frame, parse_event_body, parse_frame, url_decode
+from fssim import Scenario, Simulator
+from fssim.wire import Frame, parse_event_body, parse_frame, url_decode
 
 WAIT_S = 10.0
 SCALE = 0.01

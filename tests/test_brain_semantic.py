@@ -198,8 +198,8 @@ def test_without_a_rag_action_the_rag_source_answers_through_kb_lookup(minilm):
 
 
 def test_make_brain_uses_the_embedders_calibrated_defaults_unless_the_operator_set_them():
-    from controller.config import SemanticBrain as SemanticConfig
-    from controller.config_types import Embedder
+    from controller.config.schema import SemanticBrain as SemanticConfig
+    from controller.config.base import Embedder
 
     defaults = SemanticConfig.model_construct(type="semantic", embedder=None)
     defaults.model_fields_set.clear()

@@ -14,10 +14,10 @@ import gevent.socket
 import gevent.subprocess
 import pytest
 
-from controller.dialstring import DialStringError, originate_command
-from controller.simulator.captures import load_capture
-from controller.simulator import Scenario
-from controller.simulator.inbound import InboundServer
+from controller.esl.values import DialStringError, originate_command
+from fssim.captures import load_capture
+from fssim import Scenario
+from fssim.inbound import InboundServer
 from controller_support import TIME_SCALE, records, running, write_config
 
 BIN = str(Path(sys.executable).with_name("switchboard"))
@@ -123,7 +123,7 @@ def test_call_says_dropped_when_no_agent_session_takes_the_answered_call(tmp_pat
 def test_an_unquoted_socket_app_connects_static_and_serve_cannot_take_the_call(tmp_path, session_redis):
     """Capture 13 part 1, through the real controller: static single-channel, `linger` refused, the set-up
     fails, the call drops, and the inbound client reports it dropped instead of answered."""
-    from controller.esl_inbound import originate
+    from controller.esl.inbound import originate
     config = write_config(tmp_path, extra=TRUNK)
     inbound = InboundServer("ClueCon", Scenario.from_dict({"name": "static", "end_after_s": 5}), TIME_SCALE)
     with running(config, session_redis) as runtime:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import gevent
 import pytest
 
-from controller.simulator.captures import captures_dir, load_capture, parse_capture
-from controller.simulator.wire import (api_response, command_reply, connect_reply, disconnect_notice, event_plain,
+from fssim.captures import captures_dir, load_capture, parse_capture
+from fssim.wire import (api_response, command_reply, connect_reply, disconnect_notice, event_plain,
                                        linger_notice, parse_event_body, url_decode)
 
 try:

@@ -6,9 +6,9 @@ import re
 import gevent.socket
 import pytest
 
-from controller.simulator import Scenario
-from controller.simulator.captures import captures_dir, load_capture
-from controller.simulator.inbound import InboundServer
+from fssim import Scenario
+from fssim.captures import captures_dir, load_capture
+from fssim.inbound import InboundServer
 
 try:
     from simulator_support import WAIT_S, FakeController, FakeSession

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from controller.simulator.captures import capture_path, captures_dir, load_capture
+from fssim.captures import capture_path, captures_dir, load_capture
 
 try:
     from simulator_support import FakeSession

@@ -12,12 +12,12 @@ import gevent.socket
 import pytest
 
 from controller.clock import Clock
-from controller.simulator import Scenario, Simulator
-from controller.simulator.call import SimCall
-from controller.simulator.channel import Switch
-from controller.simulator.captures import capture_path, captures_dir, load_capture, parse_proxy_capture
-from controller.simulator.inbound import InboundServer
-from controller.simulator.wire import parse_event_body
+from fssim import Scenario, Simulator
+from fssim.call import SimCall
+from fssim.channel import Switch
+from fssim.captures import capture_path, captures_dir, load_capture, parse_proxy_capture
+from fssim.inbound import InboundServer
+from fssim.wire import parse_event_body
 
 try:
     from simulator_support import FakeController, FakeSession

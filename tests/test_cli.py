@@ -5,7 +5,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from controller.cli import main
+from controller.cli.main import main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "agent.yaml"
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ConfigError, ConfigIssue, check_summary, config_warnings, load_config
+from controller.config.schema import ConfigError, ConfigIssue, check_summary, config_warnings, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "agent.yaml"

@@ -1,7 +1,7 @@
 """The validating builder: every value on its way to an ESL command or a SIP header."""
 import pytest
 
-from controller.dialstring import (DialStringError, bridge_string, caller_leg_bridge_vars, format_number,
+from controller.esl.values import (DialStringError, bridge_string, caller_leg_bridge_vars, format_number,
                                    normalise_number, safe_app_arg, validate_codecs, validate_dtmf, validate_e164,
                                    validate_gateway, validate_header_name, validate_header_value, validate_uuid)
 

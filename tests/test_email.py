@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller.actions.email import EmailError, build_message, send_email
+from controller.aftercall.email import EmailError, build_message, send_email
 from peers import SmtpPeer
 
 

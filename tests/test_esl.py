@@ -9,8 +9,8 @@ import gevent.event
 import gevent.socket
 import pytest
 
-from controller.esl import (CallHangup, EslSession, EslTimeout, ExecuteFlushed, FrameReader, command_frame)
-from controller.server import Listener
+from controller.esl.session import (CallHangup, EslSession, EslTimeout, ExecuteFlushed, FrameReader, command_frame)
+from controller.esl.listener import Listener
 
 CONNECT_REPLY = (
     b"Event-Name: CHANNEL_DATA\nCore-UUID: core-1\nUnique-ID: call-1\nChannel-Name: loopback/agent-b\n"

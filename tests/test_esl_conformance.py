@@ -8,8 +8,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from controller.esl import FrameReader
-from controller.simulator.captures import captures_dir
+from controller.esl.session import FrameReader
+from fssim.captures import captures_dir
 
 
 def recv_frames(path: Path, connection: str) -> list[list[str]]:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from controller.knowledge_cli import knowledge
+from controller.cli.knowledge import knowledge
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "knowledge"
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import knowledge.index as index_store
 from knowledge.build import build_source
-from controller.knowledge_cli import knowledge
+from controller.cli.knowledge import knowledge
 from knowledge.embedders import Embedder, get_embedder
 from knowledge.errors import KnowledgeError
 from knowledge.index import Generation, current_name

@@ -7,8 +7,8 @@ import gevent
 import pytest
 from click.testing import CliRunner
 
-from controller.numbers import MAX_BYTES, NumbersError, check_csv, load_numbers
-from controller.numbers_cli import numbers
+from controller.transfer.directory import MAX_BYTES, NumbersError, check_csv, load_numbers
+from controller.cli.numbers import numbers
 from controller_support import call, records, running
 from transfer_support import ASKS_FOR_ADVISOR, agent_yaml, transfer_config, transfer_entry, wire
 

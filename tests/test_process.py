@@ -14,7 +14,7 @@ from pathlib import Path
 import gevent
 import pytest
 
-from controller.simulator import Scenario, Simulator
+from fssim import Scenario, Simulator
 from controller_support import BASE_AGENT, write_config
 from peers import Reply
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gevent
 import pytest
 
-from controller.config import load_config
+from controller.config.schema import load_config
 from controller_support import BASE_AGENT, call, records, running, sent, write_config
 from knowledge.build import build_source
 from knowledge.index import current_name

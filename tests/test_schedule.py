@@ -4,8 +4,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from controller.config_transfer import Schedule
-from controller.schedule import is_open, next_opening, parse_days, parse_hours
+from controller.config.transfer import Schedule
+from controller.transfer.schedule import is_open, next_opening, parse_days, parse_hours
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = timezone.utc

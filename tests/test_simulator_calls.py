@@ -5,7 +5,7 @@ import gevent
 import pytest
 from gevent.server import StreamServer
 
-from controller.simulator import Scenario, Simulator
+from fssim import Scenario, Simulator
 
 try:
     from simulator_support import HANGUP, SCALE, FakeController, event_names, finish, play, start

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from gevent import socket
 
-from controller.simulator.dialstring import DialStringError, parse_dial_string
-from controller.simulator.scenario import Scenario, ScenarioError, load_scenario
-from controller.simulator.wire import (FrameReader, api_response, command_reply, corrupt, event_plain, url_decode,
+from fssim.dialstring import DialStringError, parse_dial_string
+from fssim.scenario import Scenario, ScenarioError, load_scenario
+from fssim.wire import (FrameReader, api_response, command_reply, corrupt, event_plain, url_decode,
                                        url_encode)
 
 

@@ -1,7 +1,7 @@
 """The speech-out builder and the ASR result parser: pure functions, hostile inputs."""
 from __future__ import annotations
 
-from controller.speech import MAX_SPEAK_CHARS, build_speech, parse_heard
+from controller.esl.speech import MAX_SPEAK_CHARS, build_speech, parse_heard
 
 
 def test_speech_always_goes_out_as_engine_voice_text():

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from controller.clock import Clock
-from controller.redis_server import EmbeddedRedis, _pid_alive
-from controller.spool import Spool
-from controller.store import RedisSettings, Store, connect
+from controller.state.embedded_redis import EmbeddedRedis, _pid_alive
+from controller.state.spool import Spool
+from controller.state.store import RedisSettings, Store, connect
 
 
 def _kill(pid: int) -> None:
@@ -222,7 +222,7 @@ def test_a_second_process_sharing_the_spool_never_adds_a_record_twice(make_store
 def test_a_second_process_adopts_the_redis_left_running_by_a_killed_serve(state_dir: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
-        from controller.redis_server import EmbeddedRedis, _pid_alive
+        from controller.state.embedded_redis import EmbeddedRedis, _pid_alive
         r = EmbeddedRedis({str(state_dir / "redis")!r}).start()
         r.client().xadd("t:calls", {{"record": '{{"uuid": "u-orphan"}}'}})
         print(r.pid, flush=True)
@@ -265,7 +265,7 @@ def test_the_embedded_redis_keeps_running_while_another_process_uses_it(state_di
     ours.ping()  # a connection of this process does not keep the server up
     script = textwrap.dedent(f"""
         import time
-        from controller.redis_server import EmbeddedRedis, _pid_alive
+        from controller.state.embedded_redis import EmbeddedRedis, _pid_alive
         client = EmbeddedRedis({str(state_dir / "redis")!r}).client()
         client.ping()
         print("connected", flush=True)
@@ -289,7 +289,7 @@ def test_the_embedded_redis_keeps_running_while_another_process_uses_it(state_di
 
 
 def _alive(pid: int) -> bool:
-    from controller.redis_server import _pid_alive
+    from controller.state.embedded_redis import _pid_alive
 
     return _pid_alive(pid)
 
@@ -300,7 +300,7 @@ def test_a_socket_path_too_long_for_unix_sockets_is_refused_with_the_fix(tmp_pat
 
 
 def test_a_sentinel_url_reaches_the_master_the_sentinel_names(state_dir: Path) -> None:
-    from controller.redis_server import redis_server_binary
+    from controller.state.embedded_redis import redis_server_binary
 
     master_port, sentinel_port = _free_ports(2)
     (state_dir / "sentinel.conf").write_text(

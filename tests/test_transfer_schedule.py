@@ -10,7 +10,7 @@ import pytest
 
 from controller.actions import build_actions
 from controller.clock import FixedClock
-from controller.config import load_config
+from controller.config.schema import load_config
 from controller.runtime import Runtime
 from transfer_support import transfer_config
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config import ConfigError, load_config
-from controller.dialstring import (DialStringError, bridge_string, caller_leg_bridge_vars, confirm_prompt,
+from controller.config.schema import ConfigError, load_config
+from controller.esl.values import (DialStringError, bridge_string, caller_leg_bridge_vars, confirm_prompt,
                                    kill_command, refer_target, transfer_command)
-from controller.transfer_match import DestinationIndex, Target, words
-from controller.transfer_outcome import classify
+from controller.transfer.destinations import DestinationIndex, Target, words
+from controller.transfer.outcome import classify
 from transfer_support import transfer_config
 
 UUID = "16161616-0000-4000-8000-000000000001"

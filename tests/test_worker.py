@@ -10,11 +10,11 @@ import gevent.event
 import pytest
 from click.testing import CliRunner
 
-from controller import jobs
-from controller.classify import classify
-from controller.cli import main
-from controller.store import Store
-from controller.worker import Worker
+from controller.aftercall import queue as jobs
+from controller.aftercall.classify import classify
+from controller.cli.main import main
+from controller.state.store import Store
+from controller.aftercall.worker import Worker
 from peers import Reply, ScriptedHttp, SmtpPeer
 
 CLASSIFICATIONS = {
@@ -239,8 +239,8 @@ def test_classification_reads_actions_and_timestamps_when_flags_are_absent() -> 
 
 def test_a_worker_built_from_a_loaded_configuration_runs_each_agents_after_call_actions(
         tmp_path, store: Store, smtp_server: SmtpPeer, http_server: ScriptedHttp) -> None:
-    from controller.config import load_config
-    from controller.worker import build_worker
+    from controller.config.schema import load_config
+    from controller.aftercall.worker import build_worker
 
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "summary.html").write_text("<p>{{ caller }}: {{ transcript[0].text }}</p>")

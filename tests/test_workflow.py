@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller.actions.workflow import WorkflowError, extract, run_after_call, run_workflow
-from controller.http_client import HttpError, request
+from controller.workflow.run import WorkflowError, extract, run_after_call, run_workflow
+from controller.workflow.http import HttpError, request
 from peers import Reply, ScriptedHttp, free_port
 
 

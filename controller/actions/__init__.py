@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import call_workflow, hangup, keypad, rag, transfer, wait  # noqa: F401  (registration side effect)
-from .base import REGISTRY, Action
+from controller.actions import hangup, keypad, rag, transfer, wait, workflow  # noqa: F401  (registration side effect)
+from controller.actions.base import REGISTRY, Action
 
 
 def build_actions(agent: Any, runtime: Any) -> dict[str, Action]:

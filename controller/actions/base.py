@@ -10,12 +10,12 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..brain.base import ActionSpec, Turn
-from ..brain.tools import validate_arguments
+from controller.brain.base import ActionSpec, Turn
+from controller.brain.tools import validate_arguments
 
 if TYPE_CHECKING:
-    from ..call import CallSession
-    from ..conversation import Conversation
+    from controller.call.session import CallSession
+    from controller.call.conversation import Conversation
 
 REGISTRY: dict[str, type["Action"]] = {}
 

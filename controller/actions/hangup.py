@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Action, ActionOutcome, phrase, register
+from controller.actions.base import Action, ActionOutcome, phrase, register
 
 
 @register

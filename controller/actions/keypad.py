@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dialstring import DialStringError, validate_dtmf
-from .base import Action, ActionOutcome, ActionRefused, register
+from controller.esl.values import DialStringError, validate_dtmf
+from controller.actions.base import Action, ActionOutcome, ActionRefused, register
 
 
 @register

@@ -31,14 +31,14 @@ from typing import Any, Optional
 import gevent
 import gevent.queue
 
-from ..dialstring import (DialStringError, bridge_string, caller_leg_bridge_vars, kill_command, refer_target,
+from controller.esl.values import (DialStringError, bridge_string, caller_leg_bridge_vars, kill_command, refer_target,
                           transfer_command, validate_header_value)
-from ..esl import CallHangup, CommandError
-from ..numbers import numbers_file, targets_for
-from ..templating import TemplateError, is_template, render
-from ..transfer_match import DestinationIndex, Resolution, Target
-from ..transfer_outcome import DEFAULT_MESSAGES, MESSAGE_FOR, classify, which_one
-from .base import Action, ActionOutcome, phrase, register
+from controller.esl.session import CallHangup, CommandError
+from controller.transfer.directory import numbers_file, targets_for
+from controller.templating import TemplateError, is_template, render
+from controller.transfer.destinations import DestinationIndex, Resolution, Target
+from controller.transfer.outcome import DEFAULT_MESSAGES, MESSAGE_FOR, classify, which_one
+from controller.actions.base import Action, ActionOutcome, phrase, register
 
 log = logging.getLogger("switchboard.transfer")
 GUARD_MARGIN_S = 5.0

@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..brain.base import Turn
-from ..speech import parse_heard
-from .base import Action, ActionOutcome, register
+from controller.brain.base import Turn
+from controller.esl.speech import parse_heard
+from controller.actions.base import Action, ActionOutcome, register
 
 # Recorded hold and IVR prompts (French and English): hearing these means "keep waiting", not "a person".
 _RECORDED = re.compile(

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .base import ActionCall, ActionSpec, Brain, BrainContext, Decision, Turn
-from .openai import OpenAIBrain
-from .semantic import KbLookup, SemanticBrain
+from controller.brain.base import ActionCall, ActionSpec, Brain, BrainContext, Decision, Turn
+from controller.brain.openai import OpenAIBrain
+from controller.brain.semantic import KbLookup, SemanticBrain
 
 __all__ = ["ActionCall", "ActionSpec", "Brain", "BrainContext", "Decision", "Turn", "OpenAIBrain", "SemanticBrain",
            "make_brain"]

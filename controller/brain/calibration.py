@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .base import ActionSpec
-from .semantic import SemanticBrain
+from controller.brain.base import ActionSpec
+from controller.brain.semantic import SemanticBrain
 
 PHRASES_DIR = Path(__file__).resolve().parents[2] / "examples" / "phrases"
 THRESHOLDS = np.round(np.arange(0.0, 0.96, 0.01), 2)

@@ -3,7 +3,7 @@
 Each offered action is a tool (slug name, the action's description, its argument schema); the request says
 `parallel_tool_calls: false` and only the first tool call of a reply runs. Whatever goes wrong (HTTP error, timeout,
 an unknown tool, arguments that fail the schema) the agent says the fallback line and the call goes on; the error
-is in `Decision.detail["error"]` for the call record. HTTP goes through `controller.http_client` (whole-request
+is in `Decision.detail["error"]` for the call record. HTTP goes through `controller.workflow.http` (whole-request
 deadline, capped body), cooperative once gevent has monkey-patched the process: a slow model blocks only its call.
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..http_client import HttpError, request, safe_url
-from ..log import call_logger
-from .base import ActionCall, BrainContext, Decision, Turn
-from .lines import line
-from .tools import Toolset, build_toolset, slugify, validate_arguments
+from controller.workflow.http import HttpError, request, safe_url
+from controller.log import call_logger
+from controller.brain.base import ActionCall, BrainContext, Decision, Turn
+from controller.brain.lines import line
+from controller.brain.tools import Toolset, build_toolset, slugify, validate_arguments
 
 MAX_REPLY = 4 * 1024 * 1024  # a chat reply is a few kB; this only stops a runaway server
 _MAX_VALUE_CHARS = 200

@@ -29,9 +29,9 @@ import numpy as np
 
 from knowledge.speakable import speakable
 
-from ..log import call_logger
-from .base import ActionCall, ActionSpec, BrainContext, Decision, Turn
-from .lines import line
+from controller.log import call_logger
+from controller.brain.base import ActionCall, ActionSpec, BrainContext, Decision, Turn
+from controller.brain.lines import line
 
 SECOND_WEIGHT = 0.5  # 0.25..1 measured alike (bench/brain.py); 0 is the plain best-unit cosine
 # (threshold, margin) per embedder, from `python bench/brain.py --calibrate` on examples/phrases/.

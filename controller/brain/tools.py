@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from .base import ActionCall, ActionSpec, Turn
+from controller.brain.base import ActionCall, ActionSpec, Turn
 
 SLUG_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object",

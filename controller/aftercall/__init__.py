@@ -1,0 +1,1 @@
+"""After the call: the worker (consumer group, retries, dead letters), classification, email, the jobs queue."""

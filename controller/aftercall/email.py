@@ -1,0 +1,157 @@
+"""The after-call email: subject, addresses and bodies rendered from the call record, sent over SMTP.
+
+Call data (what the caller said, variables from webhooks) reaches the subject and maybe the addresses, so
+every header value is checked after rendering: a line break there would let a caller add headers or
+recipients, and the message is refused instead (a permanent failure: it goes to the dead-letter stream).
+HTML bodies are rendered with autoescaping. Bcc recipients get the message through the envelope only.
+
+Bodies come from `template.html` / `template.text`: template source, or a single-line path (relative to
+the config's base dir) to a `.html`, `.htm`, `.txt`, `.j2` or `.jinja` file, read at send time so an edited
+template applies to the next email. Either may be absent, not both.
+"""
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from controller.clock import Clock
+from controller.config.base import looks_like_path
+from controller.log import call_logger
+from controller.templating import TemplateError, render
+
+_HEADER_BREAKS = ("\r", "\n", "\0")
+
+
+class EmailError(Exception):
+    """The email was not sent; `permanent` when sending it again cannot succeed (bad template, refused address)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _as_list(value: Any) -> list[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def template_source(value: Optional[str], base_dir: Optional[Path]) -> Optional[str]:
+    """The template text: `value` itself, or the file it names (config_types.looks_like_path, the check's rule)."""
+    if not value or not looks_like_path(value):
+        return value
+    path = (base_dir / value) if base_dir and not Path(value).is_absolute() else Path(value)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EmailError(f"email template {path}: {exc.strerror}", permanent=True) from None
+
+
+def _header(name: str, field: str, source: str, variables: dict[str, Any]) -> str:
+    value = render(source, variables).strip()
+    if any(c in value for c in _HEADER_BREAKS):
+        raise EmailError(f"email {name}: {field} contains a line break after rendering "
+                         "(refused: header injection from call data)", permanent=True)
+    return value
+
+
+def _addresses(name: str, field: str, sources: list[str], variables: dict[str, Any]) -> list[tuple[str, str]]:
+    rendered = [_header(name, field, source, variables) for source in sources]
+    pairs = [(display, addr) for display, addr in getaddresses([r for r in rendered if r]) if addr]
+    for _, addr in pairs:
+        local, at, domain = addr.rpartition("@")
+        if not (local and at and domain):
+            raise EmailError(f"email {name}: {field} address {addr!r} is not local@domain", permanent=True)
+    return pairs
+
+
+def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: Optional[Clock] = None,
+                  base_dir: Optional[Path] = None) -> tuple[EmailMessage, list[str]]:
+    """The message (multipart/alternative when both bodies exist) and its envelope recipients (To+Cc+Bcc)."""
+    clock = clock or Clock()
+    name = _get(action, "name", "?")
+    template = _get(action, "template")
+    if smtp is None:
+        raise EmailError(f"email {name}: the configuration has no smtp section", permanent=True)
+    try:
+        subject = _header(name, "subject", _get(action, "subject") or "", variables)
+        to = _addresses(name, "to", _as_list(_get(action, "to")), variables)
+        cc = _addresses(name, "cc", _as_list(_get(action, "cc")), variables)
+        bcc = _addresses(name, "bcc", _as_list(_get(action, "bcc")), variables)
+        text_source = template_source(_get(template, "text"), base_dir)
+        html_source = template_source(_get(template, "html"), base_dir)
+        text = render(text_source, variables) if text_source else None
+        html = render(html_source, variables, html=True) if html_source else None
+    except TemplateError as exc:
+        raise EmailError(f"email {name}: {exc}", permanent=True) from None
+    if not to:
+        raise EmailError(f"email {name}: 'to' rendered to no address", permanent=True)
+    if text is None and html is None:
+        raise EmailError(f"email {name}: template needs html, text, or both", permanent=True)
+    sender = _get(smtp, "from_address")
+    if not sender or "@" not in sender:
+        raise EmailError(f"smtp.from_address {sender!r} must be an address (local@domain)", permanent=True)
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = sender
+    msg["To"] = ", ".join(formataddr(pair) for pair in to)
+    if cc:
+        msg["Cc"] = ", ".join(formataddr(pair) for pair in cc)
+    msg["Date"] = format_datetime(clock.now())
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">"))
+    msg.set_content(text if text is not None else "This message has an HTML version only.\n")
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+    return msg, [addr for _, addr in to + cc + bcc]
+
+
+def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, clock: Optional[Clock] = None,
+               base_dir: Optional[Path] = None) -> str:
+    """Build and send; returns the Message-ID. Raises EmailError (permanent or not) when nothing was sent."""
+    log = call_logger(uuid, "switchboard.email", action=_get(action, "name"))
+    msg, recipients = build_message(action, variables, smtp, clock=clock, base_dir=base_dir)
+    username, password = _get(smtp, "username"), None
+    if username:
+        env = _get(smtp, "password_env") or "SMTP_PASSWORD"
+        password = os.environ.get(env)
+        if password is None:
+            raise EmailError(f"smtp.username is set but environment variable {env} (smtp.password_env) is not",
+                             permanent=True)
+    host, port = _get(smtp, "host"), int(_get(smtp, "port") or 25)
+    try:
+        with smtplib.SMTP(host, port, timeout=float(_get(smtp, "timeout_s") or 30)) as server:
+            server.ehlo()
+            if _get(smtp, "starttls"):
+                server.starttls(context=ssl.create_default_context())
+                server.ehlo()
+            if username:
+                server.login(username, password)
+            refused = server.send_message(msg, from_addr=msg["From"], to_addrs=recipients)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        raise EmailError(f"SMTP {host}:{port} refused every recipient: {exc.recipients}",
+                         permanent=all(code >= 500 for code in codes)) from None
+    except smtplib.SMTPResponseException as exc:
+        raise EmailError(f"SMTP {host}:{port} answered {exc.smtp_code}: {exc.smtp_error!r}",
+                         permanent=exc.smtp_code >= 500) from None
+    except smtplib.SMTPNotSupportedError as exc:
+        raise EmailError(f"SMTP {host}:{port}: {exc} (check smtp.starttls / smtp.username)", permanent=True) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise EmailError(f"SMTP {host}:{port}: certificate rejected: {exc.verify_message}", permanent=True) from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise EmailError(f"SMTP {host}:{port}: {type(exc).__name__}: {exc}") from None
+    if refused:
+        log.warning("some recipients were refused: %s", refused)
+    log.info("email sent", extra={"message_id": msg["Message-ID"], "recipients": len(recipients) - len(refused)})
+    return msg["Message-ID"]

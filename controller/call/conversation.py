@@ -1,0 +1,305 @@
+"""The turn loop: hear the caller, let the brain decide, speak, run the one action it called, repeat.
+
+Speech in is background `detect_speech` only (never `play_and_detect_speech`, which never gets its result with
+diverted events), resumed after every result and restarted when it closes; DTMF digits form one turn, ended by
+`#` or `dtmf_turn_timeout_s`; no-input is timed here, from the end of the agent's audio. Barge-in: a
+`begin-speaking` while the agent talks sends `uuid_break <uuid> all` and fails the executes it flushed.
+"""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Sequence
+
+import gevent
+
+from controller.actions.base import ActionOutcome, ActionRefused, LoopGuard, phrase
+from controller.brain.base import ActionCall, BrainContext, Decision, Turn
+from controller.esl.session import CallHangup, EslError, ExecuteFlushed, Execution, Frame
+from controller.esl.speech import build_speech, parse_heard
+from controller.templating import TemplateError, render
+
+if TYPE_CHECKING:
+    from controller.call.session import CallSession
+
+MAX_CHAINED_ACTIONS = 3
+
+
+class Conversation:
+    """One call's dialogue; actions get it to speak, wait for events and read the call."""
+
+    def __init__(self, call: "CallSession", brain: Any, actions: dict[str, Any]) -> None:
+        self.call = call
+        self.esl = call.esl
+        self.clock = call.clock
+        self.agent = call.agent
+        self.speech = call.agent.speech
+        self.brain = brain
+        self.actions = actions
+        self.log = call.log
+        self.talking: list[Execution] = []
+        self.audio_ended_at = self.clock.monotonic()
+        self.turn_arrived_at: float | None = None
+        self.dtmf = ""
+        self.dtmf_deadline: float | None = None
+        self.pending: list[Turn] = []
+        self.clarifying: tuple[str, str] | None = None
+        self.ending = False
+        self.guard = LoopGuard(call.agent.limits)
+        self.tts_on = call.features.has(self.speech.tts.module)
+        asr = self.speech.asr
+        self.asr_on = bool(asr and asr.module and asr.engine and call.features.has(asr.module))
+        self.deadline = self.clock.monotonic() + self.clock.scaled(call.agent.limits.max_call_s)
+        self.language = call.agent.language
+
+    # ----------------------------------------------------------------- the loop
+    def run(self) -> None:
+        self.esl.execute("set", "playback_terminators=none", timeout=self.call.runtime.execute_timeout)
+        if self.asr_on:
+            self.start_asr()
+        else:
+            why = "not configured" if not (self.speech.asr and self.speech.asr.module) else \
+                f"{self.speech.asr.module} not loaded"
+            self.log.warning("speech recognition off (%s): DTMF turns only; detect_speech skipped", why)
+        if not self.tts_on:
+            self.log.error("TTS module %s not loaded: the agent cannot speak; load it in modules.conf.xml",
+                           self.speech.tts.module)
+        self.say(self._greeting())
+        while not self.ending:
+            turn = self.next_turn()
+            if turn is None:
+                self.builtin_hangup("max_call_s", phrase(self.language, "max_duration"))
+                break
+            self.handle(turn)
+
+    def handle(self, turn: Turn) -> None:
+        reason = self.guard.observe(turn)
+        if reason:
+            self.builtin_hangup(reason, phrase(self.language, "loop_goodbye"))
+            return
+        decision = self.clarified(turn) or self.decide(turn)
+        for _ in range(MAX_CHAINED_ACTIONS):
+            if decision.say:
+                self.say(decision.say)
+            if decision.action is None or self.ending:
+                return
+            result = self.run_action(decision.action)
+            if self.ending:
+                return
+            decision = self.decide(result)
+
+    def clarified(self, turn: Turn) -> Decision | None:
+        """The answer to "which one?": after an action refused an ambiguous argument, the caller's next words are
+        tried as that argument first ("Lyon" after "Vers quel service : Lyon ou Paris ?"); if they do not settle
+        it, the turn goes to the brain like any other."""
+        pending, self.clarifying = self.clarifying, None
+        if pending is None or turn.kind != "speech":
+            return None
+        name, field = pending
+        action = self.actions.get(name)
+        if action is None or action.resolves(field, turn.text) is False:
+            return None
+        return Decision(action=ActionCall(name, {field: turn.text}), note=f"clarification of {name}.{field}")
+
+    def decide(self, turn: Turn) -> Decision:
+        context = BrainContext(self.call.uuid, self.agent.id, self.language, self.call.transcript,
+                               self.call.variables, [a.spec(self.call) for a in self.actions.values()])
+        decision = self.brain.decide(turn, context)
+        if decision.note or decision.detail:
+            self.log.info("brain: %s", decision.note or decision.detail)
+        if decision.detail.get("error"):
+            self.call.add_turn("system", "brain error", error=decision.detail["error"])
+        return decision
+
+    def run_action(self, action_call: ActionCall) -> Turn:
+        action = self.actions.get(action_call.name)
+        if action is None:
+            return Turn("refused", result={"action": action_call.name, "reason": "no such action"})
+        errors = action.validate(action_call.arguments)
+        if errors:
+            self.log.warning("action %s refused: %s", action_call.name, "; ".join(errors))
+            return Turn("refused", result={"action": action_call.name, "reason": "; ".join(errors)})
+        entry = self.call.start_action("during_call", action.name, action.type, arguments=action_call.arguments)
+        try:
+            outcome = action.run(self, action_call.arguments)
+        except ActionRefused as refused:
+            outcome = ActionOutcome("refused", detail={"reason": refused.reason, "field": refused.field})
+        except CallHangup as hangup:  # an action may attach what it knew (`hangup.outcome`) before re-raising
+            known = getattr(hangup, "outcome", None) or ActionOutcome("abandoned")
+            self.call.finish_action(entry, known.result, **known.detail)
+            raise
+        except EslError as exc:
+            outcome = ActionOutcome("failed", detail={"error": str(exc)})
+        if outcome.handed_off:
+            self.ending = True
+            return Turn("action_result", result={"action": action.name, "type": action.type,
+                                                 "result": outcome.result, "detail": outcome.detail, "say": ""})
+        self.call.finish_action(entry, outcome.result, **outcome.detail)
+        if outcome.result == "refused" and outcome.detail.get("reason") == "ambiguous" and outcome.detail.get("field"):
+            self.clarifying = (action.name, outcome.detail["field"])
+        if outcome.progress:
+            self.guard.progress()
+        if outcome.end_call:
+            self.end(outcome.say)
+        return Turn("action_result", result={"action": action.name, "type": action.type, "result": outcome.result,
+                                             "arguments": action_call.arguments, "detail": outcome.detail,
+                                             "say": "" if outcome.end_call else outcome.say})
+
+    # ----------------------------------------------------------------- speech out
+    def _greeting(self) -> str:
+        """The agent's greeting; to a caller another agent handed on, its `handoff_greeting` if it has one (so the
+        caller hears who they now speak to)."""
+        text = (self.call.resumed and self.speech.handoff_greeting) or self.speech.greeting
+        try:
+            return render(text, self.call.variables)
+        except TemplateError as exc:
+            self.log.error("greeting template failed (%s); saying it without variables", exc)
+            return re.sub(r"{[{%].*?[}%]}", "", text)
+
+    def say(self, text: str, then: Sequence[tuple[str, str | None]] = ()) -> list[Execution]:
+        """Queue `speak engine|voice|<sentence>` executes (they play in order) and log the turn.
+
+        `then`: apps to run right after the sentence, sent in the same write (a transfer's bridge is on the wire
+        while its message plays); their executions are returned.
+        """
+        if not text or not text.strip():
+            return self.esl.start_executes(list(then)) if then else []
+        tts = self.speech.tts
+        spoken = build_speech(text, tts.engine, tts.voice)
+        if spoken.removed:
+            self.log.info("speech builder removed %r from the text to speak", "".join(spoken.removed))
+        extra: dict[str, Any] = {}
+        if self.turn_arrived_at is not None:
+            latency = (self.clock.monotonic() - self.turn_arrived_at) * 1000
+            self.call.metrics["turn_latency_ms"].append(round(latency, 2))
+            extra["latency_ms"] = round(latency, 2)
+            self.turn_arrived_at = None
+        speaks: list[tuple[str, str | None]] = [("speak", part) for part in spoken.parts] if self.tts_on else []
+        executions = self.esl.start_executes(speaks + list(then)) if speaks or then else []
+        self.talking.extend(executions[:len(speaks)])
+        self.call.add_turn("agent", spoken.text, **extra)
+        return executions[len(speaks):]
+
+    def is_talking(self) -> bool:
+        if self.talking and all(e.done for e in self.talking):
+            self.talking.clear()
+            self.audio_ended_at = self.clock.monotonic()
+        return bool(self.talking)
+
+    def wait_quiet(self, limit_s: float = 120.0) -> None:
+        """Block until the agent's queued audio has played (the agent never talks over its own key presses)."""
+        for execution in list(self.talking):
+            try:
+                execution.wait(self.clock.scaled(limit_s) + 5.0)
+            except ExecuteFlushed:
+                pass
+        self.is_talking()
+
+    def end(self, goodbye: str = "") -> None:
+        """Say goodbye, let it play, hang up."""
+        self.ending = True
+        self.say(goodbye)
+        self.wait_quiet()
+        self.call.hangup_by = "agent"
+        self.esl.hangup("NORMAL_CLEARING")
+
+    def builtin_hangup(self, reason: str, goodbye: str) -> None:
+        entry = self.call.start_action("during_call", "builtin_hangup", "hangup", reason=reason)
+        self.call.finish_action(entry, "hung_up")
+        self.log.warning("built-in hang-up: %s", reason)
+        self.end(goodbye)
+
+    # ----------------------------------------------------------------- speech in
+    def start_asr(self) -> None:
+        """`detect_speech unimrcp {no-input-timeout=5000}builtin:speech/transcribe switchboard`: background
+        recognition for the whole call (mod_dptools passes the grammar before its name, whatever its usage
+        line says)."""
+        asr = self.speech.asr
+        grammar = asr.grammar
+        if asr.params:
+            grammar = "{" + ",".join(f"{k}={v}" for k, v in asr.params.items()) + "}" + grammar
+        self.esl.execute("detect_speech", f"{asr.engine} {grammar} switchboard",
+                         timeout=self.call.runtime.execute_timeout)
+
+    def resume_asr(self) -> None:
+        if self.asr_on:
+            self.esl.execute("detect_speech", "resume", timeout=self.call.runtime.execute_timeout)
+
+    def next_event(self, timeout: float | None) -> Frame | None:
+        """The next event of the call (None on timeout); CallHangup when the channel is gone."""
+        try:
+            frame = self.esl.events.get(timeout=timeout)
+        except gevent.queue.Empty:
+            frame = None
+        else:
+            if frame is None:
+                raise CallHangup(self.esl.hangup_cause or "SOCKET_CLOSED")
+        if self.esl.hungup.is_set():
+            raise CallHangup(self.esl.hangup_cause or "NORMAL_CLEARING")
+        return frame
+
+    def next_turn(self) -> Turn | None:
+        """Wait for the caller's next turn: words, digits, silence, or a hold event; None at max_call_s."""
+        if self.pending:
+            return self.pending.pop(0)
+        while True:
+            now = self.clock.monotonic()
+            if now >= self.deadline:
+                return None
+            waits = [self.deadline - now]
+            if self.dtmf_deadline is not None:
+                if now >= self.dtmf_deadline:
+                    return self._dtmf_turn()
+                waits.append(self.dtmf_deadline - now)
+            elif not self.is_talking():
+                silence_at = self.audio_ended_at + self.clock.scaled(self.speech.no_input_s)
+                if now >= silence_at:
+                    self.audio_ended_at = now
+                    return Turn("no_input")
+                waits.append(silence_at - now)
+            frame = self.next_event(max(0.0, min(waits)))
+            if frame is not None:
+                turn = self.on_event(frame)
+                if turn is not None:
+                    return turn
+
+    def on_event(self, frame: Frame) -> Turn | None:
+        """Turn an event into a caller turn when it is one; keep speech recognition and barge-in going."""
+        name = frame.name
+        if name == "DETECTED_SPEECH":
+            kind = frame.get("Speech-Type", "")
+            if kind == "begin-speaking":
+                if self.speech.barge_in and self.is_talking():
+                    dropped = self.esl.break_all()
+                    self.talking.clear()
+                    self.audio_ended_at = self.clock.monotonic()
+                    self.log.info("barge-in: agent stopped (%d queued sentence(s) dropped)", len(dropped))
+                    self.call.add_turn("system", "barge-in")
+                return None
+            if kind == "detected-speech":
+                self.turn_arrived_at = self.clock.monotonic()
+                heard = parse_heard(frame.body)
+                self.resume_asr()
+                if heard.kind == "speech":
+                    self.call.add_turn("caller", heard.text, confidence=heard.confidence)
+                    return Turn("speech", heard.text, heard.confidence)
+                return Turn(heard.kind)
+            if kind == "closed" and self.asr_on:
+                self.log.info("speech recognition closed; starting it again")
+                self.start_asr()
+            return None
+        if name == "DTMF":
+            digit = frame.get("DTMF-Digit", "")
+            self.turn_arrived_at = self.clock.monotonic()
+            if digit == "#":
+                return self._dtmf_turn()
+            self.dtmf += digit
+            self.dtmf_deadline = self.clock.monotonic() + self.clock.scaled(self.speech.dtmf_turn_timeout_s)
+            return None
+        if name in ("CHANNEL_HOLD", "CHANNEL_UNHOLD"):
+            return Turn("event", "hold" if name == "CHANNEL_HOLD" else "unhold")
+        return None
+
+    def _dtmf_turn(self) -> Turn:
+        digits, self.dtmf, self.dtmf_deadline = self.dtmf, "", None
+        self.call.add_turn("caller", digits, dtmf=True)
+        return Turn("dtmf", digits)

@@ -1,0 +1,1 @@
+"""The `switchboard` click commands, one module per command family."""

@@ -1,0 +1,330 @@
+"""The `switchboard` command: serve, reload, call, worker, check, simulate, demo, jobs ..., numbers ..., knowledge ...
+
+Bad input (a config that does not validate, a missing file, a bad argument) prints what is wrong and how to
+fix it, and exits 2; nothing here lets a traceback reach the operator.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+
+CONFIG_HELP = "the YAML configuration (default: $SWITCHBOARD_CONFIG)"
+
+
+def config_option(func: Any) -> Any:
+    return click.option("--config", "config_path", envvar="SWITCHBOARD_CONFIG", type=click.Path(dir_okay=False),
+                        help=CONFIG_HELP)(func)
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(message.rstrip("\n"), err=True)
+    sys.exit(code)
+
+
+def load(config_path: str | None) -> Any:
+    """Load and validate the configuration, or exit 2 listing every problem."""
+    from controller.config.schema import ConfigError, load_config
+    if not config_path:
+        fail("no configuration given: pass --config CONFIG or set SWITCHBOARD_CONFIG")
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default=lambda: os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"), show_default="INFO",
+              help="DEBUG, INFO, WARNING or ERROR")
+@click.option("--log-json/--log-text", default=None, help="JSON log lines (default: when stderr is not a terminal)")
+def main(log_level: str, log_json: bool | None) -> None:
+    """Switchboard: the on-premise action engine for AI phone agents on FreeSWITCH."""
+    from controller.log import setup_logging
+    setup_logging(log_level, log_json)
+
+
+@main.command()
+@click.argument("config_arg", required=False, metavar="[CONFIG]")
+@config_option
+def check(config_arg: str | None, config_path: str | None) -> None:
+    """Validate a configuration: every error with file, field, problem and what is allowed (exit 2)."""
+    from controller.config.schema import check_summary, config_warnings
+    config = load(config_arg or config_path)
+    for warning in config_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(check_summary(config))
+
+
+@main.command()
+@config_option
+@click.option("--port", type=int, default=None, help="override server.port (0: any free port)")
+def serve(config_path: str | None, port: int | None) -> None:
+    """Accept calls from FreeSWITCH's `socket` app until SIGTERM, then drain and exit 0."""
+    config = load(config_path)  # bad input exits 2 before the process is monkey-patched
+    from controller.process import cooperative
+    cooperative()
+    from controller.runtime import Runtime
+    runtime = Runtime(config, port=port)
+    try:
+        runtime.start()
+    except OSError as exc:
+        fail(str(exc))
+    sys.exit(runtime.serve_forever())
+
+
+@main.command()
+@config_option
+@click.option("--timeout", type=click.FloatRange(1, 600), default=60, show_default=True,
+              help="seconds to wait for `serve` to say whether it took the configuration")
+def reload(config_path: str | None, timeout: float) -> None:
+    """Check CONFIG, then have the running `serve` use it for new calls (SIGHUP); live calls keep theirs.
+
+    Exits 0 once `serve` has taken it, 1 when `serve` refused it (the reason is printed), 2 when the file does
+    not validate (nothing is sent) or no `serve` runs on its state_dir.
+    """
+    import json
+    import signal
+    import time
+    config = load(config_path)
+    state_dir = config.server.state_dir
+    try:
+        pid = int((state_dir / "serve.pid").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        fail(f"no running `switchboard serve` for {state_dir} (no live pid in {state_dir / 'serve.pid'}); "
+             "start it, or reload the one whose server.state_dir this is")
+    status = state_dir / "reload.json"
+    before = status.stat().st_mtime_ns if status.exists() else 0
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if status.exists() and status.stat().st_mtime_ns != before:
+            try:
+                outcome = json.loads(status.read_text(encoding="utf-8"))
+            except ValueError:  # written by os.replace, so never partial; a foreign file: say so
+                fail(f"{status} is not the reload status `serve` writes; remove it and retry")
+            click.echo(outcome["message"], err=not outcome["ok"])
+            sys.exit(0 if outcome["ok"] else 1)
+        time.sleep(0.1)
+    fail(f"`serve` (pid {pid}) did not report within {timeout:.0f} s; its log says why", code=1)
+
+
+@main.command()
+@click.argument("number")
+@click.option("--agent", "agent_id", required=True, help="the agent that talks to whoever answers")
+@click.option("--country", default=None, help="ISO country code for a national NUMBER (e.g. FR for 01 23 45 67 89)")
+@click.option("--via", "connection", default=None, help="the SIP connection to dial through [default_sip_connection]")
+@click.option("--caller-id", default=None, help="the E.164 number shown to the callee [the agent's number]")
+@config_option
+def call(number: str, agent_id: str, country: str | None, connection: str | None, caller_id: str | None,
+         config_path: str | None) -> None:
+    """Have an agent call NUMBER: FreeSWITCH dials it and, once answered, hands the call to `serve` (which must run).
+
+    Exits 0 once the agent's session runs on the answered call, 1 when it does not (busy, no answer, or answered
+    and dropped before the agent took it: the cause is printed), 2 on bad input or when FreeSWITCH's event socket
+    cannot be used.
+    """
+    import uuid as uuidlib
+
+    from controller.esl.values import DialStringError
+    from controller.esl.inbound import SESSION_START_S, InboundError, originate
+    from controller.call.originate import originate_for
+    config = load(config_path)
+    fs = config.freeswitch
+    password = os.environ.get(fs.password_env)
+    call_uuid = str(uuidlib.uuid4())
+    try:
+        command = originate_for(config, agent_id, number, call_uuid, country=country, via=connection,
+                                caller_id=caller_id)
+        if not password:
+            fail(f"set {fs.password_env} to the password of FreeSWITCH's event_socket.conf.xml")
+        placed = originate((fs.host, fs.port), password, command, call_uuid, fs.originate_timeout_s + 15,
+                           SESSION_START_S)
+    except (DialStringError, InboundError) as exc:
+        fail(str(exc))
+    if placed.answered:
+        click.echo(f"answered: call {call_uuid} is with agent {agent_id}")
+        sys.exit(0)
+    if placed.outcome == "not_answered":
+        click.echo(f"not answered: {placed.detail}", err=True)
+    else:
+        what = ("FreeSWITCH hung it up (" + placed.detail + ")" if placed.outcome == "dropped" else placed.detail)
+        click.echo(f"{placed.outcome}: call {call_uuid} was answered but agent {agent_id}'s session did not start: "
+                   f"{what}; look for this uuid in serve's log (is serve running, on freeswitch's socket address?)",
+                   err=True)
+    sys.exit(1)
+
+
+@main.command()
+@config_option
+def worker(config_path: str | None) -> None:
+    """Run the after-call worker alone: classify, email, webhooks, with retries and a dead-letter stream."""
+    config = load(config_path)
+    from controller.process import cooperative
+    cooperative()
+    import signal
+
+    import gevent
+    import gevent.event
+
+    from controller.clock import Clock
+    from controller.state.store import Store
+    from controller.aftercall.worker import build_worker
+    clock = Clock(config.server.time_scale)
+    store = Store.open(config, clock)
+    stop = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+    try:
+        build_worker(config, store, clock).run(stop)
+    finally:
+        store.close()
+
+
+@main.command()
+@click.argument("scenarios", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@config_option
+@click.option("--controller", "controller_addr", metavar="HOST:PORT",
+              help="a running controller (default: start one in this process)")
+@click.option("--time-scale", type=float, default=None, help="shrink every wait (default: server.time_scale)")
+@click.option("--json", "as_json", is_flag=True, help="print the call records as JSON")
+def simulate(scenarios: tuple[str, ...], config_path: str | None, controller_addr: str | None,
+             time_scale: float | None, as_json: bool) -> None:
+    """Run simulated FreeSWITCH calls (scenario YAML files) against the controller and print each timeline."""
+    config = load(config_path)
+    from controller.cli.simulate import load_all, run_simulation
+    loaded = load_all([Path(s) for s in scenarios])
+    from controller.process import cooperative
+    cooperative()
+    code = run_simulation(config, loaded, controller_addr, time_scale, as_json)
+    sys.exit(code)
+
+
+@main.command()
+@config_option
+@click.option("--time-scale", type=float, default=0.25, show_default=True)
+def demo(config_path: str | None, time_scale: float) -> None:
+    """The example agent end to end: local CRM and SMTP, every example scenario, timelines and emails."""
+    config = load(config_path or "examples/agent.yaml")
+    from controller.process import cooperative
+    cooperative()
+    from controller.cli.demo import run_demo
+    sys.exit(run_demo(config, time_scale))
+
+
+@main.group()
+def jobs() -> None:
+    """The after-call queue: what waits, what failed and why; retry or drop dead letters."""
+
+
+@contextmanager
+def _queue(config_path: str | None) -> Iterator[Any]:
+    """The configured Redis (the embedded one is started if nobody runs it), or exit 2 saying why not."""
+    import redis
+
+    from controller.state.embedded_redis import EmbeddedRedisError
+    from controller.state.store import Store
+    config = load(config_path)
+    try:
+        store = Store(config.redis, config.server.state_dir).start(maintain=False)
+    except (EmbeddedRedisError, redis.RedisError, OSError, ValueError) as exc:
+        fail(f"cannot reach redis: {exc}")
+    try:
+        yield store
+    except redis.RedisError as exc:
+        fail(f"redis ({store.url or store.embedded.url}): {exc}")
+    finally:
+        store.close()
+
+
+@jobs.command("list")
+@config_option
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="dead letters shown")
+def jobs_list(config_path: str | None, limit: int) -> None:
+    """Queued and pending records per worker, records still on disk, and the dead letters with their reason."""
+    from controller.aftercall.queue import dead_letters, queue_state
+    with _queue(config_path) as store:
+        state = queue_state(store)
+        letters = dead_letters(store, limit)
+    held = ", ".join(f"{name} {count}" for name, count in sorted(state.pending.items())) or "none"
+    oldest = f", the oldest {state.oldest_s / 60:.1f} min old" if state.oldest_s is not None else ""
+    click.echo(f"queued: {state.queued}{oldest} (read by a worker, not yet done: {held}); on disk, not yet "
+               f"confirmed in redis: {state.spooled}; dead letters: {state.dead}")
+    for letter in letters:
+        click.echo(f"{letter.id}  {letter.at}  call {letter.uuid or '-'}  attempts {letter.attempts}  {letter.reason}")
+    if state.dead > len(letters):
+        click.echo(f"... {state.dead - len(letters)} more (--limit)")
+
+
+@jobs.command("show")
+@click.argument("entry_id", metavar="ID")
+@config_option
+def jobs_show(entry_id: str, config_path: str | None) -> None:
+    """One dead letter: why each action failed, and the whole call record (JSON)."""
+    import json
+
+    from controller.aftercall.queue import JobsError, dead_letter
+    with _queue(config_path) as store:
+        try:
+            letter = dead_letter(store, entry_id)
+        except JobsError as exc:
+            fail(str(exc))
+    click.echo(f"dead letter {letter.id} at {letter.at}: call {letter.uuid or '-'}, {letter.attempts} attempt(s), "
+               f"classification {letter.classification or '-'}")
+    for failure in letter.failures:
+        kind = "permanent" if failure.get("permanent") else "kept failing"
+        click.echo(f"  {failure.get('action')}: {failure.get('error')} ({kind})")
+    click.echo(json.dumps(letter.record, ensure_ascii=False, indent=2) if letter.record is not None else letter.raw)
+
+
+@jobs.command("retry")
+@click.argument("entry_ids", metavar="ID...", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="every dead letter")
+@config_option
+def jobs_retry(entry_ids: tuple[str, ...], retry_all: bool, config_path: str | None) -> None:
+    """Put dead letters back in the queue once their cause is fixed; actions that had succeeded are not rerun."""
+    from controller.aftercall.queue import JobsError, dead_letters, retry
+    if bool(entry_ids) == retry_all:
+        fail("give the dead letters' IDs (`switchboard jobs list`), or --all")
+    with _queue(config_path) as store:
+        ids = [letter.id for letter in dead_letters(store, 10_000)] if retry_all else list(entry_ids)
+        try:
+            moved = retry(store, ids)
+        except JobsError as exc:
+            fail(str(exc))
+    for old, new in moved:
+        click.echo(f"{old} -> queued as {new}")
+    click.echo(f"{len(moved)} record(s) back in the queue; a running worker takes them now")
+
+
+@jobs.command("drop")
+@click.argument("entry_ids", metavar="ID...", nargs=-1, required=True)
+@config_option
+def jobs_drop(entry_ids: tuple[str, ...], config_path: str | None) -> None:
+    """Delete dead letters for good (`show` them first: their records go with them)."""
+    from controller.aftercall.queue import JobsError, drop
+    with _queue(config_path) as store:
+        try:
+            dropped = drop(store, list(entry_ids))
+        except JobsError as exc:
+            fail(str(exc))
+    click.echo(f"{dropped} dead letter(s) deleted")
+
+
+def _register_groups() -> None:
+    """The command groups that live in their own modules."""
+    from controller.cli.knowledge import knowledge
+    from controller.cli.numbers import numbers
+    main.add_command(knowledge)
+    main.add_command(numbers)
+
+
+_register_groups()
+
+
+if __name__ == "__main__":
+    main()

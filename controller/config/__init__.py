@@ -1,0 +1,1 @@
+"""The configuration: pydantic models per area, YAML with line numbers, checks, errors that name the fix."""

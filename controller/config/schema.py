@@ -1,0 +1,330 @@
+"""One YAML file configures everything: `load_config(path)` -> a validated `Config`, or a
+`ConfigError` listing every problem (file:line, field path, what is wrong, what is allowed).
+
+Every limit of DESIGN.md section 1 lives in these models (and in config_actions/config_transfer);
+the rest of the code reads typed, normalised values (E.164 numbers, absolute paths, resolved
+defaults) and never re-validates operator input.
+"""
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterable, Literal, Optional, Union
+
+from pydantic import (AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
+
+from controller.config.actions import (Actions, AfterWorkflowAction, BeforeWorkflowAction, DuringWorkflowAction,
+                                       EmailAction, HangupAction, KeypadAction, RagAction, WaitAction)
+from controller.config.agent import AgentConfig, Asr, Limits, OpenAIBrain, SemanticBrain, Speech, Tts
+from controller.config.checks import check_summary, config_warnings, cross_checks, key_checks
+from controller.config.errors import ConfigError, ConfigIssue, IssueBuilder, render_path
+from controller.config.transfer import AgentDestination, NumberDestination, Schedule, TransferAction
+from controller.config.base import (ConfigModel, EmailAddress, Embedder, EnvVarName, KeyId, Language, RefContext, Slug,
+                                     builder, check_ref, fail, keys_are_ids, pattern, refs, resolve_path)
+from controller.config.yaml_lines import YamlProblem, duplicate_keys, read_yaml
+from controller.esl.values import validate_codecs, validate_gateway
+from knowledge.sources import BUILTIN_EMBEDDERS, SourceSpec, default_embedder
+from knowledge.sources import LANGUAGES as KNOWLEDGE_LANGUAGES
+
+__all__ = [
+    "load_config", "load_knowledge_sources", "Config", "ConfigError", "ConfigIssue", "check_summary",
+    "config_warnings", "AgentConfig",
+    "SipConnection", "KnowledgeSource", "Classification", "Actions", "TransferAction", "NumberDestination",
+    "AgentDestination", "Schedule", "BeforeWorkflowAction", "DuringWorkflowAction", "AfterWorkflowAction",
+    "HangupAction", "RagAction", "KeypadAction", "WaitAction", "EmailAction", "Embedder", "Speech", "Tts", "Asr",
+    "SemanticBrain", "OpenAIBrain", "Limits",
+]
+
+EventName = Annotated[str, pattern(r"[A-Z][A-Z0-9_]*|CUSTOM( [A-Za-z0-9_:.-]+)+",
+                                   "an event name like CHANNEL_HOLD or CUSTOM avmd::beep", "event")]
+KeyName = Annotated[str, pattern(r"[A-Za-z0-9_:.-]{1,64}", "letters, digits, _ : . -", "name")]
+
+
+def _ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise fail(f"{value!r} is not an IP address", "an address to bind, e.g. 127.0.0.1") from None
+    return value
+
+
+class ServerSettings(ConfigModel):
+    """The outbound event socket server FreeSWITCH's `socket` app connects to."""
+
+    host: Annotated[str, AfterValidator(_ip)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8084
+    max_connections: Annotated[int, Field(ge=1, le=10000)] = 200
+    drain_timeout_s: Annotated[float, Field(ge=0, le=3600)] = 30
+    run_worker: bool = True  # `serve` also runs the after-call worker; false when `switchboard worker` runs apart
+    state_dir: Path = Field(Path("state"), validate_default=True)
+    time_scale: Annotated[float, Field(gt=0, le=100)] = 1.0
+    extra_events: list[EventName] = []
+    connect_timeout_s: Annotated[float, Field(ge=0.1, le=120)] = 5
+    command_timeout_s: Annotated[float, Field(ge=0.1, le=120)] = 10
+    execute_timeout_s: Annotated[float, Field(ge=0.1, le=3600)] = 30
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: Path, info: ValidationInfo) -> Path:
+        return resolve_path(value, info)
+
+
+def _redis_url(value: Optional[str]) -> Optional[str]:
+    if value is not None and not value.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+        raise fail(f"{value!r} is not a Redis URL",
+                   "redis://host:6379/0, rediss://..., unix:///path or redis+sentinel://host:26379,host:26379/master; "
+                   "omit it for the embedded server")
+    return value
+
+
+class RedisSettings(ConfigModel):
+    """Call state, counters and the after-call stream; no `url` runs an embedded redis-server."""
+
+    url: Annotated[Optional[str], AfterValidator(_redis_url)] = None
+    call_ttl_s: Annotated[int, Field(ge=60, le=30 * 86400)] = 86400
+    key_prefix: KeyName = "switchboard"
+    stream: KeyName = "calls"
+    dead_letter_stream: KeyName = "calls:dead"
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    retry_backoff_s: Annotated[float, Field(ge=0, le=3600)] = 2
+
+
+class FreeSwitchSettings(ConfigModel):
+    """FreeSWITCH's inbound event socket, where `switchboard call` places the agents' calls."""
+
+    host: Annotated[str, AfterValidator(_ip)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8021
+    password_env: EnvVarName = "FREESWITCH_ESL_PASSWORD"
+    originate_timeout_s: Annotated[int, Field(ge=5, le=120)] = 30
+
+
+class SmtpSettings(ConfigModel):
+    """Outgoing mail for email actions; the password comes from the environment variable `password_env`."""
+
+    host: Annotated[str, pattern(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\]", "a host name or IP address", "host")]
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    username: Optional[Annotated[str, pattern(r"[^\r\n]{1,256}", "one line of text", "username")]] = None
+    password_env: Optional[EnvVarName] = None
+    starttls: bool = False
+    from_address: EmailAddress = Field(alias="from")
+    timeout_s: Annotated[float, Field(ge=1, le=120)] = 10
+
+
+def _codecs(value: str) -> str:
+    return ",".join(validate_codecs(value))
+
+
+class SipConnection(ConfigModel):
+    """A FreeSWITCH sofia gateway transfers dial through (`sofia/gateway/<gateway>/<number>`)."""
+
+    name: KeyId
+    gateway: Annotated[str, builder(validate_gateway, "the name of a sofia gateway, e.g. trunk_main")]
+    number_format: Literal["e164", "e164_no_plus"] = "e164"
+    caller_id: Literal["original", "agent"] = "original"
+    codecs: Optional[Annotated[str, builder(_codecs, "e.g. PCMU,PCMA")]] = None
+
+
+class KnowledgeSource(ConfigModel):
+    """A FAISS index built by `switchboard knowledge index`, searched by rag actions.
+
+    `min_score` defaults to 0.2, measured for use-m3 on the shipped questions (bench/rag.py): 0.35 dropped
+    half the right answers."""
+
+    name: KeyId
+    index_dir: Path
+    embedder: Embedder
+    language: str
+    min_score: Annotated[float, Field(ge=0, le=1)] = 0.2
+
+    @field_validator("index_dir")
+    @classmethod
+    def _index_dir(cls, value: Path, info: ValidationInfo) -> Path:
+        return resolve_path(value, info)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        if value not in KNOWLEDGE_LANGUAGES:
+            raise fail(f"{value!r} is not allowed", ", ".join(KNOWLEDGE_LANGUAGES))
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedder_default(cls, data: Any) -> Any:
+        """The language's default embedder; with no valid language, only the language is reported."""
+        if isinstance(data, dict) and "embedder" not in data:
+            language = data.get("language")
+            name = default_embedder(language).backend if language in KNOWLEDGE_LANGUAGES else BUILTIN_EMBEDDERS[0]
+            return {**data, "embedder": name}
+        return data
+
+    def spec(self) -> SourceSpec:
+        """The knowledge package's view of this source."""
+        return SourceSpec(self.name, self.index_dir, self.embedder.spec(), self.language, self.min_score)
+
+
+class ClassificationRules(ConfigModel):
+    """Rules evaluated on the call record; all given rules must match."""
+
+    transferred: Optional[bool] = None
+    hangup_by: Optional[Literal["caller", "agent"]] = None
+    direction: Optional[Literal["inbound", "outbound"]] = None
+    action_called: Optional[str] = None
+    transcript_contains: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
+    min_duration_s: Optional[Annotated[float, Field(ge=0)]] = None
+    max_duration_s: Optional[Annotated[float, Field(ge=0)]] = None
+
+    @field_validator("action_called")
+    @classmethod
+    def _action(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        return None if value is None else check_ref(value, refs(info).action_names, "action", "agents.<id>.actions")
+
+    @model_validator(mode="after")
+    def _durations(self) -> "ClassificationRules":
+        if None not in (self.min_duration_s, self.max_duration_s) and self.min_duration_s > self.max_duration_s:
+            raise fail("min_duration_s is above max_duration_s", "min_duration_s <= max_duration_s", ["min_duration_s"])
+        return self
+
+
+class Classification(ConfigModel):
+    """The first classification whose rules all match wins; a `fallback: true` one catches the rest."""
+
+    name: KeyId
+    description: Annotated[str, Field(min_length=1, max_length=500)]
+    when: Optional[ClassificationRules] = None
+    fallback: bool = False
+
+    @model_validator(mode="after")
+    def _fallback_has_no_rules(self) -> "Classification":
+        if self.fallback and self.when is not None:
+            raise fail("a fallback applies when nothing else matched, so it takes no rules",
+                       "remove `when`, or set fallback: false", ["when"])
+        return self
+
+
+class KnowledgeSection(ConfigModel):
+    """The `knowledge_sources` section alone: the knowledge CLI builds indexes while the agents are unfinished."""
+
+    model_config = ConfigDict(extra="ignore")
+    knowledge_sources: dict[Slug, KnowledgeSource] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_are_ids(cls, data: Any) -> Any:
+        return keys_are_ids(data, [("knowledge_sources", "name")])
+
+
+class Config(ConfigModel):
+    server: ServerSettings = Field({}, validate_default=True)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    smtp: Optional[SmtpSettings] = None
+    freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)
+    default_agent: Optional[str] = Field(None, validate_default=True)
+    agents: dict[Slug, AgentConfig]
+    sip_connections: dict[Slug, SipConnection] = {}
+    default_sip_connection: Optional[str] = Field(None, validate_default=True)
+    knowledge_sources: dict[Slug, KnowledgeSource] = {}
+    classifications: dict[Slug, Classification] = {}
+
+    _path: Path = PrivateAttr(default=Path("switchboard.yaml"))
+    _display: str = PrivateAttr(default="switchboard.yaml")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_are_ids(cls, data: Any) -> Any:
+        return keys_are_ids(data)
+
+    @field_validator("agents")
+    @classmethod
+    def _some_agent(cls, value: dict[str, AgentConfig]) -> dict[str, AgentConfig]:
+        if not value:
+            raise fail("no agent is defined", "at least one agent, e.g. support: {language: fr}")
+        return value
+
+    @field_validator("default_agent")
+    @classmethod
+    def _default_agent(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        agents = refs(info).agents
+        if value is not None:
+            return check_ref(value, agents, "agent", "agents")
+        if agents and len(agents) == 1:
+            return next(iter(agents))
+        if agents:
+            raise fail("is required when there are several agents", "one of " + ", ".join(sorted(agents)))
+        return None
+
+    @field_validator("default_sip_connection")
+    @classmethod
+    def _default_connection(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        ctx = refs(info)
+        if value is None:
+            return ctx.default_sip_connection
+        return check_ref(value, ctx.sip_connections, "SIP connection", "sip_connections")
+
+    @property
+    def path(self) -> Path:
+        """The configuration file, absolute."""
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the file (state, indexes, templates, numbers) start here."""
+        return self._path.parent
+
+    @property
+    def display_path(self) -> str:
+        """The path as the operator gave it, for messages."""
+        return self._display
+
+    @property
+    def numbers_dir(self) -> Path:
+        """Imported transfer numbers: `numbers/<agent>.<action>.csv` next to the config file."""
+        return self.base_dir / "numbers"
+
+    def agent(self, agent_id: Optional[str]) -> Optional[AgentConfig]:
+        """The agent with this id, or None (the caller decides whether to fall back to default_agent)."""
+        return self.agents.get(agent_id) if agent_id is not None else None
+
+
+def load_config(path: Union[str, Path]) -> Config:
+    """Read, parse and validate a configuration file; ConfigError lists every problem found."""
+    return _load(path, Config, cross_checks)
+
+
+def load_knowledge_sources(path: Union[str, Path]) -> dict[str, KnowledgeSource]:
+    """Only the `knowledge_sources` section, checked exactly as `load_config` checks it."""
+    return _load(path, KnowledgeSection,
+                 lambda data, context: key_checks(data, [("knowledge_sources", "name")])).knowledge_sources
+
+
+def _load(path: Union[str, Path], model: type[ConfigModel],
+          checks: Callable[[dict, RefContext], Iterable[tuple]]) -> Any:
+    shown = str(path)
+    file = Path(path)
+    try:
+        doc = read_yaml(file)
+    except YamlProblem as exc:
+        raise ConfigError([ConfigIssue(shown, "", exc.problem, exc.allowed, exc.line)]) from None
+    builder = IssueBuilder(shown, doc.data, doc.root)
+    if not isinstance(doc.data, dict):
+        got = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
+        raise ConfigError([builder.issue([], f"the file is {got}, not a mapping",
+                                         "top-level keys server, redis, smtp, agents, sip_connections, ...")])
+    resolved = file.resolve()
+    context = RefContext.from_raw(doc.data, resolved.parent)
+    issues = [ConfigIssue(shown, render_path(doc.data, where + [key]),
+                          f"is written twice (lines {first} and {second}); YAML would keep only the last",
+                          "each key once", second)
+              for where, key, first, second in duplicate_keys(doc.root)]
+    loaded = None
+    try:
+        loaded = model.model_validate(doc.data, context=context)
+    except ValidationError as exc:
+        issues.extend(builder.from_validation(exc, model))
+    issues.extend(builder.issue(*found) for found in checks(doc.data, context))
+    if issues or loaded is None:
+        raise ConfigError(issues)
+    if isinstance(loaded, Config):
+        loaded._path, loaded._display = resolved, shown
+    return loaded

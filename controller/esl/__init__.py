@@ -1,0 +1,1 @@
+"""The protocol floor: the event-socket session, frames, listener, inbound client, module checks, values, commands."""

@@ -1,0 +1,135 @@
+"""The outbound ESL server: FreeSWITCH's `socket` app connects here, one greenlet per call, graceful stop.
+
+Built on greenswitch's OutboundESLServer (its connection bookkeeping and `max_connections`), with its accept loop
+replaced: greenswitch polls a non-blocking `accept()` every 100 ms (about 100 ms added to every new call) and
+calls `sys.exit()` when asked to bind port 0. Here `accept()` blocks cooperatively, so a call is picked up the
+moment FreeSWITCH connects, and port 0 binds an ephemeral port (tests, the simulator, benchmarks).
+"""
+from __future__ import annotations
+
+import logging
+import socket as pysocket
+from typing import Callable
+
+import gevent
+import gevent.event
+import gevent.socket
+from greenswitch import esl as gs
+
+from controller.esl.session import RELEASE_TIMEOUT_S, EslError, EslSession, HandoffGate
+
+log = logging.getLogger("switchboard.server")
+
+
+class Listener(gs.OutboundESLServer):
+    """Accepts FreeSWITCH outbound connections and runs `handler(session)` in one greenlet per call."""
+
+    def __init__(self, handler: Callable[[EslSession], None], host: str = "127.0.0.1", port: int = 8084,
+                 max_connections: int = 200, command_timeout: float = 10.0) -> None:
+        super().__init__(bind_address=host, bind_port=[port], application=handler,
+                         max_connections=max_connections)
+        self.handler = handler
+        self.command_timeout = command_timeout
+        self.refused = 0
+        self.accepted = 0
+        self.ready = gevent.event.Event()
+        self.gate = HandoffGate()
+        self._sessions: dict[gevent.Greenlet, EslSession] = {}
+
+    @property
+    def port(self) -> int:
+        return self.bound_port or 0
+
+    def bind(self) -> int:
+        """Bind and listen now (so the port is known before `listen()` runs its loop); returns the port."""
+        server = gevent.socket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
+        server.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
+        try:
+            server.bind((self.bind_address, self.bind_port[0]))
+        except OSError as exc:
+            server.close()
+            raise OSError(f"cannot listen on {self.bind_address}:{self.bind_port[0]}: {exc.strerror}; "
+                          "is another Switchboard running, or pick another server.port") from None
+        server.listen(256)
+        self.server = server
+        self.bound_port = server.getsockname()[1]
+        return self.bound_port
+
+    def listen(self) -> None:
+        """Accept connections until `stop()`; each accepted socket gets its own greenlet at once."""
+        if self.server is None:
+            self.bind()
+        self._running = True
+        self.ready.set()
+        log.info("listening for FreeSWITCH on %s:%s", self.bind_address, self.bound_port)
+        while self._running:
+            try:
+                sock, address = self.server.accept()
+            except OSError:
+                if not self._running:
+                    break
+                raise
+            sock.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
+            gevent.spawn(self._accept, sock, address)
+
+    def _accept(self, sock: gevent.socket.socket, address: object) -> None:
+        session = EslSession(sock, address, command_timeout=self.command_timeout, gate=self.gate)
+        if not self.gate.wait():
+            log.warning("a hand-off's old session is still leaving its channel after %.0f s; starting this call "
+                        "anyway", RELEASE_TIMEOUT_S)
+        if self.connection_count >= self.max_connections:
+            self._refuse(session)
+            return
+        self.connection_count += 1
+        self.accepted += 1
+        greenlet = gevent.getcurrent()
+        self._greenlets.add(greenlet)
+        self._sessions[greenlet] = session
+        try:
+            self.handler(session)
+        except Exception:
+            log.exception("call handler failed", extra={"uuid": session.uuid or "-"})
+        finally:
+            self.connection_count -= 1
+            self._greenlets.discard(greenlet)
+            self._sessions.pop(greenlet, None)
+            session.close()
+
+    def _refuse(self, session: EslSession) -> None:
+        """Over `max_connections`: read the uuid for the log, then hand the call back to the dialplan."""
+        self.refused += 1
+        try:
+            session.connect(timeout=2.0)
+        except EslError:
+            pass
+        log.warning("refusing call: %d/%d calls in progress (server.max_connections); the dialplan's "
+                    "next action takes it", self.connection_count, self.max_connections,
+                    extra={"uuid": session.uuid or "-"})
+        session.close()
+
+    def stop(self) -> None:
+        """Stop accepting new calls; live calls go on."""
+        self._running = False
+        if self.server is not None:
+            try:
+                self.server.close()
+            except OSError:
+                pass
+
+    def drain(self, timeout: float) -> int:
+        """Stop accepting, let live calls end for up to `timeout` s, then close what is left; returns that count."""
+        self.stop()
+        live = list(self._greenlets)
+        if live:
+            log.info("draining %d live call(s) for up to %.0fs", len(live), timeout)
+            gevent.joinall(live, timeout=timeout)
+        left = [g for g in self._greenlets if not g.dead]
+        for greenlet in left:
+            session = self._sessions.get(greenlet)
+            log.warning("drain timeout: closing the socket; the dialplan's safety net takes the call",
+                        extra={"uuid": session.uuid if session else "-"})
+            if session is not None:
+                session.connected = False
+                session.close()
+            greenlet.kill(block=False)
+        return len(left)

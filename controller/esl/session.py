@@ -1,0 +1,401 @@
+"""The only module that talks to greenswitch: one outbound ESL session per call, with timeouts everywhere.
+
+greenswitch 0.0.19 gives us the session object, its handler registry and its server; its reader and its
+command helpers have defects that this module overrides (each has a test in tests/test_esl.py):
+
+- its parser URL-decodes a whole frame *before* splitting it into lines, so a `%0A` inside a value makes fake
+  headers; event bodies (DETECTED_SPEECH results, BACKGROUND_JOB) are merged into the headers, and a JSON event
+  body kills the reader greenlet. `FrameReader` (esl_frames.py) reads header lines, then exactly Content-Length bytes, and decodes
+  each value on its own.
+- `send()` and its blocking executes wait forever: every wait here takes a timeout.
+- it sends app arguments on an `execute-app-arg` header line (a newline in data starts a new command) and matches
+  completions by application name (two `speak`s in a row get each other's result). Here every execute carries
+  `event-lock: true` and an `Event-UUID`, the argument travels as a `content-type: text/plain` body, and its
+  CHANNEL_EXECUTE_COMPLETE is matched on `Application-UUID`.
+- registering your own CHANNEL_EXECUTE_COMPLETE handler starves its catch-all handler, so blocking executes time
+  out: completions are resolved in the reader, before any handler runs.
+- its server polls `accept()` every 100 ms and calls `sys.exit()` when `bind_port` is 0: see `server.py`'s
+  `Listener`, which accepts immediately and binds any port.
+
+Leaving a channel to another session (a hand-off) is not `exit`: when any event-socket session of a channel ends,
+`exit` or a closed socket alike, FreeSWITCH clears the channel's CF_CONTROLLED flag, and that ends whichever
+`socket` app is parked on it at that moment (capture 18: the old session's `exit` cut the next agent off). So the
+old session closes its end before the new session parks, and `HandoffGate` holds this process's new sessions back
+from `connect` (which starts the park) while one is leaving.
+"""
+from __future__ import annotations
+
+import socket as pysocket
+import uuid as uuidlib
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.queue
+from greenswitch import esl as gs
+
+from controller.esl.frames import (HANGUP_EVENTS, CallHangup, CommandError, EslError, EslTimeout, ExecuteFlushed, Frame,
+                         FrameReader, ProtocolError, command_frame)
+from controller.log import call_logger
+
+__all__ = ["CallHangup", "CommandError", "EslError", "EslSession", "EslTimeout", "ExecuteFlushed", "Execution",
+           "Frame", "FrameReader", "HandoffGate", "ProtocolError", "command_frame"]
+
+RELEASE_TIMEOUT_S = 2.0  # how long a leaving session waits for FreeSWITCH to close its end (it takes ~1 ms)
+# mod_event_socket clears CF_CONTROLLED a few statements after closing its end of the socket: this much more
+# covers a listener thread descheduled in between, before the gate lets the next session park
+RELEASE_SETTLE_S = 0.02
+
+
+class HandoffGate:
+    """Holds new sessions back from `connect` while a session of this process is leaving its channel.
+
+    FreeSWITCH parks the next session's channel only once that session has sent `connect`; an old session whose
+    listener ends after that ends the new park (CF_CONTROLLED, capture 18). The old session marks itself leaving
+    before `uuid_transfer` and clears the mark once FreeSWITCH has closed its end, so in between no new session
+    of this process sends `connect`. The wait is bounded: a session on another host is not held, and relies on
+    the old session closing within the ~20 ms FreeSWITCH takes to run the new extension's dialplan.
+    """
+
+    def __init__(self) -> None:
+        self._leaving = 0
+        self._clear = gevent.event.Event()
+        self._clear.set()
+
+    @contextmanager
+    def leaving(self) -> Iterator[None]:
+        self._leaving += 1
+        self._clear.clear()
+        try:
+            yield
+        finally:
+            self._leaving -= 1
+            if not self._leaving:
+                self._clear.set()
+
+    def wait(self, timeout: float = RELEASE_TIMEOUT_S) -> bool:
+        """True once no session is leaving (at once, nearly always); False after `timeout`."""
+        return self._clear.wait(timeout)
+
+class Execution:
+    """One app run on the channel: its CHANNEL_EXECUTE marks it started, its EXECUTE_COMPLETE resolves it."""
+
+    def __init__(self, app: str, arg: str | None, app_uuid: str) -> None:
+        self.app = app
+        self.arg = arg
+        self.app_uuid = app_uuid
+        self.started = False
+        self.result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+    @property
+    def done(self) -> bool:
+        return self.result.ready()
+
+    def wait(self, timeout: float | None) -> Frame:
+        """The completion frame; EslTimeout after `timeout` seconds (None only for an answered bridge)."""
+        try:
+            return self.result.get(timeout=timeout)
+        except gevent.Timeout:
+            raise EslTimeout(f"{self.app} did not complete within {timeout:.1f}s") from None
+
+
+class EslSession(gs.OutboundSession):
+    """An outbound ESL session (one call) on top of greenswitch's OutboundSession."""
+
+    def __init__(self, sock: Any, address: Any = None, *, command_timeout: float = 10.0,
+                 gate: HandoffGate | None = None) -> None:
+        self.gate = gate or HandoffGate()
+        self._send_lock = gevent.lock.Semaphore()
+        self._executions: dict[str, Execution] = {}
+        self._listeners: list[gevent.queue.Queue] = []
+        self.events: gevent.queue.Queue = gevent.queue.Queue()  # every event from the first byte on: the call's inbox
+        self.command_timeout = command_timeout
+        self.hangup_cause: str | None = None
+        self.hangup_sent = False
+        self.hungup = gevent.event.Event()
+        self.closed = gevent.event.Event()
+        self.channel: dict[str, str] = {}
+        self.log = call_logger("-", "switchboard.esl")
+        super().__init__(address, sock)
+
+    # ---------------------------------------------------------------- reading
+    def receive_events(self) -> None:
+        """Replaces greenswitch's reader: whole frames, per-value decoding, completions resolved here."""
+        self._frames = FrameReader(self.sock_file)
+        while self._run:
+            try:
+                frame = self._frames.read()
+            except ProtocolError as exc:
+                self.log.error("malformed ESL frame, ending this call: %s", exc)
+                self._connection_lost("PROTOCOL_ERROR")
+                return
+            except (OSError, ValueError) as exc:
+                if self._run:
+                    self.log.info("ESL socket closed: %s", exc)
+                self._connection_lost("SOCKET_CLOSED")
+                return
+            if frame is None:
+                self._connection_lost("SOCKET_CLOSED")
+                return
+            self._dispatch(frame)
+
+    def _dispatch(self, frame: Frame) -> None:
+        ctype = frame.content_type
+        if ctype in ("command/reply", "api/response"):
+            if self._commands_sent:
+                self._commands_sent.pop(0).set(frame)
+            else:
+                self.log.warning("reply with no command waiting: %s", frame.headers.get("Reply-Text", frame.body)[:80])
+            return
+        if ctype == "text/disconnect-notice":
+            if frame.get("Content-Disposition") == "linger":
+                self._lingering = True
+                self._mark_hangup(self.hangup_cause or "NORMAL_CLEARING")
+            else:
+                self._connection_lost("DISCONNECTED")
+            return
+        if not ctype.startswith("text/event-"):
+            self.log.debug("ignoring frame of type %r", ctype)
+            return
+        name = frame.name
+        if name == "CHANNEL_EXECUTE":
+            execution = self._executions.get(frame.get("Application-UUID", ""))
+            if execution:
+                execution.started = True
+        elif name == "CHANNEL_EXECUTE_COMPLETE":
+            execution = self._executions.pop(frame.get("Application-UUID", ""), None)
+            if execution:
+                execution.result.set(frame)
+        elif name in HANGUP_EVENTS and self._is_mine(frame):
+            self._mark_hangup(frame.get("Hangup-Cause") or "NORMAL_CLEARING")
+        self.events.put(frame)
+        for queue in list(self._listeners):
+            queue.put(frame)
+        self._esl_event_queue.put(frame)  # greenswitch's handler registry (register_handle) still works
+
+    def _is_mine(self, frame: Frame) -> bool:
+        uid = frame.get("Unique-ID")
+        return not uid or not self.uuid or uid == self.uuid
+
+    def _mark_hangup(self, cause: str) -> None:
+        if self.hungup.is_set():
+            return
+        self.hangup_cause = cause
+        self._outbound_connected = False
+        self.hungup.set()
+        for execution in list(self._executions.values()):
+            if not execution.done:
+                execution.result.set_exception(CallHangup(cause))
+        self._executions.clear()
+
+    def _connection_lost(self, reason: str) -> None:
+        self.connected = False
+        self._run = False
+        self._mark_hangup(self.hangup_cause or reason)
+        for pending in self._commands_sent:
+            if not pending.ready():
+                pending.set_exception(CallHangup(self.hangup_cause or reason))
+        self._commands_sent.clear()
+        self.closed.set()
+        self.events.put(None)
+        for queue in list(self._listeners):
+            queue.put(None)
+
+    # greenswitch's own hang-up and disconnect handlers are superseded by the reader above.
+    def on_hangup(self, event: Any) -> None:  # noqa: D401 - greenswitch hook
+        return None
+
+    def on_disconnect(self, event: Any) -> None:
+        return None
+
+    def on_event(self, event: Any) -> None:
+        return None
+
+    # ---------------------------------------------------------------- sending
+    @property
+    def uuid(self) -> str:
+        return self.channel.get("Unique-ID", "")
+
+    def send(self, data: str | bytes, timeout: float | None = None) -> Frame:
+        """Send one command frame and wait for its reply, at most `timeout` (default command_timeout) seconds."""
+        return self.send_many([data if isinstance(data, bytes) else command_frame(data)], timeout)[0]
+
+    def send_many(self, frames: list[bytes], timeout: float | None = None) -> list[Frame]:
+        """Write several command frames at once, then wait for their replies (in order), `timeout` for all."""
+        if not self.connected:
+            raise CallHangup(self.hangup_cause or "SOCKET_CLOSED")
+        pendings = [gevent.event.AsyncResult() for _ in frames]
+        with self._send_lock:  # reply order is send order: append and write as one step
+            self._commands_sent.extend(pendings)
+            try:
+                self.sock.sendall(b"".join(frames))
+            except OSError:
+                self._connection_lost("SOCKET_CLOSED")
+                raise CallHangup(self.hangup_cause or "SOCKET_CLOSED") from None
+        wait = self.command_timeout if timeout is None else timeout
+        try:
+            with gevent.Timeout(wait):
+                return [pending.get() for pending in pendings]
+        except gevent.Timeout:
+            waiting = next(raw for raw, pending in zip(frames, pendings) if not pending.ready())
+            first_line = waiting.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+            raise EslTimeout(f"no reply to {first_line!r} within {wait:.1f}s") from None
+
+    def command(self, line: str, timeout: float | None = None) -> str:
+        """A socket command (`myevents`, `linger 30`, `divert_events on`...): its Reply-Text, CommandError on -ERR."""
+        reply = self.send(line, timeout)
+        text = reply.get("Reply-Text", "")
+        if text.startswith("-ERR"):
+            raise CommandError(f"{line!r} refused: {text}")
+        return text
+
+    def connect(self, timeout: float | None = None) -> dict[str, str]:
+        """`connect`: the reply's headers are the channel's data (uuid, caller, variables, Answer-State)."""
+        reply = self.send("connect", timeout)
+        self.channel = dict(reply.headers)
+        self._outbound_connected = True
+        self.session_data = self.channel
+        self.log = call_logger(self.uuid or "-", "switchboard.esl")
+        return self.channel
+
+    def api(self, command: str, timeout: float | None = None) -> str:
+        """`api <command>` over the socket: the response body; CommandError when it starts with -ERR."""
+        if "\n" in command or "\r" in command:
+            raise ValueError("line break in api command")
+        body = self.send(f"api {command}", timeout).body
+        if body.startswith("-ERR"):
+            raise CommandError(f"api {command.split(' ', 1)[0]} failed: {body.strip()}")
+        return body
+
+    def start_execute(self, app: str, arg: str | None = None) -> Execution:
+        """Queue one app on the channel without waiting for it to finish.
+
+        Sends exactly (the argument as a body, so no character in it can start a new command):
+            sendmsg / call-command: execute / execute-app-name: <app> / event-lock: true /
+            Event-UUID: <uuid> / content-type: text/plain / content-length: <n> / (blank) / <arg>
+        """
+        return self.start_executes([(app, arg)])[0]
+
+    def start_executes(self, steps: list[tuple[str, str | None]]) -> list[Execution]:
+        """Queue several apps with one write, then read their `+OK`s: FreeSWITCH runs them in this order.
+
+        Each frame is the one `start_execute` sends; one round trip instead of one per app, where only the
+        order matters (a transfer's `multiset` then its `bridge`).
+        """
+        if self.hungup.is_set():
+            raise CallHangup(self.hangup_cause or "NORMAL_CLEARING")
+        executions = [Execution(app, arg, str(uuidlib.uuid4())) for app, arg in steps]
+        frames = []
+        for execution in executions:
+            self._executions[execution.app_uuid] = execution
+            headers = [("call-command", "execute"), ("execute-app-name", execution.app), ("event-lock", "true"),
+                       ("Event-UUID", execution.app_uuid)]
+            frames.append(command_frame("sendmsg", headers, execution.arg if execution.arg else None))
+        try:
+            replies = self.send_many(frames)
+        except EslError:
+            for execution in executions:
+                self._executions.pop(execution.app_uuid, None)
+            raise
+        refused = [(e, r.get("Reply-Text", "")) for e, r in zip(executions, replies)
+                   if r.get("Reply-Text", "").startswith("-ERR")]
+        if refused:
+            for execution in executions:
+                self._executions.pop(execution.app_uuid, None)
+            execution, text = refused[0]
+            raise CommandError(f"execute {execution.app} refused: {text}")
+        return executions
+
+    def execute(self, app: str, arg: str | None = None, timeout: float = 30.0) -> Frame:
+        """Run one app and wait for its completion (matched on Application-UUID), at most `timeout` seconds."""
+        return self.start_execute(app, arg).wait(timeout)
+
+    def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
+        """`sendmsg` with `call-command: hangup`, `hangup-cause: <cause>`."""
+        if self.hungup.is_set() or self.hangup_sent:
+            return
+        self.hangup_sent = True
+        self.send(command_frame("sendmsg", [("call-command", "hangup"), ("hangup-cause", cause)]))
+
+    def flush_queued(self) -> list[Execution]:
+        """After `uuid_break all`: fail the executes FreeSWITCH dropped (queued, never started); they never complete."""
+        dropped = [e for e in self._executions.values() if not e.started and not e.done]
+        for execution in dropped:
+            self._executions.pop(execution.app_uuid, None)
+            execution.result.set_exception(ExecuteFlushed(f"{execution.app} dropped by uuid_break all"))
+        return dropped
+
+    def break_all(self) -> list[Execution]:
+        """`api uuid_break <uuid> all`: stops what plays now and flushes the queue (capture 11)."""
+        self.api(f"uuid_break {self.uuid} all")
+        return self.flush_queued()
+
+    def listen(self) -> gevent.queue.Queue:
+        """A queue receiving every event frame of this session from now on (None when the socket closes)."""
+        queue: gevent.queue.Queue = gevent.queue.Queue()
+        self._listeners.append(queue)
+        if self.closed.is_set():
+            queue.put(None)
+        return queue
+
+    def unlisten(self, queue: gevent.queue.Queue) -> None:
+        if queue in self._listeners:
+            self._listeners.remove(queue)
+
+    def wait_event(self, predicate: Callable[[Frame], bool], timeout: float) -> Frame | None:
+        """First future event matching `predicate`, or None after `timeout` or when the socket closes."""
+        queue = self.listen()
+        try:
+            with gevent.Timeout(timeout, False):
+                while True:
+                    frame = queue.get()
+                    if frame is None:
+                        return None
+                    if predicate(frame):
+                        return frame
+            return None
+        finally:
+            self.unlisten(queue)
+
+    def release(self, timeout: float = RELEASE_TIMEOUT_S) -> bool:
+        """Leave the channel to the session a `uuid_transfer` opened: no `exit`, no command, only our end closed.
+
+        The socket is half-closed (FIN); FreeSWITCH's listener reads EOF, ends (clearing CF_CONTROLLED before the
+        next session parks, see the module docstring), sends its disconnect notice and closes. True once that close
+        is seen, False after `timeout`. The session counts as ended either way; `close()` then sends nothing.
+        """
+        self.connected = False
+        self.hangup_sent = True
+        try:
+            self.sock.shutdown(pysocket.SHUT_WR)
+        except OSError:
+            return True
+        closed = self.closed.wait(timeout)
+        if not closed:
+            self.log.warning("FreeSWITCH did not close the released session within %.1fs", timeout)
+        gevent.sleep(RELEASE_SETTLE_S)
+        return closed
+
+    def close(self) -> None:
+        """Send `exit` when still connected (bounded wait), then close the socket and stop the reader."""
+        if self.connected:
+            try:
+                self.send("exit", timeout=2.0)
+            except EslError:
+                pass
+        self._run = False
+        self.connected = False
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.closed.set()
+        if self._receive_events_greenlet is not None:
+            self._receive_events_greenlet.join(timeout=1.0)
+            self._receive_events_greenlet.kill(block=False)
+        if self._process_events_greenlet is not None:
+            self._process_events_greenlet.kill(block=False)
+
+    stop = close
