@@ -1,9 +1,9 @@
-"""Shared fixtures; real peers live in peers.py."""
-from peers import http_server, redis_settings, smtp_server, state_dir, store  # noqa: F401
+"""Shared fixtures; real peers live in tests.support.peers."""
+from tests.support.peers import http_server, redis_settings, smtp_server, state_dir, store  # noqa: F401
 
 import pytest  # noqa: E402
 
-from controller_support import SessionRedis  # noqa: E402
+from tests.support.controller import SessionRedis  # noqa: E402
 
 
 @pytest.fixture(scope="session")

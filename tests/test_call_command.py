@@ -18,7 +18,7 @@ from controller.esl.values import DialStringError, originate_command
 from fssim.captures import load_capture
 from fssim import Scenario
 from fssim.inbound import InboundServer
-from controller_support import TIME_SCALE, records, running, write_config
+from tests.support.controller import TIME_SCALE, records, running, write_config
 
 BIN = str(Path(sys.executable).with_name("switchboard"))
 UUID = "13131313-1313-4313-8313-131313131313"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gevent
 import pytest
 
-from controller_support import BASE_AGENT, call, records, running, sent, write_config
+from tests.support.controller import BASE_AGENT, call, records, running, sent, write_config
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from fssim.wire import (api_response, command_reply, connect_reply, disconnect_n
                                        linger_notice, parse_event_body, url_decode)
 
 try:
-    from simulator_support import FakeSession
-    from capture_support import (ESL_TEST, assert_same_layouts, captured_events, layout, myevents_only, names, run,
+    from tests.support.simulator import FakeSession
+    from tests.support.captures import (ESL_TEST, assert_same_layouts, captured_events, layout, myevents_only, names, run,
                                  simulated_events)
 except ImportError:  # tests/ imported as a package
     from tests.simulator_support import FakeSession

@@ -11,8 +11,8 @@ from fssim.captures import captures_dir, load_capture
 from fssim.inbound import InboundServer
 
 try:
-    from simulator_support import WAIT_S, FakeController, FakeSession
-    from capture_support import (SCALE, captured_events, layout, names, simulated_events, event_pairs, commands_of,
+    from tests.support.simulator import WAIT_S, FakeController, FakeSession
+    from tests.support.captures import (SCALE, captured_events, layout, names, simulated_events, event_pairs, commands_of,
                                  reply_text, replay, assert_same_values)
 except ImportError:  # tests/ imported as a package
     from tests.simulator_support import WAIT_S, FakeController, FakeSession

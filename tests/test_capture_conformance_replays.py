@@ -13,8 +13,8 @@ import pytest
 from fssim.captures import capture_path, captures_dir, load_capture
 
 try:
-    from simulator_support import FakeSession
-    from capture_support import (ESL_TEST, assert_same_layouts, captured_events, layout, names, run, simulated_events,
+    from tests.support.simulator import FakeSession
+    from tests.support.captures import (ESL_TEST, assert_same_layouts, captured_events, layout, names, run, simulated_events,
                                  captured_any_events, without_park, Sent, commands_of, replay, assert_same_values,
                                  notices_of)
 except ImportError:  # tests/ imported as a package

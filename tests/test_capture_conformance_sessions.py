@@ -20,7 +20,7 @@ from fssim.inbound import InboundServer
 from fssim.wire import parse_event_body
 
 try:
-    from simulator_support import FakeController, FakeSession
+    from tests.support.simulator import FakeController, FakeSession
 except ImportError:  # tests/ imported as a package
     from tests.simulator_support import FakeController, FakeSession
 

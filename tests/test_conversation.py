@@ -6,8 +6,8 @@ import json
 import gevent
 import pytest
 
-from controller_support import BASE_AGENT, call, records, running, sent, write_config
-from peers import Reply
+from tests.support.controller import BASE_AGENT, call, records, running, sent, write_config
+from tests.support.peers import Reply
 
 HANGUP_PHRASE = "Merci pour tout, au revoir"
 

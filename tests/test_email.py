@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from controller.aftercall.email import EmailError, build_message, send_email
-from peers import SmtpPeer
+from tests.support.peers import SmtpPeer
 
 
 def _action(**overrides) -> SimpleNamespace:
@@ -106,7 +106,7 @@ def test_a_temporary_smtp_refusal_can_be_retried_and_a_permanent_one_cannot(smtp
 
 
 def test_an_smtp_server_that_is_not_there_is_a_retryable_failure(smtp_server: SmtpPeer) -> None:
-    from peers import free_port
+    from tests.support.peers import free_port
 
     with pytest.raises(EmailError) as failed:
         send_email(_action(), _vars(), smtp_server.settings(port=free_port()), uuid="u-1")

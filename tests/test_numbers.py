@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from controller.transfer.directory import MAX_BYTES, NumbersError, check_csv, load_numbers
 from controller.cli.numbers import numbers
-from controller_support import call, records, running
-from transfer_support import ASKS_FOR_ADVISOR, agent_yaml, transfer_config, transfer_entry, wire
+from tests.support.controller import call, records, running
+from tests.support.transfer import ASKS_FOR_ADVISOR, agent_yaml, transfer_config, transfer_entry, wire
 
 GOOD = "phone,description\n+33472103030,Agence de Lyon\n+33556006600,Agence de Bordeaux\n"
 

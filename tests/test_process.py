@@ -15,8 +15,8 @@ import gevent
 import pytest
 
 from fssim import Scenario, Simulator
-from controller_support import BASE_AGENT, write_config
-from peers import Reply
+from tests.support.controller import BASE_AGENT, write_config
+from tests.support.peers import Reply
 
 SCALE = 0.05
 BIN = str(Path(sys.executable).with_name("switchboard"))

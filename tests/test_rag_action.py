@@ -5,7 +5,7 @@ import gevent
 import pytest
 
 from controller.config.schema import load_config
-from controller_support import BASE_AGENT, call, records, running, sent, write_config
+from tests.support.controller import BASE_AGENT, call, records, running, sent, write_config
 from knowledge.build import build_source
 from knowledge.index import current_name
 

@@ -5,7 +5,7 @@ import json
 
 import gevent
 
-from controller_support import BASE_AGENT, call, records, running, write_config
+from tests.support.controller import BASE_AGENT, call, records, running, write_config
 
 GOODBYE = {"say": "merci au revoir", "after": 1}
 

@@ -8,7 +8,7 @@ from gevent.server import StreamServer
 from fssim import Scenario, Simulator
 
 try:
-    from simulator_support import HANGUP, SCALE, FakeController, event_names, finish, play, start
+    from tests.support.simulator import HANGUP, SCALE, FakeController, event_names, finish, play, start
 except ImportError:  # tests/ imported as a package
     from tests.simulator_support import HANGUP, SCALE, FakeController, event_names, finish, play, start
 

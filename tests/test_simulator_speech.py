@@ -4,7 +4,7 @@ from __future__ import annotations
 import gevent
 
 try:
-    from simulator_support import event_names, finish, play, start
+    from tests.support.simulator import event_names, finish, play, start
 except ImportError:  # tests/ imported as a package
     from tests.simulator_support import event_names, finish, play, start
 

@@ -347,7 +347,7 @@ def test_redis_url_from_the_environment_wins_over_the_config(state_dir: Path, mo
 
 
 def _free_ports(n: int) -> list[int]:
-    from peers import free_port
+    from tests.support.peers import free_port
 
     ports: set[int] = set()
     while len(ports) < n:

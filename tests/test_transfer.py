@@ -4,8 +4,8 @@ from __future__ import annotations
 import gevent
 import pytest
 
-from controller_support import call, records, running
-from transfer_support import (ASKS_FOR_ADVISOR, apis, is_event, is_execute, seconds_between, transfer_config,
+from tests.support.controller import call, records, running
+from tests.support.transfer import (ASKS_FOR_ADVISOR, apis, is_event, is_execute, seconds_between, transfer_config,
                               transfer_entry, wire)
 
 PARIS = "+33170363950"

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 import gevent
 import pytest
 
-from controller_support import call, records, running
-from transfer_support import ASKS_FOR_ADVISOR, SALES, agent_yaml, transfer_config, transfer_entry, wire
+from tests.support.controller import call, records, running
+from tests.support.transfer import ASKS_FOR_ADVISOR, SALES, agent_yaml, transfer_config, transfer_entry, wire
 
 GREETED = {"wait_for": {"app": "speak"}}
 HANDED_ON = "Ici le service commercial, votre appel m'a été transmis."

@@ -12,7 +12,7 @@ from controller.actions import build_actions
 from controller.clock import FixedClock
 from controller.config.schema import load_config
 from controller.runtime import Runtime
-from transfer_support import transfer_config
+from tests.support.transfer import transfer_config
 
 PARIS = ZoneInfo("Europe/Paris")
 NIGHTS = {"timezone": "Europe/Paris", "closed_dates": ["2026-12-25"],

@@ -8,7 +8,7 @@ from controller.esl.values import (DialStringError, bridge_string, caller_leg_br
                                    kill_command, refer_target, transfer_command)
 from controller.transfer.destinations import DestinationIndex, Target, words
 from controller.transfer.outcome import classify
-from transfer_support import transfer_config
+from tests.support.transfer import transfer_config
 
 UUID = "16161616-0000-4000-8000-000000000001"
 ADVISORS = DestinationIndex([

@@ -15,7 +15,7 @@ from controller.aftercall.classify import classify
 from controller.cli.main import main
 from controller.state.store import Store
 from controller.aftercall.worker import Worker
-from peers import Reply, ScriptedHttp, SmtpPeer
+from tests.support.peers import Reply, ScriptedHttp, SmtpPeer
 
 CLASSIFICATIONS = {
     "transferred": {"description": "handed to a person", "when": {"transferred": True}},

@@ -7,7 +7,7 @@ import pytest
 
 from controller.workflow.run import WorkflowError, extract, run_after_call, run_workflow
 from controller.workflow.http import HttpError, request
-from peers import Reply, ScriptedHttp, free_port
+from tests.support.peers import Reply, ScriptedHttp, free_port
 
 
 def _action(base: str, **request_overrides) -> SimpleNamespace:

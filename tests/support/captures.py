@@ -15,7 +15,7 @@ from fssim.wire import parse_event_body, url_decode
 from fssim.connection import MYEVENTS
 
 try:
-    from simulator_support import WAIT_S, FakeController, FakeSession
+    from tests.support.simulator import WAIT_S, FakeController, FakeSession
 except ImportError:  # tests/ imported as a package
     from tests.simulator_support import WAIT_S, FakeController, FakeSession
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from controller_support import write_config
+from tests.support.controller import write_config
 
 ASKS_FOR_ADVISOR = "je voudrais parler à un conseiller"
 CONNECTIONS = """

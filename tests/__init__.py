@@ -1,0 +1,1 @@
+"""Switchboard tests: behaviour through real peers; support code lives in tests.support."""

@@ -1,0 +1,1 @@
+"""Test support: real peers (Redis, SMTP, HTTP), the controller and simulator harnesses, capture readers."""
