@@ -9,6 +9,9 @@ after-call actions are rebuilt, then swapped in at once for the calls that arriv
 what it started with. What the process was started with (listening address, state_dir, Redis,
 time_scale, run_worker, max_connections) changes only at the next restart, and the reload says so. Each
 reload's outcome goes to the log and to `<state_dir>/reload.json`, which `switchboard reload` waits for.
+
+A configuration version (call/version.py) bundles the services, agents, actions and brains one configuration
+gives; a call takes the current version when it connects and keeps it to its end, whatever the reloads after.
 """
 from __future__ import annotations
 
@@ -24,12 +27,14 @@ import gevent.event
 import gevent.lock
 
 from controller.actions import build_actions
-from controller.call.session import CallSession, run_concurrently
+from controller.actions.context import LoadedSource, Services
+from controller.call.session import CallSession
+from controller.call.version import AgentPieces, ConfigVersion
 from controller.clock import Clock
-from controller.call.conversation import Conversation
-from controller.esl.session import EslSession
-from controller.esl.modules import FeatureChecker
+from controller.config.schema import Config, KnowledgeSource
 from controller.esl.listener import Listener
+from controller.esl.modules import FeatureChecker
+from controller.esl.session import EslSession
 from controller.state.store import Store
 
 log = logging.getLogger("switchboard.runtime")
@@ -39,7 +44,7 @@ RESTART_ONLY = ("server.host", "server.port", "server.state_dir", "server.time_s
                 "server.max_connections", "redis")
 
 
-def needed_modules(config: Any) -> set[str]:
+def needed_modules(config: Config) -> set[str]:
     """The FreeSWITCH modules the configured features use (checked with `module_exists`)."""
     modules: set[str] = set()
     for agent in config.agents.values():
@@ -52,7 +57,7 @@ def needed_modules(config: Any) -> set[str]:
     return {m for m in modules if m}
 
 
-def used_sources(config: Any) -> set[str]:
+def used_sources(config: Config) -> set[str]:
     """Knowledge sources some agent uses (RAG actions, semantic brains): loaded before the first call."""
     names = set()
     for agent in config.agents.values():
@@ -62,7 +67,7 @@ def used_sources(config: Any) -> set[str]:
     return names
 
 
-def open_source(source: Any) -> tuple[Any, str | None]:
+def open_source(source: KnowledgeSource) -> LoadedSource:
     """Load one source's current index; a missing or damaged index is logged, and RAG answers "no answer"."""
     from knowledge.errors import KnowledgeError
     from knowledge.search import KnowledgeBase
@@ -73,7 +78,7 @@ def open_source(source: Any) -> tuple[Any, str | None]:
         return None, str(exc)
 
 
-def kb_hits(knowledge: dict[str, tuple[Any, str | None]], source: str, query: str) -> list[dict[str, Any]]:
+def kb_hits(knowledge: dict[str, LoadedSource], source: str, query: str) -> list[dict[str, Any]]:
     """The top chunks of a loaded source as the brains take them; [] when the source is unavailable."""
     kb, _ = knowledge.get(source, (None, None))
     if kb is None:
@@ -81,7 +86,7 @@ def kb_hits(knowledge: dict[str, tuple[Any, str | None]], source: str, query: st
     return [{"text": h.text, "source": h.source, "score": h.score} for h in kb.search(query, k=3)]
 
 
-def _setting(config: Any, dotted: str) -> Any:
+def _setting(config: Config, dotted: str) -> Any:
     value = config
     for part in dotted.split("."):
         value = getattr(value, part)
@@ -89,34 +94,32 @@ def _setting(config: Any, dotted: str) -> Any:
 
 
 class Runtime:
-    """Owns the process-wide pieces and answers the call sessions' questions."""
+    """Owns the process-wide pieces (store, listener, worker) and the current configuration version."""
 
-    def __init__(self, config: Any, *, clock: Clock | None = None, store: Store | None = None,
+    def __init__(self, config: Config, *, clock: Clock | None = None, store: Store | None = None,
                  port: int | None = None, run_worker: bool | None = None) -> None:
         self.config = config
         self.clock = clock or Clock(config.server.time_scale)
         self.state_dir = Path(config.server.state_dir)
         self.store = store or Store(config.redis, config.server.state_dir, self.clock)
         self._own_store = store is None
-        self.features = FeatureChecker(needed_modules(config))
         self.listener = Listener(self.handle, host=config.server.host,
                                  port=config.server.port if port is None else port,
                                  max_connections=config.server.max_connections,
                                  command_timeout=config.server.command_timeout_s)
         self.run_worker = config.server.run_worker if run_worker is None else run_worker
-        self.agents: dict[str, dict[str, Any]] = {}
+        self.version: ConfigVersion | None = None
         self.observers: list[Callable[[CallSession, dict[str, Any]], None]] = []
         self._greenlets: list[gevent.Greenlet] = []
         self.worker = None
         self.stopped = gevent.event.Event()
-        self._knowledge: dict[str, tuple[Any, str | None]] = {}
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> int:
         """Connect Redis, build brains and actions, bind the socket; returns the bound port."""
         if self._own_store:
             self.store.start()
-        self.agents, self._knowledge = self._build(self.config)
+        self.version = self._build(self.config)
         port = self.listener.bind()
         self._greenlets.append(gevent.spawn(self.listener.listen))
         if self.run_worker:
@@ -126,29 +129,34 @@ class Runtime:
         self.listener.ready.wait(5)
         return port
 
-    def _build(self, config: Any) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[Any, str | None]]]:
-        """Each agent's actions and brain (descriptions embedded now, not on a caller's turn), and the sources."""
+    def _build(self, config: Config) -> ConfigVersion:
+        """A configuration version: sources loaded, each agent's actions and brain built (descriptions embedded
+        now, not on a caller's turn)."""
         from controller.brain import make_brain  # brains import embedders: only once the process runs
-        knowledge = {}
+        current = self.version.services if self.version is not None else None
+        knowledge: dict[str, LoadedSource] = {}
         for name in sorted(used_sources(config)):
-            loaded = self._knowledge.get(name, (None, None))
-            unchanged = self.config.knowledge_sources.get(name) == config.knowledge_sources[name]
+            loaded = current.sources.get(name, (None, None)) if current is not None else (None, None)
+            unchanged = current is not None and current.config.knowledge_sources.get(name) == \
+                config.knowledge_sources[name]
             # a reload keeps a loaded index (it follows new generations by itself) unless its source changed
             if not unchanged or loaded[0] is None:
                 loaded = open_source(config.knowledge_sources[name])
             knowledge[name] = loaded
+        services = Services(config, self.store, self.clock, knowledge)
 
         def lookup(source: str, query: str) -> list[dict[str, Any]]:
             return kb_hits(knowledge, source, query)
 
         agents = {}
         for agent_id, agent in config.agents.items():
-            actions = build_actions(agent, self)
+            actions = build_actions(agent, services)
             brain = make_brain(agent, lookup)
             if hasattr(brain, "prepare"):
                 brain.prepare([a.base_spec() for a in actions.values()])
-            agents[agent_id] = {"agent": agent, "actions": actions, "brain": brain}
-        return agents, knowledge
+            agents[agent_id] = AgentPieces(agent, actions, brain)
+        number = self.version.number + 1 if self.version is not None else 0
+        return ConfigVersion(services, agents, FeatureChecker(needed_modules(config)), number)
 
     def reload(self) -> tuple[bool, str]:
         """Read the configuration file again and use it for new calls; (taken, what happened)."""
@@ -156,20 +164,20 @@ class Runtime:
         path = self.config.path
         try:
             config = gevent.get_hub().threadpool.apply(load_config, (path,))  # 20 ms+ of parsing: off the hub
-            agents, knowledge = self._build(config)
+            version = self._build(config)
         except ConfigError as exc:
             return self._reloaded(False, f"reload refused, the running configuration stays: {path}:\n{exc}")
         except Exception as exc:  # a brain or source that cannot be built: same outcome, with the reason
             log.exception("reload failed while building agents")
             return self._reloaded(False, f"reload refused, the running configuration stays: {exc}")
         kept = [name for name in RESTART_ONLY if _setting(self.config, name) != _setting(config, name)]
-        self.config, self.agents, self._knowledge = config, agents, knowledge
+        self.config, self.version = config, version
         self.listener.command_timeout = config.server.command_timeout_s
-        self.features = FeatureChecker(needed_modules(config))
         if self.worker is not None:
             from controller.aftercall.worker import after_call_settings
             self.worker.configure(*after_call_settings(config))
-        message = f"configuration reloaded from {path}: {len(agents)} agent(s) for new calls"
+        message = (f"configuration reloaded from {path} (version {version.number}): {len(version.agents)} agent(s) "
+                   "for new calls; live calls keep the version they started with")
         if kept:
             message += f"; {', '.join(kept)} changed and take effect at the next restart"
         return self._reloaded(True, message)
@@ -219,62 +227,10 @@ class Runtime:
         log.info("stopped (%d call(s) handed back to the dialplan)", left)
         return 0
 
-    @property
-    def command_timeout(self) -> float:
-        return self.config.server.command_timeout_s
-
-    @property
-    def execute_timeout(self) -> float:
-        return self.config.server.execute_timeout_s
-
-    @property
-    def extra_events(self) -> list[str]:
-        return list(self.config.server.extra_events)
-
-    def knowledge(self, source: str) -> tuple[Any, str | None]:
-        """(KnowledgeBase, None), or (None, why it is unavailable): a broken index fails only the RAG action."""
-        return self._knowledge.get(source, (None, f"knowledge source {source!r} was not loaded at start"))
-
     # ---------------------------------------------------------------- per call
     def handle(self, esl: EslSession) -> None:
-        CallSession(esl, self).run()
-
-    def choose_agent(self, agent_id: str | None, call_log: Any) -> Any:
-        if agent_id and agent_id in self.config.agents:
-            return self.config.agents[agent_id]
-        if agent_id:
-            call_log.warning("unknown switchboard_agent %r: using the default agent %s (check the dialplan's "
-                             "`set switchboard_agent=...`)", agent_id, self.config.default_agent)
-        return self.config.agents[self.config.default_agent]
-
-    def before_call(self, call: CallSession) -> None:
-        """Before-call workflows, concurrently, within the agent's ring budget; results become call variables."""
-        workflows = call.agent.actions.before_call
-        if not workflows:
-            return
-        from controller.workflow.run import run_workflow
-        budget = call.agent.ring_budget_s
-
-        def job(action: Any) -> Callable[[], None]:
-            def run() -> None:
-                entry = call.start_action("before_call", action.name, "workflow")
-                try:
-                    result = run_workflow(action, call.variables, uuid=call.uuid, clock=self.clock, max_s=budget)
-                except gevent.GreenletExit:
-                    call.finish_action(entry, "timeout", error=f"ring budget of {budget}s spent")
-                    raise
-                call.variables.update(result.variables)
-                outcome = "ok" if result.ok else ("timeout" if result.timed_out else "failed")
-                call.finish_action(entry, outcome, status=result.status, error=result.error,
-                                   kept=sorted(result.variables))
-            return run
-
-        run_concurrently([job(a) for a in workflows], self.clock.scaled(budget) + 0.05)
-        self.store.update_call(call.uuid, variables=call.variables)
-
-    def in_call(self, call: CallSession) -> None:
-        pieces = self.agents[call.agent.id]
-        Conversation(call, pieces["brain"], pieces["actions"]).run()
+        """A new socket session: the call runs under the version current now, to its end."""
+        CallSession(esl, self.version, self.on_call_ended).run()
 
     def on_call_ended(self, call: CallSession, record: dict[str, Any]) -> None:
         for observer in list(self.observers):

@@ -14,7 +14,8 @@ import gevent.socket
 import gevent.subprocess
 import pytest
 
-from controller.esl.values import DialStringError, originate_command
+from controller.esl import commands
+from controller.esl.values import DialStringError
 from fssim.captures import load_capture
 from fssim import Scenario
 from fssim.inbound import InboundServer
@@ -30,7 +31,7 @@ default_sip_connection: trunk
 
 
 def test_the_originate_command_is_the_one_of_capture_13_through_a_sofia_gateway():
-    command = originate_command("+33612345678", "carrier_main", "e164", UUID, "support", ("127.0.0.1", 8084), 30,
+    command = commands.originate("+33612345678", "carrier_main", "e164", UUID, "support", ("127.0.0.1", 8084), 30,
                                 "+33100000000")
     assert command == (f"originate {{origination_uuid={UUID},switchboard_agent=support,originate_timeout=30,"
                        "ignore_early_media=true,origination_caller_id_number=+33100000000}"
@@ -40,7 +41,7 @@ def test_the_originate_command_is_the_one_of_capture_13_through_a_sofia_gateway(
         args = dict(target_e164="+33612345678", gateway="carrier_main", number_format="e164", call_uuid=UUID,
                     agent_id="support", socket_address=("127.0.0.1", 8084), timeout_s=30, caller_id_number=None)
         with pytest.raises(DialStringError):
-            originate_command(**{**args, **bad})
+            commands.originate(**{**args, **bad})
 
 
 def _call(config: Path, *args: str, password: str = "ClueCon") -> gevent.subprocess.CompletedProcess:
@@ -128,7 +129,7 @@ def test_an_unquoted_socket_app_connects_static_and_serve_cannot_take_the_call(t
     inbound = InboundServer("ClueCon", Scenario.from_dict({"name": "static", "end_after_s": 5}), TIME_SCALE)
     with running(config, session_redis) as runtime:
         port = inbound.start()
-        command = originate_command("+33612345678", "carrier_main", "e164", UUID, "support",
+        command = commands.originate("+33612345678", "carrier_main", "e164", UUID, "support",
                                     ("127.0.0.1", runtime.listener.port), 30)
         unquoted = command.replace("&socket('", "&socket(").replace("')", ")")
         try:

@@ -1,9 +1,10 @@
 """The validating builder: every value on its way to an ESL command or a SIP header."""
 import pytest
 
-from controller.esl.values import (DialStringError, bridge_string, caller_leg_bridge_vars, format_number,
-                                   normalise_number, safe_app_arg, validate_codecs, validate_dtmf, validate_e164,
-                                   validate_gateway, validate_header_name, validate_header_value, validate_uuid)
+from controller.esl.commands import bridge_string, multiset_before_bridge
+from controller.esl.values import (DialStringError, format_number, normalise_number, safe_app_arg, validate_codecs,
+                                   validate_dtmf, validate_e164, validate_gateway, validate_header_name,
+                                   validate_header_value, validate_uuid)
 
 UUID = "16161616-0000-4000-8000-000000000001"
 HOSTILE = [
@@ -141,9 +142,9 @@ def test_the_bridge_string_refuses_any_bad_part(kwargs):
 
 
 def test_copying_caller_headers_is_decided_on_the_caller_leg():
-    assert caller_leg_bridge_vars(False) == (
+    assert multiset_before_bridge(False).arg == (
         "continue_on_fail=true hangup_after_bridge=false sip_copy_custom_headers=false")
-    assert caller_leg_bridge_vars(True).endswith("sip_copy_custom_headers=true")
+    assert multiset_before_bridge(True).arg.endswith("sip_copy_custom_headers=true")
 
 
 def test_a_number_is_formatted_as_the_gateway_wants():

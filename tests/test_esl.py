@@ -13,7 +13,7 @@ from controller.esl.session import (CallHangup, EslSession, EslTimeout, ExecuteF
 from controller.esl.listener import Listener
 
 CONNECT_REPLY = (
-    b"Event-Name: CHANNEL_DATA\nCore-UUID: core-1\nUnique-ID: call-1\nChannel-Name: loopback/agent-b\n"
+    b"Event-Name: CHANNEL_DATA\nCore-UUID: core-1\nUnique-ID: 0a160000-0000-4000-8000-00000000c001\nChannel-Name: loopback/agent-b\n"
     b"Caller-Caller-ID-Number: %2B33612345678\nCaller-Caller-ID-Name: ESL%20Test\nAnswer-State: ringing\n"
     b"variable_switchboard_agent: support\nContent-Type: command/reply\nReply-Text: %2BOK%0A\n"
     b"Socket-Mode: async\nControl: full\n\n"
@@ -109,7 +109,7 @@ def test_values_are_decoded_after_the_frame_is_split_so_percent_0a_makes_no_fake
 
     listener = serve(handler)
     peer = connected(listener.port)
-    peer.send(event([("Event-Name", "CUSTOM"), ("Unique-ID", "call-1"),
+    peer.send(event([("Event-Name", "CUSTOM"), ("Unique-ID", "0a160000-0000-4000-8000-00000000c001"),
                      ("variable_note", "line one\nFake-Header: injected")]))
     frame = got.get(timeout=3)
     assert frame.var("note") == "line one\nFake-Header: injected"
@@ -126,7 +126,7 @@ def test_an_event_body_stays_out_of_the_headers(serve):
     listener = serve(handler)
     peer = connected(listener.port)
     nlsml = '<result><interpretation confidence="87"><input mode="speech">bonjour: oui</input></interpretation></result>'
-    peer.send(event([("Event-Name", "DETECTED_SPEECH"), ("Unique-ID", "call-1"),
+    peer.send(event([("Event-Name", "DETECTED_SPEECH"), ("Unique-ID", "0a160000-0000-4000-8000-00000000c001"),
                      ("Speech-Type", "detected-speech")], body=nlsml))
     frame = got.get(timeout=3)
     assert frame.body == nlsml
@@ -145,11 +145,11 @@ def test_a_json_event_does_not_kill_the_reader(serve):
 
     listener = serve(handler)
     peer = connected(listener.port)
-    body = b'{"Event-Name": "DTMF", "Unique-ID": "call-1", "DTMF-Digit": "#"}'
+    body = b'{"Event-Name": "DTMF", "Unique-ID": "0a160000-0000-4000-8000-00000000c001", "DTMF-Digit": "#"}'
     gevent.sleep(0.05)
     peer.send(f"Content-Length: {len(body)}\nContent-Type: text/event-json\n\n".encode() + body)
     gevent.sleep(0.05)
-    peer.send(event([("Event-Name", "CHANNEL_ANSWER"), ("Unique-ID", "call-1")]))
+    peer.send(event([("Event-Name", "CHANNEL_ANSWER"), ("Unique-ID", "0a160000-0000-4000-8000-00000000c001")]))
     first, second = got.get(timeout=3)
     assert first.get("DTMF-Digit") == "#"
     assert second is not None
@@ -186,7 +186,7 @@ def test_the_argument_travels_as_a_text_plain_body_with_event_lock_and_event_uui
 
 
 def _complete(app, app_uuid, response="_none_"):
-    return event([("Event-Name", "CHANNEL_EXECUTE_COMPLETE"), ("Unique-ID", "call-1"), ("Application", app),
+    return event([("Event-Name", "CHANNEL_EXECUTE_COMPLETE"), ("Unique-ID", "0a160000-0000-4000-8000-00000000c001"), ("Application", app),
                   ("Application-UUID", app_uuid), ("Application-Response", response)])
 
 
@@ -248,7 +248,7 @@ def test_a_hangup_surfaces_as_one_exception_in_every_pending_wait(serve):
     peer = connected(listener.port)
     peer.read_command()
     peer.send(OK)
-    peer.send(event([("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", "call-1"), ("Hangup-Cause", "USER_BUSY")]))
+    peer.send(event([("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", "0a160000-0000-4000-8000-00000000c001"), ("Hangup-Cause", "USER_BUSY")]))
     assert got.get(timeout=3) == "USER_BUSY"
 
 
@@ -270,12 +270,12 @@ def test_uuid_break_all_fails_the_waiters_of_the_executes_it_flushed(serve):
     peer = connected(listener.port)
     one, _ = peer.read_command()
     peer.send(OK)
-    peer.send(event([("Event-Name", "CHANNEL_EXECUTE"), ("Unique-ID", "call-1"), ("Application", "speak"),
+    peer.send(event([("Event-Name", "CHANNEL_EXECUTE"), ("Unique-ID", "0a160000-0000-4000-8000-00000000c001"), ("Application", "speak"),
                      ("Application-UUID", _uuid_of(one))]))
     peer.read_command()
     peer.send(OK)
     lines, _ = peer.read_command()
-    assert lines == ["api uuid_break call-1 all"]
+    assert lines == ["api uuid_break 0a160000-0000-4000-8000-00000000c001 all"]
     peer.send(b"Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
     peer.send(_complete("speak", _uuid_of(one)))
     assert got.get(timeout=3) == "_none_"

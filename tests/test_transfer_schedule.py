@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from controller.actions import build_actions
+from controller.actions.context import Services
 from controller.clock import FixedClock
 from controller.config.schema import load_config
 from controller.runtime import Runtime
@@ -25,7 +26,7 @@ def spec_at(tmp_path):
     config = load_config(transfer_config(tmp_path, {"schedule": NIGHTS, "destinations": [
         {"country": "FR", "number": "01 70 36 39 50", "description": "Conseillers Paris"}]}))
     clock = FixedClock(datetime(2026, 1, 1, tzinfo=PARIS))
-    action = build_actions(config.agents["support"], Runtime(config, clock=clock))["to_advisor"]
+    action = build_actions(config.agents["support"], Services(config, Runtime(config, clock=clock).store, clock))["to_advisor"]
 
     def spec(*local, fold=0):
         clock.set(datetime(*local, tzinfo=PARIS, fold=fold))

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from controller.config.schema import ConfigError, load_config
-from controller.esl.values import (DialStringError, bridge_string, caller_leg_bridge_vars, confirm_prompt,
-                                   kill_command, refer_target, transfer_command)
+from controller.esl.commands import (bridge_string, confirm_prompt, deflect, multiset_before_bridge, uuid_kill,
+                                     uuid_transfer)
+from controller.esl.values import DialStringError
 from controller.transfer.destinations import DestinationIndex, Target, words
 from controller.transfer.outcome import classify
 from tests.support.transfer import transfer_config
@@ -86,10 +87,10 @@ def test_every_disposition_maps_to_one_typed_result(disposition, result):
 
 
 def test_the_caller_leg_gets_the_ringback_and_refuses_anything_else():
-    assert caller_leg_bridge_vars(False, "%(2000,4000,440,480)").endswith(" transfer_ringback=%(2000,4000,440,480)")
+    assert multiset_before_bridge(False, "%(2000,4000,440,480)").arg.endswith(" transfer_ringback=%(2000,4000,440,480)")
     for bad in ("%(1,2) x=y", "${us-ring}", "%(1,2)\nhangup", "local_stream://moh"):
         with pytest.raises(DialStringError):
-            caller_leg_bridge_vars(False, bad)
+            multiset_before_bridge(False, bad).arg
 
 
 @pytest.mark.parametrize("prompt, spoken", [
@@ -120,19 +121,19 @@ def test_confirm_goes_in_the_global_variables_and_its_parts_are_checked():
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hand_off_refer_and_kill_commands_refuse_hostile_parts(value):
     with pytest.raises(DialStringError):
-        transfer_command(UUID, value, "default")
+        uuid_transfer(UUID, value, "default")
     with pytest.raises(DialStringError):
-        transfer_command(UUID, "2002", value)
+        uuid_transfer(UUID, "2002", value)
     with pytest.raises(DialStringError):
-        refer_target("+33123456789", value, "e164")
+        deflect("+33123456789", value, "e164").arg
     with pytest.raises(DialStringError):
-        kill_command(value)
+        uuid_kill(value)
 
 
 def test_the_hand_off_refer_and_kill_commands_are_exact():
-    assert transfer_command(UUID, "2002", "default") == f"uuid_transfer {UUID} 2002 XML default"
-    assert refer_target("+33123456789", "sip.carrier.example", "e164_no_plus") == "sip:33123456789@sip.carrier.example"
-    assert kill_command(UUID) == f"uuid_kill {UUID} ALLOTTED_TIMEOUT"
+    assert uuid_transfer(UUID, "2002", "default") == f"uuid_transfer {UUID} 2002 XML default"
+    assert deflect("+33123456789", "sip.carrier.example", "e164_no_plus").arg == "sip:33123456789@sip.carrier.example"
+    assert uuid_kill(UUID) == f"uuid_kill {UUID} ALLOTTED_TIMEOUT"
 
 
 def test_a_confirm_prompt_too_long_for_a_dial_string_is_refused_by_check(tmp_path):

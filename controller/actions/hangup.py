@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.actions.base import Action, ActionOutcome, phrase, register
+from controller.actions.base import Action, ActionOutcome, register
+from controller.actions.context import ActionContext
+from controller.phrases import phrase
 
 
 @register
@@ -19,13 +21,13 @@ class HangupAction(Action):
     def description(self) -> str:
         return f"{self.config.description} (condition: {self.config.condition})"
 
-    def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:
-        counts = conversation.call.variables.setdefault("_hangup_attempts", {})
+    def run(self, ctx: ActionContext, arguments: dict[str, Any]) -> ActionOutcome:
+        counts = ctx.variables.setdefault("_hangup_attempts", {})
         counts[self.name] = counts.get(self.name, 0) + 1
         met, needed = counts[self.name], self.config.min_attempts
         if met < needed:
-            return ActionOutcome("condition_met", say=phrase(conversation.language, "not_yet"),
+            return ActionOutcome("condition_met", say=phrase(ctx.language, "not_yet"),
                                  detail={"attempt": met, "min_attempts": needed}, progress=False)
-        goodbye = self.config.message or phrase(conversation.language, "goodbye")
+        goodbye = self.config.message or phrase(ctx.language, "goodbye")
         return ActionOutcome("hung_up", say=goodbye, detail={"attempt": met, "min_attempts": needed},
                              end_call=True)

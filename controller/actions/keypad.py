@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.esl.values import DialStringError, validate_dtmf
 from controller.actions.base import Action, ActionOutcome, ActionRefused, register
+from controller.actions.context import ActionContext
+from controller.esl.commands import send_dtmf
+from controller.esl.values import DialStringError
 
 
 @register
@@ -24,13 +26,12 @@ class KeypadAction(Action):
                 "properties": {"digits": {"type": "string", "pattern": "^[0-9*#A-DwW]{1,128}$",
                                           "description": "keys to press: 0-9 * # A-D, w = 0.5 s pause, W = 1 s"}}}
 
-    def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:
+    def run(self, ctx: ActionContext, arguments: dict[str, Any]) -> ActionOutcome:
         digits = self.config.digits or arguments.get("digits", "")
         try:
-            validate_dtmf(digits)
+            app = send_dtmf(digits, self.config.tone_ms)
         except DialStringError as exc:
             raise ActionRefused(exc.reason, "digits") from None
-        conversation.wait_quiet()
-        timeout = conversation.call.runtime.execute_timeout + conversation.clock.scaled(0.6 * len(digits))
-        conversation.esl.execute("send_dtmf", f"{digits}@{self.config.tone_ms}", timeout=timeout)
+        ctx.wait_quiet()
+        ctx.execute(app, ctx.services.execute_timeout + ctx.clock.scaled(0.6 * len(digits)))
         return ActionOutcome("sent", detail={"digits": digits})

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.actions.base import Action, ActionOutcome, phrase, register
+from controller.actions.base import Action, ActionOutcome, register
+from controller.actions.context import ActionContext
+from controller.phrases import phrase
 
 TOP_K = 3
 
@@ -23,16 +25,16 @@ class RagAction(Action):
                                            "description": "the caller's question, in their words"}}}
     fillable = ("query",)
 
-    def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:
+    def run(self, ctx: ActionContext, arguments: dict[str, Any]) -> ActionOutcome:
         query = arguments["query"].strip()
-        no_answer = self.config.message_no_answer or phrase(conversation.language, "rag_no_answer")
-        kb, error = self.runtime.knowledge(self.config.source)
+        no_answer = self.config.message_no_answer or phrase(ctx.language, "rag_no_answer")
+        kb, error = self.services.knowledge(self.config.source)
         if kb is None:
             return ActionOutcome("unavailable", say=no_answer, progress=False,
                                  detail={"query": query, "chunks": [], "error": error})
         before = self.config.message_before
         if before.enabled:
-            conversation.say(before.text or phrase(conversation.language, "rag_before"))
+            ctx.say(before.text or phrase(ctx.language, "rag_before"))
         hits = kb.search(query, k=TOP_K)
         chunks = [{"text": h.text, "source": h.source, "score": round(h.score, 4), "position": h.position}
                   for h in hits]

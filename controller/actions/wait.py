@@ -5,8 +5,9 @@ import re
 from typing import Any
 
 from controller.brain.base import Turn
-from controller.esl.speech import parse_heard
 from controller.actions.base import Action, ActionOutcome, register
+from controller.actions.context import ActionContext
+from controller.esl.speech import parse_heard
 
 # Recorded hold and IVR prompts (French and English): hearing these means "keep waiting", not "a person".
 _RECORDED = re.compile(
@@ -24,10 +25,10 @@ class WaitAction(Action):
 
     type = "wait"
 
-    def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:
-        clock = conversation.clock
+    def run(self, ctx: ActionContext, arguments: dict[str, Any]) -> ActionOutcome:
+        clock = ctx.clock
         resume_on = set(self.config.resume_on)
-        conversation.wait_quiet()
+        ctx.wait_quiet()
         deadline = clock.monotonic() + clock.scaled(self.config.max_wait_s)
         menu_heard_at: float | None = None
         prompts: list[str] = []
@@ -37,18 +38,18 @@ class WaitAction(Action):
             if menu_heard_at is not None and "menu_end" in resume_on:
                 menu_end = menu_heard_at + clock.scaled(MENU_SILENCE_S)
                 if now >= menu_end:
-                    return self._resume(conversation, "menu_end", prompts)
+                    return self._resume(ctx, "menu_end", prompts)
                 limits.append(menu_end - now)
             if now >= deadline:
-                return self._resume(conversation, "max_wait", prompts)
-            frame = conversation.next_event(max(0.0, min(limits)))
+                return self._resume(ctx, "max_wait", prompts)
+            frame = ctx.next_event(max(0.0, min(limits)))
             if frame is None:
                 continue
             if frame.name == "CHANNEL_UNHOLD" and "unhold" in resume_on:
-                return self._resume(conversation, "unhold", prompts)
+                return self._resume(ctx, "unhold", prompts)
             if frame.name == "DETECTED_SPEECH" and frame.get("Speech-Type") == "detected-speech":
                 heard = parse_heard(frame.body)
-                conversation.resume_asr()
+                ctx.resume_asr()
                 if heard.kind != "speech":
                     continue
                 if _RECORDED.search(heard.text):
@@ -56,11 +57,11 @@ class WaitAction(Action):
                     menu_heard_at = clock.monotonic()
                     continue
                 if "speech" in resume_on:
-                    conversation.call.add_turn("caller", heard.text, confidence=heard.confidence)
-                    conversation.pending.append(Turn("speech", heard.text, heard.confidence))
-                    return self._resume(conversation, "person_speaking", prompts)
+                    ctx.add_turn("caller", heard.text, confidence=heard.confidence)
+                    ctx.push_turn(Turn("speech", heard.text, heard.confidence))
+                    return self._resume(ctx, "person_speaking", prompts)
 
-    def _resume(self, conversation: Any, why: str, prompts: list[str]) -> ActionOutcome:
-        conversation.audio_ended_at = conversation.clock.monotonic()
+    def _resume(self, ctx: ActionContext, why: str, prompts: list[str]) -> ActionOutcome:
+        ctx.restart_silence()
         return ActionOutcome("resumed", say=self.config.message_after or "",
                              detail={"reason": why, "recorded_prompts": prompts[-5:]})

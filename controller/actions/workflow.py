@@ -5,6 +5,7 @@ from typing import Any
 
 from controller.templating import TemplateError, render
 from controller.actions.base import Action, ActionOutcome, register
+from controller.actions.context import ActionContext
 from controller.workflow.run import run_workflow
 
 
@@ -21,19 +22,18 @@ class CallWorkflowAction(Action):
     def schema(self) -> dict[str, Any]:
         return self.config.arguments or {"type": "object", "properties": {}, "additionalProperties": False}
 
-    def run(self, conversation: Any, arguments: dict[str, Any]) -> ActionOutcome:
-        call = conversation.call
-        variables = {**call.variables, "arguments": arguments, **arguments}
-        result = run_workflow(self.config, variables, uuid=call.uuid, clock=conversation.clock)
+    def run(self, ctx: ActionContext, arguments: dict[str, Any]) -> ActionOutcome:
+        variables = {**ctx.variables, "arguments": arguments, **arguments}
+        result = run_workflow(self.config, variables, uuid=ctx.uuid, clock=ctx.clock)
         if not result.ok:
             return ActionOutcome("failed", progress=False,
                                  detail={"status": result.status, "error": result.error})
-        call.variables.update(result.variables)
+        ctx.variables.update(result.variables)
         say = ""
         if self.config.say_result:
             try:
                 say = render(self.config.say_result, {**variables, **result.variables})
             except TemplateError as exc:
-                conversation.log.error("workflow %s: say_result template failed: %s", self.name, exc)
+                ctx.log.error("workflow %s: say_result template failed: %s", self.name, exc)
         return ActionOutcome("ok", say=say, detail={"status": result.status, "kept": result.variables,
                                                     "elapsed_ms": round(result.elapsed_ms, 1)})

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from controller.workflow.http import HttpError, request, safe_url
 from controller.log import call_logger
 from controller.brain.base import ActionCall, BrainContext, Decision, Turn
-from controller.brain.lines import line
+from controller.phrases import phrase
 from controller.brain.tools import Toolset, build_toolset, slugify, validate_arguments
 
 MAX_REPLY = 4 * 1024 * 1024  # a chat reply is a few kB; this only stops a runaway server
@@ -45,7 +45,7 @@ class OpenAIBrain:
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
         self.temperature = temperature
-        self.fallback_text = fallback_text or line(language, "fallback")
+        self.fallback_text = fallback_text or phrase(language, "fallback")
 
     def decide(self, turn: Turn, context: BrainContext) -> Decision:
         toolset = build_toolset(context.actions)

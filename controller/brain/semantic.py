@@ -31,7 +31,7 @@ from knowledge.speakable import speakable
 
 from controller.log import call_logger
 from controller.brain.base import ActionCall, ActionSpec, BrainContext, Decision, Turn
-from controller.brain.lines import line
+from controller.phrases import phrase
 
 SECOND_WEIGHT = 0.5  # 0.25..1 measured alike (bench/brain.py); 0 is the plain best-unit cosine
 # (threshold, margin) per embedder, from `python bench/brain.py --calibrate` on examples/phrases/.
@@ -136,7 +136,7 @@ class SemanticBrain:
         self.language = language
         self.threshold = threshold if threshold is not None else defaults[0]
         self.margin = margin if margin is not None else defaults[1]
-        self.fallback_text = fallback_text or line(language, "fallback")
+        self.fallback_text = fallback_text or phrase(language, "fallback")
         self.rag_source = rag_source
         self.kb_lookup = kb_lookup
         self._indexes: OrderedDict[tuple[tuple[str, str], ...], _UnitIndex] = OrderedDict()
@@ -206,7 +206,7 @@ class SemanticBrain:
         if turn.kind == "speech":
             return self._on_words(turn.text, context)
         if turn.kind in ("no_input", "no_match"):
-            return Decision(say=line(self.language, turn.kind), note=f"{turn.kind}: reprompt")
+            return Decision(say=phrase(self.language, turn.kind), note=f"{turn.kind}: reprompt")
         if turn.kind == "action_result":
             return self._on_result(turn.result or {})
         if turn.kind == "refused":
@@ -220,7 +220,7 @@ class SemanticBrain:
 
     def _on_words(self, text: str, context: BrainContext) -> Decision:
         if not text.strip():
-            return Decision(say=line(self.language, "no_match"), note="empty words: reprompt")
+            return Decision(say=phrase(self.language, "no_match"), note="empty words: reprompt")
         m = self.match(text, context.actions)
         detail = {"best": m.best, "score": m.score, "runner_up": m.runner_up}
         if m.action is not None:

@@ -4,38 +4,54 @@ Speech in is background `detect_speech` only (never `play_and_detect_speech`, wh
 diverted events), resumed after every result and restarted when it closes; DTMF digits form one turn, ended by
 `#` or `dtmf_turn_timeout_s`; no-input is timed here, from the end of the agent's audio. Barge-in: a
 `begin-speaking` while the agent talks sends `uuid_break <uuid> all` and fails the executes it flushed.
+
+The conversation is the `ActionContext` its actions run in (actions/context.py): they reach the call only
+through it.
 """
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Optional, Sequence
 
 import gevent
+import gevent.queue
 
-from controller.actions.base import ActionOutcome, ActionRefused, LoopGuard, phrase
+from controller.actions.base import ActionOutcome, ActionRefused
+from controller.actions.context import Services
 from controller.brain.base import ActionCall, BrainContext, Decision, Turn
-from controller.esl.session import CallHangup, EslError, ExecuteFlushed, Execution, Frame
+from controller.call.loop_guard import LoopGuard
+from controller.call.record import ActionLog, CallRecord
+from controller.call.version import AgentPieces
+from controller.esl import commands
+from controller.esl.commands import App
+from controller.esl.frames import CallHangup, CommandError, EslError, ExecuteFlushed, Frame
+from controller.esl.modules import Features
+from controller.esl.session import EslSession, Execution
 from controller.esl.speech import build_speech, parse_heard
+from controller.phrases import phrase
 from controller.templating import TemplateError, render
-
-if TYPE_CHECKING:
-    from controller.call.session import CallSession
 
 MAX_CHAINED_ACTIONS = 3
 
 
 class Conversation:
-    """One call's dialogue; actions get it to speak, wait for events and read the call."""
+    """One call's dialogue, and the context its actions run in (speak, run apps, wait for events, hand off)."""
 
-    def __init__(self, call: "CallSession", brain: Any, actions: dict[str, Any]) -> None:
-        self.call = call
-        self.esl = call.esl
-        self.clock = call.clock
-        self.agent = call.agent
-        self.speech = call.agent.speech
-        self.brain = brain
-        self.actions = actions
-        self.log = call.log
+    def __init__(self, esl: EslSession, record: CallRecord, pieces: AgentPieces, services: Services,
+                 features: Features, *, resumed: bool = False) -> None:
+        self.esl = esl
+        self.record = record
+        self.services = services
+        self.clock = services.clock
+        self.agent = pieces.agent
+        self.speech = pieces.agent.speech
+        self.brain = pieces.brain
+        self.actions = pieces.actions
+        self.features = features
+        self.resumed = resumed
+        self.log = record.log
+        self.uuid = record.uuid
+        self.variables = record.variables
         self.talking: list[Execution] = []
         self.audio_ended_at = self.clock.monotonic()
         self.turn_arrived_at: float | None = None
@@ -44,16 +60,18 @@ class Conversation:
         self.pending: list[Turn] = []
         self.clarifying: tuple[str, str] | None = None
         self.ending = False
-        self.guard = LoopGuard(call.agent.limits)
-        self.tts_on = call.features.has(self.speech.tts.module)
+        self.handed_off = False
+        self.running: Optional[ActionLog] = None
+        self.guard = LoopGuard(self.agent.limits)
+        self.tts_on = features.has(self.speech.tts.module)
         asr = self.speech.asr
-        self.asr_on = bool(asr and asr.module and asr.engine and call.features.has(asr.module))
-        self.deadline = self.clock.monotonic() + self.clock.scaled(call.agent.limits.max_call_s)
-        self.language = call.agent.language
+        self.asr_on = bool(asr and asr.module and asr.engine and features.has(asr.module))
+        self.deadline = self.clock.monotonic() + self.clock.scaled(self.agent.limits.max_call_s)
+        self.language = self.agent.language
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> None:
-        self.esl.execute("set", "playback_terminators=none", timeout=self.call.runtime.execute_timeout)
+        self.execute(commands.set_variable("playback_terminators", "none"))
         if self.asr_on:
             self.start_asr()
         else:
@@ -101,13 +119,13 @@ class Conversation:
         return Decision(action=ActionCall(name, {field: turn.text}), note=f"clarification of {name}.{field}")
 
     def decide(self, turn: Turn) -> Decision:
-        context = BrainContext(self.call.uuid, self.agent.id, self.language, self.call.transcript,
-                               self.call.variables, [a.spec(self.call) for a in self.actions.values()])
+        context = BrainContext(self.uuid, self.agent.id, self.language, self.record.transcript,
+                               self.variables, [a.spec(self) for a in self.actions.values()])
         decision = self.brain.decide(turn, context)
         if decision.note or decision.detail:
             self.log.info("brain: %s", decision.note or decision.detail)
         if decision.detail.get("error"):
-            self.call.add_turn("system", "brain error", error=decision.detail["error"])
+            self.record.add_turn("system", "brain error", error=decision.detail["error"])
         return decision
 
     def run_action(self, action_call: ActionCall) -> Turn:
@@ -118,22 +136,25 @@ class Conversation:
         if errors:
             self.log.warning("action %s refused: %s", action_call.name, "; ".join(errors))
             return Turn("refused", result={"action": action_call.name, "reason": "; ".join(errors)})
-        entry = self.call.start_action("during_call", action.name, action.type, arguments=action_call.arguments)
+        entry = self.running = self.record.start_action("during_call", action.name, action.type,
+                                                        arguments=action_call.arguments)
         try:
             outcome = action.run(self, action_call.arguments)
         except ActionRefused as refused:
             outcome = ActionOutcome("refused", detail={"reason": refused.reason, "field": refused.field})
         except CallHangup as hangup:  # an action may attach what it knew (`hangup.outcome`) before re-raising
             known = getattr(hangup, "outcome", None) or ActionOutcome("abandoned")
-            self.call.finish_action(entry, known.result, **known.detail)
+            self.record.finish_action(entry, known.result, **known.detail)
             raise
         except EslError as exc:
             outcome = ActionOutcome("failed", detail={"error": str(exc)})
+        finally:
+            self.running = None
         if outcome.handed_off:
             self.ending = True
             return Turn("action_result", result={"action": action.name, "type": action.type,
                                                  "result": outcome.result, "detail": outcome.detail, "say": ""})
-        self.call.finish_action(entry, outcome.result, **outcome.detail)
+        self.record.finish_action(entry, outcome.result, **outcome.detail)
         if outcome.result == "refused" and outcome.detail.get("reason") == "ambiguous" and outcome.detail.get("field"):
             self.clarifying = (action.name, outcome.detail["field"])
         if outcome.progress:
@@ -148,14 +169,14 @@ class Conversation:
     def _greeting(self) -> str:
         """The agent's greeting; to a caller another agent handed on, its `handoff_greeting` if it has one (so the
         caller hears who they now speak to)."""
-        text = (self.call.resumed and self.speech.handoff_greeting) or self.speech.greeting
+        text = (self.resumed and self.speech.handoff_greeting) or self.speech.greeting
         try:
-            return render(text, self.call.variables)
+            return render(text, self.variables)
         except TemplateError as exc:
             self.log.error("greeting template failed (%s); saying it without variables", exc)
             return re.sub(r"{[{%].*?[}%]}", "", text)
 
-    def say(self, text: str, then: Sequence[tuple[str, str | None]] = ()) -> list[Execution]:
+    def say(self, text: str, then: Sequence[App] = ()) -> list[Execution]:
         """Queue `speak engine|voice|<sentence>` executes (they play in order) and log the turn.
 
         `then`: apps to run right after the sentence, sent in the same write (a transfer's bridge is on the wire
@@ -170,13 +191,13 @@ class Conversation:
         extra: dict[str, Any] = {}
         if self.turn_arrived_at is not None:
             latency = (self.clock.monotonic() - self.turn_arrived_at) * 1000
-            self.call.metrics["turn_latency_ms"].append(round(latency, 2))
+            self.record.metrics["turn_latency_ms"].append(round(latency, 2))
             extra["latency_ms"] = round(latency, 2)
             self.turn_arrived_at = None
-        speaks: list[tuple[str, str | None]] = [("speak", part) for part in spoken.parts] if self.tts_on else []
+        speaks = [commands.speak(part) for part in spoken.parts] if self.tts_on else []
         executions = self.esl.start_executes(speaks + list(then)) if speaks or then else []
         self.talking.extend(executions[:len(speaks)])
-        self.call.add_turn("agent", spoken.text, **extra)
+        self.record.add_turn("agent", spoken.text, **extra)
         return executions[len(speaks):]
 
     def is_talking(self) -> bool:
@@ -199,35 +220,29 @@ class Conversation:
         self.ending = True
         self.say(goodbye)
         self.wait_quiet()
-        self.call.hangup_by = "agent"
+        self.record.hangup_by = "agent"
         self.esl.hangup("NORMAL_CLEARING")
 
     def builtin_hangup(self, reason: str, goodbye: str) -> None:
-        entry = self.call.start_action("during_call", "builtin_hangup", "hangup", reason=reason)
-        self.call.finish_action(entry, "hung_up")
+        entry = self.record.start_action("during_call", "builtin_hangup", "hangup", reason=reason)
+        self.record.finish_action(entry, "hung_up")
         self.log.warning("built-in hang-up: %s", reason)
         self.end(goodbye)
 
     # ----------------------------------------------------------------- speech in
     def start_asr(self) -> None:
-        """`detect_speech unimrcp {no-input-timeout=5000}builtin:speech/transcribe switchboard`: background
-        recognition for the whole call (mod_dptools passes the grammar before its name, whatever its usage
-        line says)."""
+        """`detect_speech unimrcp {no-input-timeout=5000}builtin:speech/transcribe switchboard` (commands.py)."""
         asr = self.speech.asr
-        grammar = asr.grammar
-        if asr.params:
-            grammar = "{" + ",".join(f"{k}={v}" for k, v in asr.params.items()) + "}" + grammar
-        self.esl.execute("detect_speech", f"{asr.engine} {grammar} switchboard",
-                         timeout=self.call.runtime.execute_timeout)
+        self.execute(commands.detect_speech(asr.engine, asr.grammar, asr.params))
 
     def resume_asr(self) -> None:
         if self.asr_on:
-            self.esl.execute("detect_speech", "resume", timeout=self.call.runtime.execute_timeout)
+            self.execute(commands.detect_speech_control("resume"))
 
-    def next_event(self, timeout: float | None) -> Frame | None:
+    def next_event(self, timeout_s: float | None) -> Frame | None:
         """The next event of the call (None on timeout); CallHangup when the channel is gone."""
         try:
-            frame = self.esl.events.get(timeout=timeout)
+            frame = self.esl.events.get(timeout=timeout_s)
         except gevent.queue.Empty:
             frame = None
         else:
@@ -273,14 +288,14 @@ class Conversation:
                     self.talking.clear()
                     self.audio_ended_at = self.clock.monotonic()
                     self.log.info("barge-in: agent stopped (%d queued sentence(s) dropped)", len(dropped))
-                    self.call.add_turn("system", "barge-in")
+                    self.record.add_turn("system", "barge-in")
                 return None
             if kind == "detected-speech":
                 self.turn_arrived_at = self.clock.monotonic()
                 heard = parse_heard(frame.body)
                 self.resume_asr()
                 if heard.kind == "speech":
-                    self.call.add_turn("caller", heard.text, confidence=heard.confidence)
+                    self.record.add_turn("caller", heard.text, confidence=heard.confidence)
                     return Turn("speech", heard.text, heard.confidence)
                 return Turn(heard.kind)
             if kind == "closed" and self.asr_on:
@@ -301,5 +316,68 @@ class Conversation:
 
     def _dtmf_turn(self) -> Turn:
         digits, self.dtmf, self.dtmf_deadline = self.dtmf, "", None
-        self.call.add_turn("caller", digits, dtmf=True)
+        self.record.add_turn("caller", digits, dtmf=True)
         return Turn("dtmf", digits)
+
+
+    # ----------------------------------------------------------------- the rest of the action context
+    def has_module(self, module: str) -> bool:
+        return self.features.has(module)
+
+    def execute(self, app: App, timeout_s: Optional[float] = None) -> Frame:
+        timeout = self.services.execute_timeout if timeout_s is None else timeout_s
+        return self.esl.execute(app.name, app.arg, timeout=timeout)
+
+    def start_execute(self, app: App) -> Execution:
+        return self.esl.start_execute(app.name, app.arg)
+
+    def api(self, command: str) -> str:
+        return self.esl.api(command)
+
+    def listen(self) -> gevent.queue.Queue:
+        return self.esl.listen()
+
+    def unlisten(self, queue: gevent.queue.Queue) -> None:
+        self.esl.unlisten(queue)
+
+    def wait_hangup(self, timeout_s: float) -> bool:
+        return self.esl.hungup.wait(timeout=timeout_s)
+
+    def hangup_cause(self) -> str:
+        return self.esl.hangup_cause or "NORMAL_CLEARING"
+
+    def add_turn(self, who: str, text: str, **extra: Any) -> dict[str, Any]:
+        return self.record.add_turn(who, text, **extra)
+
+    def push_turn(self, turn: Turn) -> None:
+        self.pending.append(turn)
+
+    def restart_silence(self) -> None:
+        self.audio_ended_at = self.clock.monotonic()
+
+    def ended_by_agent(self) -> None:
+        self.record.hangup_by = "agent"
+
+    def hand_off(self, command: str, agent_id: str, detail: dict[str, Any]) -> None:
+        """Store everything the next agent's session reads at connect, then `api uuid_transfer ...`, then let go.
+
+        The snapshot (with `handoff_to`) goes before uuid_transfer, the action's result right after FreeSWITCH's
+        `+OK`, then `release()` closes our end. No `exit`: an old session that ends after the new one has parked
+        ends the new `socket` app, and the dialplan hangs the caller up (capture 18).
+        """
+        entry, store = self.running, self.services.store
+        if entry is None:
+            raise RuntimeError("hand_off outside an action run")
+        entry.result, entry.ended_at = "handed_off", self.clock.wall()
+        entry.detail.update(detail)
+        store.update_call(self.uuid, handoff_to=agent_id, **self.record.snapshot())
+        with self.esl.gate.leaving():
+            try:
+                self.api(command)
+            except CommandError:
+                entry.result = "running"  # the conversation finishes it with the take-back's result
+                store.update_call(self.uuid, handoff_to="")
+                raise
+            self.record.finish_action(entry, "handed_off", **detail)
+            self.handed_off = True
+            self.esl.release()

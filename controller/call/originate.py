@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from controller.esl.values import DialStringError, normalise_number, originate_command
+from controller.esl.commands import originate
+from controller.esl.values import DialStringError, normalise_number
 
 
 def originate_for(config: Any, agent_id: str, number: str, call_uuid: str, *, country: Optional[str] = None,
@@ -29,6 +30,6 @@ def originate_for(config: Any, agent_id: str, number: str, call_uuid: str, *, co
     if socket_address is None:
         host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
         socket_address = (host, config.server.port)
-    return originate_command(normalise_number(country, number), sip.gateway, sip.number_format,
+    return originate(normalise_number(country, number), sip.gateway, sip.number_format,
                              call_uuid, agent_id, socket_address,
                              config.freeswitch.originate_timeout_s, caller_id or config.agents[agent_id].number)

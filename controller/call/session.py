@@ -4,96 +4,56 @@ The call reads straight down: set up the socket, run the before-call workflows w
 call to the conversation, and whatever ends it (the caller hanging up surfaces as CallHangup from any wait),
 store the record before sending `exit`. A call handed to another agent stores its state and lets go of the socket
 without `exit` instead (captures 12, 18); the next agent's session continues the same record.
+The call keeps the configuration version it was connected under (call/version.py) until it ends.
 """
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Optional
 
 import gevent
 
-from controller.esl.session import CallHangup, CommandError, EslError, EslSession, EslTimeout
+from controller.call.conversation import Conversation
+from controller.call.record import CallRecord, Moment
+from controller.call.version import AgentPieces, ConfigVersion
+from controller.esl import commands
+from controller.esl.frames import CallHangup, CommandError, EslError, EslTimeout
+from controller.esl.modules import Features
+from controller.esl.session import EslSession
 from controller.log import call_logger
-
-if TYPE_CHECKING:
-    from controller.runtime import Runtime
+from controller.workflow.run import run_workflow
 
 LINGER_S = 30
-
-
-class Moment(str, enum.Enum):
-    RINGING = "ringing"
-    IN_CALL = "in_call"
-    ENDED = "ended"
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class ActionLog:
-    """One action run: what, when, and the typed result the brain and the record see."""
-
-    moment: str
-    name: str
-    type: str
-    started_at: float
-    ended_at: float | None = None
-    result: str = "running"
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"moment": self.moment, "name": self.name, "type": self.type,
-                "started_at": _iso(self.started_at),
-                "ended_at": _iso(self.ended_at) if self.ended_at else None,
-                "duration_ms": round((self.ended_at - self.started_at) * 1000, 1) if self.ended_at else None,
-                "result": self.result, "detail": self.detail}
+CallEnded = Callable[["CallSession", dict[str, Any]], None]
 
 
 class CallSession:
     """Owns one call from the socket's `connect` to the record stored in Redis."""
 
-    def __init__(self, esl: EslSession, runtime: "Runtime") -> None:
+    def __init__(self, esl: EslSession, version: ConfigVersion, on_ended: Optional[CallEnded] = None) -> None:
         self.esl = esl
-        self.runtime = runtime
-        self.clock = runtime.clock
-        self.config = runtime.config
-        self.agent = None
-        self.moment: Moment | None = None
-        self.moments: dict[str, float] = {}
-        self.variables: dict[str, Any] = {}
-        self.sip_headers: dict[str, str] = {}
-        self.transcript: list[dict[str, Any]] = []
-        self.actions: list[ActionLog] = []
-        self.metrics: dict[str, Any] = {"turn_latency_ms": []}
-        self.hangup_by: str | None = None
-        self.hangup_cause: str | None = None
-        self.handed_off = False
-        self.resumed = False
-        self.features = None
+        self.version = version
+        self.services = version.services
+        self.clock = version.services.clock
+        self.on_ended = on_ended
         self.log = call_logger("-")
+        self.record = CallRecord(version.services.store, self.clock, self.log)
+        self.pieces: Optional[AgentPieces] = None
+        self.features: Optional[Features] = None
+        self.conversation: Optional[Conversation] = None
+        self.resumed = False
 
-    # ------------------------------------------------------------------ identity
     @property
     def uuid(self) -> str:
         return self.esl.uuid
 
     @property
-    def caller(self) -> str:
-        return self.esl.channel.get("Caller-Caller-ID-Number", "")
+    def handed_off(self) -> bool:
+        """The conversation left the channel to another agent's session (it wrote the state that session reads)."""
+        return self.conversation is not None and self.conversation.handed_off
 
     @property
     def answered_on_connect(self) -> bool:
         return self.esl.channel.get("Answer-State") == "answered"
-
-    def enter(self, moment: Moment) -> None:
-        self.moment = moment
-        self.moments.setdefault(moment.value, self.clock.wall())  # a hand-off's second session keeps the first
-        self.log.info("moment: %s", moment.value)
-        self.runtime.store.update_call(self.uuid, state=moment.value)
 
     # ------------------------------------------------------------------ the call
     def run(self) -> None:
@@ -102,30 +62,33 @@ class CallSession:
         except (EslError, OSError) as exc:
             self.log.error("socket set-up failed, the dialplan's next action takes the call: %s", exc)
             return
+        record = self.record
         try:
             if not self.resumed:
                 if self.answered_on_connect:
                     self.log.info("channel already answered: skipping ringing and answer")
                 else:
-                    self.enter(Moment.RINGING)
-                    self.runtime.before_call(self)
-                    self.esl.execute("answer", timeout=self.runtime.execute_timeout)
-            self.enter(Moment.IN_CALL)
-            self.runtime.in_call(self)
+                    record.enter(Moment.RINGING)
+                    self._before_call()
+                    self.esl.execute(*commands.answer(), timeout=self.services.execute_timeout)
+            record.enter(Moment.IN_CALL)
+            self.conversation = Conversation(self.esl, record, self.pieces, self.services, self.features,
+                                             resumed=self.resumed)
+            self.conversation.run()
             if not self.esl.hungup.is_set() and not self.handed_off:
-                self.hangup_by = self.hangup_by or "agent"
+                record.hangup_by = record.hangup_by or "agent"
                 self.esl.hangup("NORMAL_CLEARING")
-                self.esl.hungup.wait(timeout=self.runtime.command_timeout)
+                self.esl.hungup.wait(timeout=self.services.command_timeout)
         except CallHangup as hangup:
-            self.hangup_by = self.hangup_by or "caller"
-            self.hangup_cause = hangup.cause
+            record.hangup_by = record.hangup_by or "caller"
+            record.hangup_cause = hangup.cause
         except (EslTimeout, CommandError) as exc:
             self.log.error("FreeSWITCH did not do what was asked (%s); hanging up this call", exc)
-            self.hangup_by = "system"
+            record.hangup_by = "system"
             self._hang_up_quietly("NORMAL_TEMPORARY_FAILURE")
         except Exception:
             self.log.exception("call failed unexpectedly; hanging up this call, others are not affected")
-            self.hangup_by = "system"
+            record.hangup_by = "system"
             self._hang_up_quietly("NORMAL_TEMPORARY_FAILURE")
         finally:
             self._end()
@@ -136,53 +99,71 @@ class CallSession:
         `divert_events on` comes right after `myevents`: without it a running speak/playback swallows the
         speech events and barge-in never fires (capture 11).
         """
-        timeout = self.runtime.command_timeout
+        timeout = self.services.command_timeout
         self.esl.connect(timeout=timeout)
-        self.log = call_logger(self.uuid or "-")
-        self.esl.command("myevents", timeout)
-        self.esl.command("divert_events on", timeout)
-        self.esl.command(f"linger {LINGER_S}", timeout)
-        extra = self.runtime.extra_events
+        self.log = self.record.log = call_logger(self.uuid or "-")
+        self.esl.command(commands.myevents(), timeout)
+        self.esl.command(commands.divert_events(), timeout)
+        self.esl.command(commands.linger(LINGER_S), timeout)
+        extra = self.services.extra_events
         if extra:
-            self.esl.command("event plain " + " ".join(extra), timeout)
-        self.agent = self.runtime.choose_agent(self.esl.channel.get("variable_switchboard_agent"), self.log)
-        self.features = self.runtime.features.for_session(self.esl)
-        self.sip_headers = {k[len("variable_sip_h_"):]: v for k, v in self.esl.channel.items()
-                            if k.startswith("variable_sip_h_X-")}
-        previous = self.runtime.store.call_state(self.uuid) if self.answered_on_connect else {}
-        if previous.get("handoff_to") == self.agent.id:
-            self._resume(previous)
+            self.esl.command(commands.event_plain(extra), timeout)
+        channel = self.esl.channel
+        self.pieces = self.version.choose_agent(channel.get("variable_switchboard_agent"), self.log)
+        agent = self.pieces.agent
+        self.features = self.version.modules.for_session(self.esl)
+        record = self.record
+        record.uuid, record.agent_id = self.uuid, agent.id
+        record.caller = channel.get("Caller-Caller-ID-Number", "")
+        record.missing_modules = self.features.missing()
+        record.sip_headers = {k[len("variable_sip_h_"):]: v for k, v in channel.items()
+                              if k.startswith("variable_sip_h_X-")}
+        store = self.services.store
+        previous = store.call_state(self.uuid) if self.answered_on_connect else {}
+        if previous.get("handoff_to") == agent.id:
+            self.resumed = True
+            record.resume(previous)
+            self.log.info("hand-off received: continuing the call record with agent %s", agent.id)
         else:
-            self.variables = {
-                "caller_number": self.caller,
-                "caller_name": self.esl.channel.get("Caller-Caller-ID-Name", ""),
-                "destination": self.esl.channel.get("Caller-Destination-Number", ""),
-                "direction": "outbound" if self.esl.channel.get("Call-Direction") == "outbound" else "inbound",
+            record.variables = {
+                "caller_number": record.caller,
+                "caller_name": channel.get("Caller-Caller-ID-Name", ""),
+                "destination": channel.get("Caller-Destination-Number", ""),
+                "direction": "outbound" if channel.get("Call-Direction") == "outbound" else "inbound",
                 "uuid": self.uuid,
-                "agent": self.agent.id,
-                "sip_headers": dict(self.sip_headers),
+                "agent": agent.id,
+                "sip_headers": dict(record.sip_headers),
             }
-            self.runtime.store.call_started(self.uuid, self.agent.id, self.caller, self.variables)
-        if self.variables.get("direction") == "outbound":
-            self.log.info("call to %s placed by agent %s", self.variables.get("destination") or "unknown",
-                          self.agent.id)
+            store.call_started(self.uuid, agent.id, record.caller, record.variables)
+        if record.variables.get("direction") == "outbound":
+            self.log.info("call to %s placed by agent %s", record.variables.get("destination") or "unknown", agent.id)
         else:
-            self.log.info("call from %s for agent %s", self.caller or "unknown", self.agent.id)
+            self.log.info("call from %s for agent %s", record.caller or "unknown", agent.id)
 
-    def _resume(self, previous: dict[str, Any]) -> None:
-        """A hand-off's second socket: continue the same call record and variables (capture 12)."""
-        self.resumed = True
-        self.variables = dict(previous.get("variables") or {})
-        self.variables["agent"] = self.agent.id
-        self.transcript = list(previous.get("transcript") or [])
-        self.moments = {k: float(v) for k, v in (previous.get("moments") or {}).items()}
-        for entry in previous.get("actions") or []:
-            self.actions.append(ActionLog(entry.get("moment", ""), entry.get("name", ""), entry.get("type", ""),
-                                          float(entry.get("started_ts") or self.clock.wall()),
-                                          float(entry.get("ended_ts") or self.clock.wall()),
-                                          entry.get("result", ""), entry.get("detail") or {}))
-        self.runtime.store.update_call(self.uuid, agent=self.agent.id, handoff_to="")
-        self.log.info("hand-off received: continuing the call record with agent %s", self.agent.id)
+    def _before_call(self) -> None:
+        """Before-call workflows, concurrently, within the agent's ring budget; results become call variables."""
+        agent, record = self.pieces.agent, self.record
+        workflows = agent.actions.before_call
+        if not workflows:
+            return
+        budget = agent.ring_budget_s
+
+        def job(action: Any) -> Callable[[], None]:
+            def run() -> None:
+                entry = record.start_action("before_call", action.name, "workflow")
+                try:
+                    result = run_workflow(action, record.variables, uuid=self.uuid, clock=self.clock, max_s=budget)
+                except gevent.GreenletExit:
+                    record.finish_action(entry, "timeout", error=f"ring budget of {budget}s spent")
+                    raise
+                record.variables.update(result.variables)
+                outcome = "ok" if result.ok else ("timeout" if result.timed_out else "failed")
+                record.finish_action(entry, outcome, status=result.status, error=result.error,
+                                     kept=sorted(result.variables))
+            return run
+
+        run_concurrently([job(a) for a in workflows], self.clock.scaled(budget) + 0.05)
+        self.services.store.update_call(self.uuid, variables=record.variables)
 
     def _hang_up_quietly(self, cause: str) -> None:
         try:
@@ -192,76 +173,23 @@ class CallSession:
 
     def _end(self) -> None:
         """Ended: store the record (Redis stream, or the spool) and only then send `exit`."""
-        if self.agent is None:
+        if self.pieces is None:
             return
-        self.hangup_cause = self.hangup_cause or self.esl.hangup_cause or "NORMAL_CLEARING"
-        if self.handed_off:  # its state was stored before the socket was let go (actions/transfer.py)
+        record = self.record
+        record.hangup_cause = record.hangup_cause or self.esl.hangup_cause or "NORMAL_CLEARING"
+        if self.handed_off:  # its state was stored before the socket was let go (Conversation.hand_off)
             self.log.info("call handed off: the next agent's session writes the record")
             return
-        self.enter(Moment.ENDED)
-        record = self.record()
-        stream_id = self.runtime.store.append_record(record)
-        self.log.info("call ended (%s by %s); record %s", self.hangup_cause, self.hangup_by or "caller",
+        record.enter(Moment.ENDED)
+        data = record.as_record()
+        stream_id = self.services.store.append_record(data)
+        self.log.info("call ended (%s by %s); record %s", record.hangup_cause, record.hangup_by or "caller",
                       stream_id or "not in redis yet (the line above says where it is)")
-        self.runtime.on_call_ended(self, record)
-
-    # ------------------------------------------------------------------ bookkeeping
-    def start_action(self, moment: str, name: str, type_: str, **detail: Any) -> ActionLog:
-        entry = ActionLog(moment, name, type_, self.clock.wall(), detail=dict(detail))
-        self.actions.append(entry)
-        return entry
-
-    def finish_action(self, entry: ActionLog, result: str, **detail: Any) -> None:
-        entry.ended_at = self.clock.wall()
-        entry.result = result
-        entry.detail.update(detail)
-        data = entry.as_dict()
-        data.update(started_ts=entry.started_at, ended_ts=entry.ended_at)
-        self.runtime.store.append_action(self.uuid, data)
-        self.runtime.store.incr(f"action:{self.agent.id}.{entry.name}:{result}")
-        self.log.info("action %s (%s): %s", entry.name, entry.type, result)
-
-    def add_turn(self, who: str, text: str, **extra: Any) -> dict[str, Any]:
-        turn = {"who": who, "text": text, "at": _iso(self.clock.wall()), **extra}
-        self.transcript.append(turn)
-        self.runtime.store.append_transcript(self.uuid, turn)
-        return turn
-
-    def state_snapshot(self) -> dict[str, Any]:
-        return {"variables": self.variables, "transcript": self.transcript, "moments": self.moments,
-                "actions": [dict(a.as_dict(), started_ts=a.started_at, ended_ts=a.ended_at) for a in self.actions]}
-
-    def record(self) -> dict[str, Any]:
-        """The after-call record: everything the worker, emails and webhooks may use."""
-        started = self.moments.get("ringing") or self.moments.get("in_call") or self.clock.wall()
-        ended = self.moments.get("ended", self.clock.wall())
-        answered = self.moments.get("in_call")
-        return {
-            "uuid": self.uuid,
-            "agent": self.agent.id if self.agent else None,
-            "caller": self.caller,
-            "caller_name": self.variables.get("caller_name", ""),
-            "destination": self.variables.get("destination", ""),
-            "direction": self.variables.get("direction", "inbound"),
-            "moments": {k: _iso(v) for k, v in self.moments.items()},
-            "started_at": _iso(started),
-            "ended_at": _iso(ended),
-            "duration_s": round(ended - started, 3),
-            "talk_s": round(ended - answered, 3) if answered else 0.0,
-            "hangup_by": self.hangup_by or "caller",
-            "transferred": any(a.type == "transfer" and a.result in ("answered", "handed_off", "transferred")
-                               for a in self.actions),
-            "hangup_cause": self.hangup_cause,
-            "variables": self.variables,
-            "sip_headers": self.sip_headers,
-            "transcript": self.transcript,
-            "actions": [a.as_dict() for a in self.actions],
-            "metrics": self.metrics,
-            "missing_modules": self.features.missing() if self.features else [],
-        }
+        if self.on_ended is not None:
+            self.on_ended(self, data)
 
 
-def run_concurrently(jobs: list[Any], budget_s: float) -> list[Any]:
+def run_concurrently(jobs: list[Callable[[], None]], budget_s: float) -> list[gevent.Greenlet]:
     """Run callables concurrently, killing what is still running after `budget_s`; returns their greenlets."""
     greenlets = [gevent.spawn(job) for job in jobs]
     gevent.joinall(greenlets, timeout=budget_s)

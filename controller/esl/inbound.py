@@ -18,6 +18,7 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass
 
+from controller.esl import commands
 from controller.esl.values import validate_uuid
 from controller.esl.frames import EslTimeout, Frame, FrameReader, ProtocolError, command_frame
 
@@ -59,13 +60,15 @@ def originate(address: tuple[str, int], password: str, command: str, call_uuid: 
     try:
         reader = FrameReader(sock.makefile("rb"))
         _expect(reader, sock, deadline, "auth/request")
-        sock.sendall(command_frame(f"auth {password}"))
+        sock.sendall(command_frame(commands.auth(password)))
         if not _reply(reader, sock, deadline).startswith("+OK"):
             raise InboundError(f"FreeSWITCH at {address[0]}:{address[1]} refused the password; set the one of "
                                "event_socket.conf.xml in the environment variable named by freeswitch.password_env")
         job = str(uuidlib.uuid4())
-        for line in (f"filter Unique-ID {call_uuid}", f"filter Job-UUID {job}",
-                     "event plain BACKGROUND_JOB CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP_COMPLETE"):
+        for line in (commands.filter_on("Unique-ID", call_uuid),
+                     commands.filter_on("Job-UUID", job),
+                     commands.event_plain(["BACKGROUND_JOB", "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE",
+                                           "CHANNEL_HANGUP_COMPLETE"])):
             sock.sendall(command_frame(line))
             _reply(reader, sock, deadline)
         sock.sendall(command_frame(f"bgapi {command}", [("Job-UUID", job)]))
@@ -74,7 +77,7 @@ def originate(address: tuple[str, int], password: str, command: str, call_uuid: 
             raise InboundError(f"FreeSWITCH refused `bgapi originate`: {accepted}")
         placed = _follow(reader, sock, deadline, job, call_uuid, start_timeout_s)
         try:
-            sock.sendall(command_frame("exit"))  # leave politely: the call's events would keep coming
+            sock.sendall(command_frame(commands.exit_session()))  # leave politely: the call's events would keep coming
         except OSError:
             pass
         return placed

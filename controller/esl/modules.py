@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import gevent.lock
 
+from controller.esl import commands
 from controller.esl.session import EslError, EslSession
 
 log = logging.getLogger("switchboard.features")
@@ -48,7 +49,7 @@ class FeatureChecker:
             answers: dict[str, bool] = {}
             for module in sorted(self.modules):
                 try:
-                    answers[module] = session.api(f"module_exists {module}").strip() == "true"
+                    answers[module] = session.api(commands.module_exists(module)).strip() == "true"
                 except EslError as exc:
                     log.warning("module_exists %s failed (%s); assuming it is missing", module, exc,
                                 extra={"uuid": session.uuid})

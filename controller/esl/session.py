@@ -36,6 +36,7 @@ import gevent.lock
 import gevent.queue
 from greenswitch import esl as gs
 
+from controller.esl import commands
 from controller.esl.frames import (HANGUP_EVENTS, CallHangup, CommandError, EslError, EslTimeout, ExecuteFlushed, Frame,
                          FrameReader, ProtocolError, command_frame)
 from controller.log import call_logger
@@ -253,7 +254,7 @@ class EslSession(gs.OutboundSession):
 
     def connect(self, timeout: float | None = None) -> dict[str, str]:
         """`connect`: the reply's headers are the channel's data (uuid, caller, variables, Answer-State)."""
-        reply = self.send("connect", timeout)
+        reply = self.send(commands.connect(), timeout)
         self.channel = dict(reply.headers)
         self._outbound_connected = True
         self.session_data = self.channel
@@ -329,7 +330,7 @@ class EslSession(gs.OutboundSession):
 
     def break_all(self) -> list[Execution]:
         """`api uuid_break <uuid> all`: stops what plays now and flushes the queue (capture 11)."""
-        self.api(f"uuid_break {self.uuid} all")
+        self.api(commands.uuid_break(self.uuid))
         return self.flush_queued()
 
     def listen(self) -> gevent.queue.Queue:
@@ -382,7 +383,7 @@ class EslSession(gs.OutboundSession):
         """Send `exit` when still connected (bounded wait), then close the socket and stop the reader."""
         if self.connected:
             try:
-                self.send("exit", timeout=2.0)
+                self.send(commands.exit_session(), timeout=2.0)
             except EslError:
                 pass
         self._run = False
