@@ -120,9 +120,12 @@ class CallSession:
                               if k.startswith("variable_sip_h_X-")}
         store = self.services.store
         previous = store.call_state(self.uuid) if self.answered_on_connect else {}
-        if previous.get("handoff_to") == agent.id:
+        if previous.get("handoff_to"):
             self.resumed = True
             record.resume(previous)
+            if previous["handoff_to"] != agent.id:  # a reload removed the agent the call was handed to
+                self.log.warning("hand-off to agent %s, which the configuration no longer has: agent %s continues "
+                                 "the call", previous["handoff_to"], agent.id)
             self.log.info("hand-off received: continuing the call record with agent %s", agent.id)
         else:
             record.variables = {

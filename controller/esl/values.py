@@ -8,7 +8,7 @@ expansion) or a dial-string separator (`,` `|` `[` `]` `{` `}` `^`) into a comma
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional
 
 import phonenumbers
 from phonenumbers import NumberParseException, ValidationResult
