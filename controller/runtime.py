@@ -33,7 +33,7 @@ from controller.call.version import AgentPieces, ConfigVersion
 from controller.clock import Clock
 from controller.config.schema import Config, KnowledgeSource
 from controller.esl.listener import Listener
-from controller.esl.modules import FeatureChecker
+from controller.esl.modules import ModuleChecker
 from controller.esl.session import EslSession
 from controller.state.store import Store
 
@@ -156,7 +156,7 @@ class Runtime:
                 brain.prepare([a.base_spec() for a in actions.values()])
             agents[agent_id] = AgentPieces(agent, actions, brain)
         number = self.version.number + 1 if self.version is not None else 0
-        return ConfigVersion(services, agents, FeatureChecker(needed_modules(config)), number)
+        return ConfigVersion(services, agents, ModuleChecker(needed_modules(config)), number)
 
     def reload(self) -> tuple[bool, str]:
         """Read the configuration file again and use it for new calls; (taken, what happened)."""

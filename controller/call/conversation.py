@@ -25,7 +25,7 @@ from controller.call.version import AgentPieces
 from controller.esl import commands
 from controller.esl.commands import App
 from controller.esl.frames import CallHangup, CommandError, EslError, ExecuteFlushed, Frame
-from controller.esl.modules import Features
+from controller.esl.modules import LoadedModules
 from controller.esl.session import EslSession, Execution
 from controller.esl.speech import build_speech, parse_heard
 from controller.phrases import phrase
@@ -38,7 +38,7 @@ class Conversation:
     """One call's dialogue, and the context its actions run in (speak, run apps, wait for events, hand off)."""
 
     def __init__(self, esl: EslSession, record: CallRecord, pieces: AgentPieces, services: Services,
-                 features: Features, *, resumed: bool = False) -> None:
+                 modules: LoadedModules, *, resumed: bool = False) -> None:
         self.esl = esl
         self.record = record
         self.services = services
@@ -47,7 +47,7 @@ class Conversation:
         self.speech = pieces.agent.speech
         self.brain = pieces.brain
         self.actions = pieces.actions
-        self.features = features
+        self.modules = modules
         self.resumed = resumed
         self.log = record.log
         self.uuid = record.uuid
@@ -63,9 +63,9 @@ class Conversation:
         self.handed_off = False
         self.running: Optional[ActionLog] = None
         self.guard = LoopGuard(self.agent.limits)
-        self.tts_on = features.has(self.speech.tts.module)
+        self.tts_on = modules.has(self.speech.tts.module)
         asr = self.speech.asr
-        self.asr_on = bool(asr and asr.module and asr.engine and features.has(asr.module))
+        self.asr_on = bool(asr and asr.module and asr.engine and modules.has(asr.module))
         self.deadline = self.clock.monotonic() + self.clock.scaled(self.agent.limits.max_call_s)
         self.language = self.agent.language
 
@@ -322,7 +322,7 @@ class Conversation:
 
     # ----------------------------------------------------------------- the rest of the action context
     def has_module(self, module: str) -> bool:
-        return self.features.has(module)
+        return self.modules.has(module)
 
     def execute(self, app: App, timeout_s: Optional[float] = None) -> Frame:
         timeout = self.services.execute_timeout if timeout_s is None else timeout_s

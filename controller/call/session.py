@@ -17,7 +17,7 @@ from controller.call.record import CallRecord, Moment
 from controller.call.version import AgentPieces, ConfigVersion
 from controller.esl import commands
 from controller.esl.frames import CallHangup, CommandError, EslError, EslTimeout
-from controller.esl.modules import Features
+from controller.esl.modules import LoadedModules
 from controller.esl.session import EslSession
 from controller.log import call_logger
 from controller.workflow.run import run_workflow
@@ -38,7 +38,7 @@ class CallSession:
         self.log = call_logger("-")
         self.record = CallRecord(version.services.store, self.clock, self.log)
         self.pieces: Optional[AgentPieces] = None
-        self.features: Optional[Features] = None
+        self.modules: Optional[LoadedModules] = None
         self.conversation: Optional[Conversation] = None
         self.resumed = False
 
@@ -72,7 +72,7 @@ class CallSession:
                     self._before_call()
                     self.esl.execute(*commands.answer(), timeout=self.services.execute_timeout)
             record.enter(Moment.IN_CALL)
-            self.conversation = Conversation(self.esl, record, self.pieces, self.services, self.features,
+            self.conversation = Conversation(self.esl, record, self.pieces, self.services, self.modules,
                                              resumed=self.resumed)
             self.conversation.run()
             if not self.esl.hungup.is_set() and not self.handed_off:
@@ -111,11 +111,11 @@ class CallSession:
         channel = self.esl.channel
         self.pieces = self.version.choose_agent(channel.get("variable_switchboard_agent"), self.log)
         agent = self.pieces.agent
-        self.features = self.version.modules.for_session(self.esl)
+        self.modules = self.version.modules.for_session(self.esl)
         record = self.record
         record.uuid, record.agent_id = self.uuid, agent.id
         record.caller = channel.get("Caller-Caller-ID-Number", "")
-        record.missing_modules = self.features.missing()
+        record.missing_modules = self.modules.missing()
         record.sip_headers = {k[len("variable_sip_h_"):]: v for k, v in channel.items()
                               if k.startswith("variable_sip_h_X-")}
         store = self.services.store

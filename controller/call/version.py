@@ -14,7 +14,7 @@ from controller.actions.base import Action
 from controller.actions.context import Services
 from controller.brain.base import Brain
 from controller.config.agent import AgentConfig
-from controller.esl.modules import FeatureChecker
+from controller.esl.modules import ModuleChecker
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class ConfigVersion:
 
     services: Services
     agents: Mapping[str, AgentPieces]
-    modules: FeatureChecker
+    modules: ModuleChecker
     number: int = 0
 
     def __post_init__(self) -> None:

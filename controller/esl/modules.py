@@ -13,11 +13,11 @@ import gevent.lock
 from controller.esl import commands
 from controller.esl.session import EslError, EslSession
 
-log = logging.getLogger("switchboard.features")
+log = logging.getLogger("switchboard.modules")
 
 
 @dataclass(frozen=True)
-class Features:
+class LoadedModules:
     """What this FreeSWITCH can do for us: module name -> loaded."""
 
     modules: dict[str, bool] = field(default_factory=dict)
@@ -29,15 +29,15 @@ class Features:
         return sorted(m for m, ok in self.modules.items() if not ok)
 
 
-class FeatureChecker:
+class ModuleChecker:
     """Caches `api module_exists` answers per Core-UUID; one check per FreeSWITCH, not per call."""
 
     def __init__(self, modules: set[str]) -> None:
         self.modules = set(modules) | {"mod_dptools", "mod_commands"}
-        self._cache: dict[str, Features] = {}
+        self._cache: dict[str, LoadedModules] = {}
         self._lock = gevent.lock.Semaphore()
 
-    def for_session(self, session: EslSession) -> Features:
+    def for_session(self, session: EslSession) -> LoadedModules:
         core = session.channel.get("Core-UUID", "")
         cached = self._cache.get(core)
         if cached is not None:
@@ -54,8 +54,8 @@ class FeatureChecker:
                     log.warning("module_exists %s failed (%s); assuming it is missing", module, exc,
                                 extra={"uuid": session.uuid})
                     answers[module] = False
-            features = Features(answers)
-            missing = features.missing()
+            loaded = LoadedModules(answers)
+            missing = loaded.missing()
             if missing:
                 log.error("FreeSWITCH %s lacks %s: the features that need them are disabled until it is "
                           "loaded (load it in modules.conf.xml, then restart Switchboard or wait for a new "
@@ -63,5 +63,5 @@ class FeatureChecker:
             else:
                 log.info("FreeSWITCH %s has every module the configuration needs", core or "?",
                          extra={"uuid": session.uuid})
-            self._cache[core] = features
-            return features
+            self._cache[core] = loaded
+            return loaded
