@@ -1,7 +1,7 @@
 """The validating builder: every value on its way to an ESL command or a SIP header."""
 import pytest
 
-from controller.esl.commands import bridge_string, multiset_before_bridge
+from controller.esl.commands import bridge_string, event_plain, multiset_before_bridge
 from controller.esl.values import (DialStringError, format_number, normalise_number, safe_app_arg, validate_codecs,
                                    validate_dtmf, validate_e164, validate_gateway, validate_header_name,
                                    validate_header_value, validate_uuid)
@@ -159,3 +159,11 @@ def test_a_dial_string_error_names_the_field_the_value_and_the_reason():
     assert (error.field, error.value) == ("header X-Test", "a|b")
     assert str(error) == "header X-Test: contains '|', which a dial string does not allow (got 'a|b')"
     assert isinstance(error, ValueError)
+
+
+def test_event_subscriptions_take_the_names_the_configuration_accepts_and_nothing_that_ends_the_line():
+    assert event_plain(["CHANNEL_HOLD", "CUSTOM avmd::beep avmd::start"]) == \
+        "event plain CHANNEL_HOLD CUSTOM avmd::beep avmd::start"
+    for bad in (["CHANNEL_HOLD\nexit"], ["channel_hold"], ["CUSTOM avmd::beep\r"], []):
+        with pytest.raises(DialStringError):
+            event_plain(bad)

@@ -14,7 +14,7 @@ from controller.esl.values import (DialStringError, NumberFormat, format_number,
                                    validate_header_value, validate_uuid)
 
 MODULE_RE = re.compile(r"mod_[a-z0-9_]{1,40}")
-EVENT_RE = re.compile(r"[A-Z_]{1,40}|CUSTOM|[a-z_]+::[a-z_]+")
+EVENT_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}|CUSTOM( [A-Za-z0-9_:.-]{1,64}){1,16}")
 VARIABLE_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
 ENGINE_RE = re.compile(r"[A-Za-z0-9_.:@+-]{1,128}")
 
@@ -50,11 +50,11 @@ def linger(seconds: int) -> str:
 
 
 def event_plain(names: Sequence[str]) -> str:
-    """`event plain CHANNEL_HOLD CHANNEL_UNHOLD`: more event types than myevents gives (names as FreeSWITCH
-    spells them, `CUSTOM avmd::beep` for custom subclasses)."""
+    """`event plain CHANNEL_HOLD CHANNEL_UNHOLD CUSTOM avmd::beep`: more event types than myevents gives (names
+    as FreeSWITCH spells them; custom subclasses follow the word CUSTOM, as in `CUSTOM avmd::beep`)."""
     for name in names:
         if not isinstance(name, str) or not EVENT_RE.fullmatch(name):
-            raise DialStringError("event", name, "must be an event name like CHANNEL_HOLD or avmd::beep")
+            raise DialStringError("event", name, "must be an event name like CHANNEL_HOLD or CUSTOM avmd::beep")
     if not names:
         raise DialStringError("events", names, "name at least one event")
     return "event plain " + " ".join(names)
