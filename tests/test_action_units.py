@@ -240,6 +240,14 @@ def test_wait_resumes_when_a_person_speaks_and_hands_their_words_to_the_conversa
     assert ctx.sent("detect_speech") == ["resume", "resume"] and ctx.silence_restarts == 1
 
 
+@pytest.mark.parametrize("person", ["Bonjour, merci pour votre appel, Sophie à l'appareil.",
+                                    "Hello, I'm impressed you waited, Dave speaking. Cordialement."])
+def test_wait_takes_a_person_for_a_person_even_with_words_a_recorded_prompt_contains(utility, run, person):
+    outcome, ctx = run(utility, "hold_on", events=[(0.5, detected_speech(person))])
+    assert (outcome.result, outcome.detail["reason"]) == ("resumed", "person_speaking")
+    assert [t.text for t in ctx.pushed] == [person]
+
+
 def test_wait_resumes_when_the_far_end_takes_the_call_off_hold(utility, run):
     outcome, ctx = run(utility, "hold_on", events=[channel_event("CHANNEL_HOLD"), (1.0, channel_event(
         "CHANNEL_UNHOLD"))])

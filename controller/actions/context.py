@@ -60,12 +60,16 @@ class Services:
 
 class ActionContext(Protocol):
     """What an action may do to its call: speak, run apps and api commands, wait for events, read and keep
-    variables, and leave the channel to another agent. Every wait ends with CallHangup when the caller is gone."""
+    variables, and leave the channel to another agent. Every wait ends with CallHangup when the caller is gone.
+
+    Timeouts named `timeout_s` are real seconds (an action scales call seconds with `clock.scaled`); `limit_s` of
+    `wait_quiet` is in call seconds. The version's services are the action's own (`Action.services`): the call
+    runs under the version the action was built for.
+    """
 
     uuid: str
     language: str
     agent: AgentConfig
-    services: Services
     clock: Clock
     log: logging.LoggerAdapter
     variables: dict[str, Any]
@@ -79,7 +83,7 @@ class ActionContext(Protocol):
         """Queue the sentence, then the `then` apps in the same write; returns the executions of `then`."""
 
     def wait_quiet(self, limit_s: float = 120.0) -> None:
-        """Block until the agent's queued audio has played."""
+        """Block until the agent's queued audio has played (each sentence waited for at most `limit_s` call s)."""
 
     def execute(self, app: App, timeout_s: Optional[float] = None) -> Frame:
         """Run one app and wait for its completion (the version's execute timeout by default)."""
@@ -121,5 +125,9 @@ class ActionContext(Protocol):
         """Record that the agent ends this call (a REFER that the far end took over)."""
 
     def hand_off(self, command: str, agent_id: str, detail: dict[str, Any]) -> None:
-        """Store the call for `agent_id`'s session, send `api <command>` (uuid_transfer) and let go of the channel;
-        CommandError when FreeSWITCH refuses it (the call stays with this agent)."""
+        """Store the call for `agent_id`'s session, send `api <command>` (uuid_transfer) and let go of the channel.
+
+        Only from inside an action's run: the call finishes that action's record entry as `handed_off` (with
+        `detail`) before it lets go, because the next session reads the entry at connect. CommandError when
+        FreeSWITCH refuses (the call stays with this agent and the entry stays open for the action's own result).
+        """

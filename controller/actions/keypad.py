@@ -33,5 +33,5 @@ class KeypadAction(Action):
         except DialStringError as exc:
             raise ActionRefused(exc.reason, "digits") from None
         ctx.wait_quiet()
-        ctx.execute(app, ctx.services.execute_timeout + ctx.clock.scaled(0.6 * len(digits)))
+        ctx.execute(app, self.services.execute_timeout + ctx.clock.scaled(0.6 * len(digits)))
         return ActionOutcome("sent", detail={"digits": digits})

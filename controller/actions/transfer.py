@@ -195,7 +195,7 @@ class TransferAction(Action):
     def _watch(self, ctx: ActionContext, events: gevent.queue.Queue, bridge: Execution, peer: str,
                ringing: Ringing) -> Optional[Frame]:
         """Follow the bridge until its completion (returned) or until giving up on FreeSWITCH (None)."""
-        clock, execute_timeout = ctx.clock, ctx.services.execute_timeout
+        clock, execute_timeout = ctx.clock, self.services.execute_timeout
         deadline = ringing.sent + execute_timeout
         while not bridge.done:
             now = clock.monotonic()

@@ -10,11 +10,12 @@ from controller.actions.context import ActionContext
 from controller.esl.speech import parse_heard
 
 # Recorded hold and IVR prompts (French and English): hearing these means "keep waiting", not "a person".
+# Whole words only: "merci pour votre appel, Sophie à l'appareil" is a person, "Cordialement" is not "dial".
 _RECORDED = re.compile(
-    r"veuillez patienter|ne quittez pas|restez en ligne|tous nos (conseillers|op[ée]rateurs)|votre appel|"
-    r"tapez|appuyez|touche|pour (joindre|contacter|parler)|"
+    r"\b(veuillez patienter|ne quittez pas|restez en ligne|tous nos (conseillers|op[ée]rateurs)|"
+    r"votre appel (est|va|sera)|tapez|appuyez|touche|pour (joindre|contacter|parler)|"
     r"please (hold|wait|stay)|stay on the line|remain on the line|your call is important|all (of )?our "
-    r"(agents|representatives|operators)|press|dial|for .* say", re.IGNORECASE)
+    r"(agents|representatives|operators)|press|dial|for .* say)\b", re.IGNORECASE)
 MENU_SILENCE_S = 3.0
 
 
