@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from fssim.channel import CAUSES
+from fssim.causes import CAUSES
 
 if TYPE_CHECKING:
     from fssim.call import SimCall

@@ -17,7 +17,7 @@ import gevent
 
 from fssim.asr import detect_speech
 from fssim.bridge import run_bridge
-from fssim.channel import CAUSES
+from fssim.causes import CAUSES
 from fssim.connection import CONNECT_TIMEOUT_S
 
 if TYPE_CHECKING:

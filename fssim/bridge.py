@@ -20,7 +20,8 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fssim.channel import CAUSES, Profile
+from fssim.causes import CAUSES
+from fssim.channel import Profile
 from fssim.dialstring import DialLeg, DialStringError, parse_dial_string
 from fssim.recording import BridgeAttempt
 from fssim.scenario import Target

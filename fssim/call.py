@@ -19,7 +19,8 @@ from controller.clock import Clock
 from controller.log import call_logger
 from fssim import apps, wire
 from fssim.asr import Recogniser
-from fssim.channel import CALL_STATE_NUMBERS, CAUSES, Switch, caller_channel
+from fssim.causes import CAUSES
+from fssim.channel import CALL_STATE_NUMBERS, Switch, caller_channel
 from fssim.connection import CONNECT_TIMEOUT_S, Connection
 from fssim.recording import CallRecording
 from fssim.scenario import Scenario

@@ -12,10 +12,9 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import count
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
-if TYPE_CHECKING:
-    from fssim.scenario import Scenario
+from fssim.scenario import Scenario
 
 Header = tuple[str, str]
 
@@ -24,14 +23,6 @@ STATE_NUMBERS = {"CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 
                  "CS_HANGUP": 10, "CS_REPORTING": 11, "CS_DESTROY": 12}
 CALL_STATE_NUMBERS = {"DOWN": 0, "DIALING": 1, "RINGING": 2, "EARLY": 3, "ACTIVE": 4, "HELD": 5,
                       "RING_WAIT": 6, "HANGUP": 7, "UNHELD": 8}
-# switch_types.h hangup causes (Q.850 and FreeSWITCH's own 5xx/6xx).
-CAUSES = {"NONE": 0, "UNALLOCATED_NUMBER": 1, "NO_ROUTE_DESTINATION": 3, "NORMAL_CLEARING": 16,
-          "USER_BUSY": 17, "NO_USER_RESPONSE": 18, "NO_ANSWER": 19, "SUBSCRIBER_ABSENT": 20, "CALL_REJECTED": 21,
-          "NUMBER_CHANGED": 22, "DESTINATION_OUT_OF_ORDER": 27, "INVALID_NUMBER_FORMAT": 28,
-          "NORMAL_UNSPECIFIED": 31, "NETWORK_OUT_OF_ORDER": 38, "NORMAL_TEMPORARY_FAILURE": 41,
-          "SWITCH_CONGESTION": 42, "INCOMPATIBLE_DESTINATION": 88, "RECOVERY_ON_TIMER_EXPIRE": 102,
-          "ORIGINATOR_CANCEL": 487, "MANAGER_REQUEST": 503, "BLIND_TRANSFER": 600, "ATTENDED_TRANSFER": 601,
-          "ALLOTTED_TIMEOUT": 602, "MEDIA_TIMEOUT": 604, "PROGRESS_TIMEOUT": 607, "INVALID_GATEWAY": 608}
 # (Event-Calling-File, -Function, -Line-Number) per event, as recorded in the captures.
 CALLING = {
     "CHANNEL_DATA": ("mod_event_socket.c", "parse_command", "2021"),
@@ -223,7 +214,7 @@ class Channel:
 
 
 
-def caller_channel(switch: Switch, scenario: "Scenario", uuid: str, addr: tuple[str, int], now_us,
+def caller_channel(switch: Switch, scenario: Scenario, uuid: str, addr: tuple[str, int], now_us,
                    socket_data: str) -> Channel:
     """The socket leg as FreeSWITCH hands it over: the template of capture 04 (ringing) or 12 (answered)
     with the scenario's caller, destination, agent, SIP X- headers and preset variables."""

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from fssim.channel import CAUSES
+from fssim.causes import CAUSES
 
 DEFAULT_MODULES = ("mod_dptools", "mod_sofia", "mod_flite", "mod_commands", "mod_event_socket", "mod_avmd",
                    "mod_spandsp", "mod_unimrcp", "mod_pocketsphinx")
