@@ -1,4 +1,4 @@
-"""The `bridge` app: ring the dialled legs as the scenario's targets behave, report what FreeSWITCH reports.
+"""The `bridge` app: ring the dialled legs as the scenario's far ends behave, report what FreeSWITCH reports.
 
 Failure (captures 02, 07, 10, 16): `originated_legs`, `originate_causes` (ARRAY:: from the second attempt),
 `originate_signal_bond`, SIP failure variables for sofia legs, `last_bridge_hangup_cause`,
@@ -9,10 +9,10 @@ Success (09, 16): SUCCESS variables, CHANNEL_BRIDGE, talk, CHANNEL_UNBRIDGE with
 the caller is hung up afterwards only when `hangup_after_bridge` is true (switch_ivr_bridge.c).
 `leg_timeout` (per leg, ALLOTTED_TIMEOUT) and `originate_timeout` (NO_ANSWER, default 60) come from the
 wire and count call seconds, so the simulator's time scale applies to them.
-`group_confirm_key` (switch_ivr_originate): whoever answers must press that key (a target's `presses`),
+`group_confirm_key` (switch_ivr_originate): whoever answers must press that key (a far end's `presses`),
 `CONFIRM_S` after answering; until then `leg_timeout` keeps running (unless `group_confirm_cancel_timeout`
-is true), so a target that answers and never presses it ends as ALLOTTED_TIMEOUT. A ringing leg answers
-`uuid_kill` with the given cause; a `stuck` target rings until killed (a FreeSWITCH that never reports).
+is true), so a far end that answers and never presses it ends as ALLOTTED_TIMEOUT. A ringing leg answers
+`uuid_kill` with the given cause; a `stuck` far end rings until killed (a FreeSWITCH that never reports).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from fssim.causes import CAUSES
 from fssim.channel import Profile
 from fssim.dialstring import DialLeg, DialStringError, parse_dial_string
 from fssim.recording import BridgeAttempt
-from fssim.scenario import Target
+from fssim.scenario import FarEnd
 
 if TYPE_CHECKING:
     from fssim.call import SimCall
@@ -92,7 +92,7 @@ def _leg_timeout(leg: DialLeg) -> float | None:
 
 
 def _plan(call: "SimCall", leg: DialLeg) -> LegPlan:
-    """When this leg answers or fails, from the scenario's target for its destination."""
+    """When this leg answers or fails, from the far end the scenario gives its destination."""
     peer = leg.variables.get("origination_uuid") or str(uuidlib.uuid4())
     leg_timeout = _leg_timeout(leg)
     originate = leg.variables.get("originate_timeout") or call.channel.get_var("call_timeout") or "60"
@@ -100,34 +100,34 @@ def _plan(call: "SimCall", leg: DialLeg) -> LegPlan:
     if leg.tech == "error":
         cause = leg.destination.upper()
         return LegPlan(leg, peer, SETUP_S, cause if cause in CAUSES else "DESTINATION_OUT_OF_ORDER")
-    target = call.scenario.target(leg.destination)
-    if target is None:
+    far_end = call.scenario.far_end(leg.destination)
+    if far_end is None:
         call.note(f"bridge: no target for {leg.destination} in the scenario: UNALLOCATED_NUMBER (404)")
         return LegPlan(leg, peer, SETUP_S, "UNALLOCATED_NUMBER")
     confirm = leg.variables.get("group_confirm_key")
-    if confirm and target.outcome == "answer" and _true(leg.variables.get("group_confirm_cancel_timeout")):
+    if confirm and far_end.outcome == "answer" and _true(leg.variables.get("group_confirm_cancel_timeout")):
         timeout, timeout_cause = float(originate), "NO_ANSWER"
-    return _from_target(leg, peer, target, timeout, timeout_cause, confirm)
+    return _from_far_end(leg, peer, far_end, timeout, timeout_cause, confirm)
 
 
 def _true(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "yes", "on", "1", "enabled", "allow", "active")
 
 
-def _from_target(leg: DialLeg, peer: str, target: Target, timeout: float, timeout_cause: str,
-                 confirm: str | None = None) -> LegPlan:
+def _from_far_end(leg: DialLeg, peer: str, far_end: FarEnd, timeout: float, timeout_cause: str,
+                  confirm: str | None = None) -> LegPlan:
     immediate = {"busy": "USER_BUSY", "reject": "CALL_REJECTED", "gateway_down": "NETWORK_OUT_OF_ORDER"}
-    if target.outcome in immediate:
-        return LegPlan(leg, peer, SETUP_S, immediate[target.outcome])
-    if target.outcome == "stuck":
+    if far_end.outcome in immediate:
+        return LegPlan(leg, peer, SETUP_S, immediate[far_end.outcome])
+    if far_end.outcome == "stuck":
         return LegPlan(leg, peer, STUCK_S, "NORMAL_TEMPORARY_FAILURE")
-    answer_at = target.answer_after_s + (CONFIRM_S if confirm else 0.0)
-    if confirm and target.outcome == "answer" and target.presses != confirm:
+    answer_at = far_end.answer_after_s + (CONFIRM_S if confirm else 0.0)
+    if confirm and far_end.outcome == "answer" and far_end.presses != confirm:
         return LegPlan(leg, peer, timeout, timeout_cause)  # answered, never confirmed: a voicemail
-    if target.outcome == "answer" and answer_at < timeout:
-        return LegPlan(leg, peer, max(answer_at, SETUP_S), None, target.talk_s)
-    if target.outcome == "caller_hangs_up" and target.hangup_after_s < timeout:
-        return LegPlan(leg, peer, target.hangup_after_s, "ORIGINATOR_CANCEL", caller_hangs_up=True)
+    if far_end.outcome == "answer" and answer_at < timeout:
+        return LegPlan(leg, peer, max(answer_at, SETUP_S), None, far_end.talk_s)
+    if far_end.outcome == "caller_hangs_up" and far_end.hangup_after_s < timeout:
+        return LegPlan(leg, peer, far_end.hangup_after_s, "ORIGINATOR_CANCEL", caller_hangs_up=True)
     return LegPlan(leg, peer, timeout, timeout_cause)
 
 

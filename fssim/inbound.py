@@ -149,11 +149,11 @@ class InboundServer:
         self.originates.append(rest)
         variables = dict(item.split("=", 1) for item in dialstring.group("vars").split(",") if "=" in item)
         number = dialstring.group("endpoint").rsplit("/", 1)[-1]
-        target = self.callee.target(number)
-        if target is not None and target.outcome in _CAUSES:
-            if target.outcome == "no_answer":
+        far_end = self.callee.far_end(number)
+        if far_end is not None and far_end.outcome in _CAUSES:
+            if far_end.outcome == "no_answer":
                 gevent.sleep(self.clock.scaled(float(variables.get("originate_timeout", 60))))
-            return f"-ERR {_CAUSES[target.outcome]}\n"
+            return f"-ERR {_CAUSES[far_end.outcome]}\n"
         uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
         placed = dataclasses.replace(self.callee, agent=variables.get("switchboard_agent"), uuid=uuid, answered=True,
                                      direction="outbound",
