@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from fssim.causes import CAUSES
 from fssim.channel import Profile
 from fssim.dialstring import DialLeg, DialStringError, parse_dial_string
+from fssim.ports import CallPort
 from fssim.recording import BridgeAttempt
 from fssim.scenario import FarEnd
-
-if TYPE_CHECKING:
-    from fssim.call import SimCall
 
 SIP_FAILURES = {"USER_BUSY": ("486", "Busy Here"), "CALL_REJECTED": ("603", "Decline"),
                 "UNALLOCATED_NUMBER": ("404", "Not Found")}
@@ -59,7 +56,7 @@ class LegPlan:
         return f"{self.leg.tech}/{self.leg.destination}-a"
 
 
-def run_bridge(call: "SimCall", arg: str) -> None:
+def run_bridge(call: CallPort, arg: str) -> None:
     """Ring each `|` group in turn (legs of a group together) until one answers or all fail."""
     attempt = BridgeAttempt(call.now(), arg, {}, [])
     call.rec.bridges.append(attempt)
@@ -91,7 +88,7 @@ def _leg_timeout(leg: DialLeg) -> float | None:
     return float(value) if value and value.replace(".", "", 1).isdigit() else None
 
 
-def _plan(call: "SimCall", leg: DialLeg) -> LegPlan:
+def _plan(call: CallPort, leg: DialLeg) -> LegPlan:
     """When this leg answers or fails, from the far end the scenario gives its destination."""
     peer = leg.variables.get("origination_uuid") or str(uuidlib.uuid4())
     leg_timeout = _leg_timeout(leg)
@@ -131,7 +128,7 @@ def _from_far_end(leg: DialLeg, peer: str, far_end: FarEnd, timeout: float, time
     return LegPlan(leg, peer, timeout, timeout_cause)
 
 
-def _ring(call: "SimCall", plans: list[LegPlan]) -> tuple[LegPlan | None, str]:
+def _ring(call: CallPort, plans: list[LegPlan]) -> tuple[LegPlan | None, str]:
     """Wait for the first answer; a group fails with the cause of its last leg to give up.
 
     Ringing legs exist for `uuid_getvar`/`uuid_kill`; a killed leg ends the group with the kill's cause.
@@ -142,7 +139,7 @@ def _ring(call: "SimCall", plans: list[LegPlan]) -> tuple[LegPlan | None, str]:
         call.peers[plan.uuid] = {"uuid": plan.uuid, **plan.leg.variables}
     try:
         for plan in sorted(plans, key=lambda p: p.at):
-            if not call.wait_app(max(0.0, started + plan.at - call.now())):
+            if not call.session.wait_app(max(0.0, started + plan.at - call.now())):
                 killed = next((p.uuid for p in plans if p.uuid in call.peer_kills), None)
                 if killed is not None and call.channel.up:
                     return None, call.peer_kills.pop(killed)
@@ -159,7 +156,7 @@ def _ring(call: "SimCall", plans: list[LegPlan]) -> tuple[LegPlan | None, str]:
             call.peers.pop(plan.uuid, None)
 
 
-def _append(call: "SimCall", name: str, value: str) -> None:
+def _append(call: CallPort, name: str, value: str) -> None:
     old = call.channel.get_var(name)
     if old is None:
         call.channel.set_var(name, value)
@@ -167,14 +164,14 @@ def _append(call: "SimCall", name: str, value: str) -> None:
         call.channel.set_var(name, f"{old}|:{value}" if old.startswith("ARRAY::") else f"ARRAY::{old}|:{value}")
 
 
-def _record_legs(call: "SimCall", plans: list[LegPlan], winner: LegPlan | None) -> None:
+def _record_legs(call: CallPort, plans: list[LegPlan], winner: LegPlan | None) -> None:
     for plan in plans:
         callee = plan.leg.destination if plan.sofia else "default"
         _append(call, "originated_legs", f"{plan.uuid};Outbound Call;{callee}")
         _append(call, "originate_causes", f"{plan.uuid};{'NONE' if plan is winner else plan.cause}")
 
 
-def _fail(call: "SimCall", attempt: BridgeAttempt, plans: list[LegPlan], cause: str) -> None:
+def _fail(call: CallPort, attempt: BridgeAttempt, plans: list[LegPlan], cause: str) -> None:
     ch = call.channel
     _record_legs(call, plans, None)
     last = plans[-1] if plans else None
@@ -205,13 +202,13 @@ def _continues(setting: str | None, cause: str) -> bool:
         return True
     if not setting:
         return False
-    if setting.strip().lower() in ("true", "yes", "on", "1", "enabled", "allow", "active"):
+    if _true(setting):
         return True
     items = [item.strip().upper() for item in setting.split(",")]
     return cause in items or str(CAUSES.get(cause)) in items
 
 
-def _talk(call: "SimCall", attempt: BridgeAttempt, plan: LegPlan, tried: list[LegPlan]) -> None:
+def _talk(call: CallPort, attempt: BridgeAttempt, plan: LegPlan, tried: list[LegPlan]) -> None:
     ch = call.channel
     _record_legs(call, tried, plan)
     ch.set_var("originate_disposition", "SUCCESS")
@@ -236,7 +233,7 @@ def _talk(call: "SimCall", attempt: BridgeAttempt, plan: LegPlan, tried: list[Le
         ch.set_var(key, value)
     attempt.outcome, attempt.disposition, attempt.answered_leg = "answered", "SUCCESS", plan.leg.endpoint
     call.note(f"bridge answered by {destination}; talking {plan.talk_s:g} s")
-    call.wait_app(plan.talk_s)
+    call.session.wait_app(plan.talk_s)
     call.peers.pop(plan.uuid)
     peer_cause = call.peer_kills.pop(plan.uuid, "NORMAL_CLEARING")
     if plan.sofia:

@@ -19,6 +19,7 @@ import uuid as uuidlib
 
 import gevent
 import gevent.lock
+from gevent import socket
 from gevent.server import StreamServer
 
 from controller.clock import Clock
@@ -26,7 +27,7 @@ from fssim.call import SimCall
 from fssim.channel import Switch
 from fssim.recording import CallRecording
 from fssim.scenario import Scenario
-from fssim.wire import FrameReader, command_reply, disconnect_notice, event_plain, header_block
+from fssim.wire import Command, FrameReader, command_reply, disconnect_notice, event_plain, header_block
 
 _DIALSTRING = re.compile(r"^\{(?P<vars>[^}]*)\}(?P<endpoint>\S+)$")
 _SOCKET_ADDRESS = re.compile(r"^(?P<host>[^\s]+):(?P<port>\d+)$")
@@ -58,7 +59,7 @@ class InboundServer:
         gevent.joinall(self.calls, timeout=timeout)
         return [g.value for g in self.calls if g.successful()]
 
-    def _serve(self, sock, _address) -> None:
+    def _serve(self, sock: socket.socket, _address: tuple[str, int]) -> None:
         lock = gevent.lock.Semaphore()
 
         def send(frame: bytes) -> None:
@@ -116,7 +117,7 @@ class InboundServer:
             sock.close()
 
     @staticmethod
-    def _read(reader: FrameReader):
+    def _read(reader: FrameReader) -> Command | None:
         """The next command; None once the client closed the connection (or reset it)."""
         try:
             return reader.read_command()
@@ -172,7 +173,9 @@ class InboundServer:
 
 def separate_string(text: str) -> list[str]:
     """switch_separate_string on spaces: a single-quoted part is one word, its quotes dropped."""
-    words, word, quoted, started = [], [], False, False
+    words: list[str] = []
+    word: list[str] = []
+    quoted, started = False, False
     for char in text:
         if char == "'":
             quoted, started = not quoted, True
