@@ -31,13 +31,12 @@ from gevent.pool import Pool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from fssim import Scenario  # noqa: E402
 from fssim.call import SimCall  # noqa: E402
 from fssim.channel import Switch  # noqa: E402
-from controller_support import SessionRedis, running  # noqa: E402
-from transfer_support import SALES, agent_yaml, transfer_config  # noqa: E402
+from tests.support.controller import SessionRedis, running  # noqa: E402
+from tests.support.transfer import SALES, agent_yaml, transfer_config  # noqa: E402
 
 TIME_SCALE = 0.01
 CONCURRENCY = 8

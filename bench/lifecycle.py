@@ -26,7 +26,6 @@ import gevent.socket  # noqa: E402
 from greenswitch import esl as gs  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from controller.esl.listener import Listener  # noqa: E402
 
@@ -85,7 +84,7 @@ def bench_accept(n: int) -> tuple[list[float], list[float]]:
 
 def bench_setup(n: int) -> list[float]:
     from fssim import Scenario, Simulator
-    from controller_support import SessionRedis, running, write_config
+    from tests.support.controller import SessionRedis, running, write_config
     redis = SessionRedis()
     directory = Path(tempfile.mkdtemp(prefix="sb-bench-", dir="/tmp"))
     times: list[float] = []

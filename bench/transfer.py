@@ -32,15 +32,14 @@ from gevent.pool import Pool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from controller.actions.transfer import TransferAction  # noqa: E402
 from controller.transfer.directory import MAX_BYTES, check_csv, write_numbers  # noqa: E402
 from fssim import Scenario  # noqa: E402
 from fssim.call import SimCall  # noqa: E402
 from fssim.channel import Switch  # noqa: E402
-from controller_support import SessionRedis, running  # noqa: E402
-from transfer_support import ASKS_FOR_ADVISOR, transfer_config  # noqa: E402
+from tests.support.controller import SessionRedis, running  # noqa: E402
+from tests.support.transfer import ASKS_FOR_ADVISOR, transfer_config  # noqa: E402
 
 TIME_SCALE = 0.01
 CONCURRENCY = 8
