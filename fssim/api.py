@@ -6,18 +6,16 @@ return the bare value (captures 01, 02, 04, 09, 11, 17). An unknown command answ
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-from fssim.channel import CAUSES
-
-if TYPE_CHECKING:
-    from fssim.call import SimCall
+from fssim.causes import CAUSES
+from fssim.ports import CallPort
 
 NO_CHANNEL = "-ERR No such channel!\n"
 VERSION = "FreeSWITCH Version 1.10.12-release~64bit ( 64bit)\n"
 
 
-def run(call: "SimCall", name: str, arg: str) -> str:
+def run(call: CallPort, name: str, arg: str) -> str:
     """Run one api command against the call and return the response body (or the scenario's forced reply)."""
     if name in call.scenario.api_replies:
         return call.scenario.api_replies[name]
@@ -27,11 +25,11 @@ def run(call: "SimCall", name: str, arg: str) -> str:
     return handler(call, arg.split())
 
 
-def _module_exists(call: "SimCall", args: list[str]) -> str:
+def _module_exists(call: CallPort, args: list[str]) -> str:
     return "true" if args and args[0] in call.scenario.modules else "false"
 
 
-def _uuid_getvar(call: "SimCall", args: list[str]) -> str:
+def _uuid_getvar(call: CallPort, args: list[str]) -> str:
     if len(args) < 2:
         return "-USAGE: <uuid> <var>\n"
     if args[0] == call.uuid:
@@ -43,7 +41,7 @@ def _uuid_getvar(call: "SimCall", args: list[str]) -> str:
     return "_undef_" if value is None else value
 
 
-def _uuid_setvar(call: "SimCall", args: list[str]) -> str:
+def _uuid_setvar(call: CallPort, args: list[str]) -> str:
     if not args or args[0] != call.uuid:
         return NO_CHANNEL
     if len(args) < 2:
@@ -52,35 +50,35 @@ def _uuid_setvar(call: "SimCall", args: list[str]) -> str:
     return "+OK\n"
 
 
-def _uuid_exists(call: "SimCall", args: list[str]) -> str:
+def _uuid_exists(call: CallPort, args: list[str]) -> str:
     return "true" if args and (args[0] == call.uuid and call.channel.up or args[0] in call.peers) else "false"
 
 
-def _uuid_kill(call: "SimCall", args: list[str]) -> str:
+def _uuid_kill(call: CallPort, args: list[str]) -> str:
     cause = args[1].upper() if len(args) > 1 else "NORMAL_CLEARING"
     if args and args[0] == call.uuid and call.channel.up:
         call.hangup(cause, "controller")
         return "+OK\n"
     if args and args[0] in call.peers:
         call.peer_kills[args[0]] = cause if cause in CAUSES else "NORMAL_CLEARING"
-        if call.current is not None and call.current.name == "bridge":
-            call.current.broken.set()
+        if call.session.app == "bridge":
+            call.session.interrupt()
         return "+OK\n"
     return NO_CHANNEL
 
 
-def _uuid_break(call: "SimCall", args: list[str]) -> str:
+def _uuid_break(call: CallPort, args: list[str]) -> str:
     if not args or args[0] != call.uuid or not call.channel.up:
         return NO_CHANNEL
     if len(args) > 1 and args[1] == "all":
-        dropped = call.flush()
+        dropped = call.session.flush()
         if dropped:
             call.note(f"uuid_break all flushed queued commands that will never run: {', '.join(dropped)}")
-    call.break_app()
+    call.session.break_app()
     return "+OK\n"
 
 
-def _uuid_transfer(call: "SimCall", args: list[str]) -> str:
+def _uuid_transfer(call: CallPort, args: list[str]) -> str:
     args = [a for a in args if a not in ("-bleg", "-both")]
     if not args or args[0] != call.uuid or not call.channel.up:
         return NO_CHANNEL
@@ -88,13 +86,12 @@ def _uuid_transfer(call: "SimCall", args: list[str]) -> str:
         return "-USAGE: <uuid> [-bleg|-both] <dest> [<dialplan>] [<context>]\n"
     dialplan = args[2] if len(args) > 2 else "XML"
     context = args[3] if len(args) > 3 else "default"
-    if call.current is not None:
-        call.current.broken.set()
-    call.push_urgent(("transfer", args[1], dialplan, context))
+    call.session.interrupt()
+    call.session.push_urgent(("transfer", args[1], dialplan, context))
     return "+OK\n"
 
 
-def _uuid_send_dtmf(call: "SimCall", args: list[str]) -> str:
+def _uuid_send_dtmf(call: CallPort, args: list[str]) -> str:
     if len(args) < 2 or args[0] != call.uuid or not call.channel.up:
         return NO_CHANNEL
     call.rec.dtmf_sent.append(args[1])
@@ -102,7 +99,7 @@ def _uuid_send_dtmf(call: "SimCall", args: list[str]) -> str:
     return f"+OK {call.uuid} sent DTMF {args[1]}.\n"
 
 
-COMMANDS: dict[str, Callable[["SimCall", list[str]], str]] = {
+COMMANDS: dict[str, Callable[[CallPort, list[str]], str]] = {
     "module_exists": _module_exists,
     "uuid_getvar": _uuid_getvar,
     "uuid_setvar": _uuid_setvar,

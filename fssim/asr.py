@@ -10,12 +10,10 @@ After a result the recogniser stays idle until `detect_speech resume`.
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from fssim import wire
-
-if TYPE_CHECKING:
-    from fssim.call import SimCall
+from fssim.ports import CallPort
 
 CONTROL = ("resume", "pause", "stop", "grammar", "nogrammar", "grammaron", "grammaroff", "grammarsalloff",
            "param", "start_input_timers", "init")
@@ -24,7 +22,7 @@ CONTROL = ("resume", "pause", "stop", "grammar", "nogrammar", "grammaron", "gram
 class Recogniser:
     """detect_speech state (`started`, `listening`, `grammar`) and DETECTED_SPEECH delivery."""
 
-    def __init__(self, call: "SimCall") -> None:
+    def __init__(self, call: CallPort) -> None:
         self.call = call
         self.started = False
         self.listening = False
@@ -45,9 +43,9 @@ class Recogniser:
                 conn.send(wire.event_plain(raw, body))
                 return "diverted"
             return "lost"
-        if call.agent_talking:
+        if call.session.agent_talking:
             return "lost"
-        if call.current is not None:
+        if call.session.app is not None:
             self.queue(lambda: call.fire("DETECTED_SPEECH", headers=[*raw, *call.channel.data(False)], body=body))
             return "queued"
         call.tick()
@@ -67,7 +65,7 @@ class Recogniser:
                 fire()
 
 
-def detect_speech(call: "SimCall", arg: str) -> None:
+def detect_speech(call: CallPort, arg: str) -> None:
     """`detect_speech <mod_name> <gram_name> <gram_path> [<addr>]`, or resume/pause/stop/... on a running one."""
     words = arg.split()
     asr = call.asr

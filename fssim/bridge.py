@@ -1,4 +1,4 @@
-"""The `bridge` app: ring the dialled legs as the scenario's targets behave, report what FreeSWITCH reports.
+"""The `bridge` app: ring the dialled legs as the scenario's far ends behave, report what FreeSWITCH reports.
 
 Failure (captures 02, 07, 10, 16): `originated_legs`, `originate_causes` (ARRAY:: from the second attempt),
 `originate_signal_bond`, SIP failure variables for sofia legs, `last_bridge_hangup_cause`,
@@ -9,24 +9,22 @@ Success (09, 16): SUCCESS variables, CHANNEL_BRIDGE, talk, CHANNEL_UNBRIDGE with
 the caller is hung up afterwards only when `hangup_after_bridge` is true (switch_ivr_bridge.c).
 `leg_timeout` (per leg, ALLOTTED_TIMEOUT) and `originate_timeout` (NO_ANSWER, default 60) come from the
 wire and count call seconds, so the simulator's time scale applies to them.
-`group_confirm_key` (switch_ivr_originate): whoever answers must press that key (a target's `presses`),
+`group_confirm_key` (switch_ivr_originate): whoever answers must press that key (a far end's `presses`),
 `CONFIRM_S` after answering; until then `leg_timeout` keeps running (unless `group_confirm_cancel_timeout`
-is true), so a target that answers and never presses it ends as ALLOTTED_TIMEOUT. A ringing leg answers
-`uuid_kill` with the given cause; a `stuck` target rings until killed (a FreeSWITCH that never reports).
+is true), so a far end that answers and never presses it ends as ALLOTTED_TIMEOUT. A ringing leg answers
+`uuid_kill` with the given cause; a `stuck` far end rings until killed (a FreeSWITCH that never reports).
 """
 from __future__ import annotations
 
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from fssim.channel import CAUSES, Profile
+from fssim.causes import CAUSES
+from fssim.channel import Profile
 from fssim.dialstring import DialLeg, DialStringError, parse_dial_string
+from fssim.ports import CallPort
 from fssim.recording import BridgeAttempt
-from fssim.scenario import Target
-
-if TYPE_CHECKING:
-    from fssim.call import SimCall
+from fssim.scenario import FarEnd
 
 SIP_FAILURES = {"USER_BUSY": ("486", "Busy Here"), "CALL_REJECTED": ("603", "Decline"),
                 "UNALLOCATED_NUMBER": ("404", "Not Found")}
@@ -58,7 +56,7 @@ class LegPlan:
         return f"{self.leg.tech}/{self.leg.destination}-a"
 
 
-def run_bridge(call: "SimCall", arg: str) -> None:
+def run_bridge(call: CallPort, arg: str) -> None:
     """Ring each `|` group in turn (legs of a group together) until one answers or all fail."""
     attempt = BridgeAttempt(call.now(), arg, {}, [])
     call.rec.bridges.append(attempt)
@@ -90,8 +88,8 @@ def _leg_timeout(leg: DialLeg) -> float | None:
     return float(value) if value and value.replace(".", "", 1).isdigit() else None
 
 
-def _plan(call: "SimCall", leg: DialLeg) -> LegPlan:
-    """When this leg answers or fails, from the scenario's target for its destination."""
+def _plan(call: CallPort, leg: DialLeg) -> LegPlan:
+    """When this leg answers or fails, from the far end the scenario gives its destination."""
     peer = leg.variables.get("origination_uuid") or str(uuidlib.uuid4())
     leg_timeout = _leg_timeout(leg)
     originate = leg.variables.get("originate_timeout") or call.channel.get_var("call_timeout") or "60"
@@ -99,38 +97,38 @@ def _plan(call: "SimCall", leg: DialLeg) -> LegPlan:
     if leg.tech == "error":
         cause = leg.destination.upper()
         return LegPlan(leg, peer, SETUP_S, cause if cause in CAUSES else "DESTINATION_OUT_OF_ORDER")
-    target = call.scenario.target(leg.destination)
-    if target is None:
+    far_end = call.scenario.far_end(leg.destination)
+    if far_end is None:
         call.note(f"bridge: no target for {leg.destination} in the scenario: UNALLOCATED_NUMBER (404)")
         return LegPlan(leg, peer, SETUP_S, "UNALLOCATED_NUMBER")
     confirm = leg.variables.get("group_confirm_key")
-    if confirm and target.outcome == "answer" and _true(leg.variables.get("group_confirm_cancel_timeout")):
+    if confirm and far_end.outcome == "answer" and _true(leg.variables.get("group_confirm_cancel_timeout")):
         timeout, timeout_cause = float(originate), "NO_ANSWER"
-    return _from_target(leg, peer, target, timeout, timeout_cause, confirm)
+    return _from_far_end(leg, peer, far_end, timeout, timeout_cause, confirm)
 
 
 def _true(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "yes", "on", "1", "enabled", "allow", "active")
 
 
-def _from_target(leg: DialLeg, peer: str, target: Target, timeout: float, timeout_cause: str,
-                 confirm: str | None = None) -> LegPlan:
+def _from_far_end(leg: DialLeg, peer: str, far_end: FarEnd, timeout: float, timeout_cause: str,
+                  confirm: str | None = None) -> LegPlan:
     immediate = {"busy": "USER_BUSY", "reject": "CALL_REJECTED", "gateway_down": "NETWORK_OUT_OF_ORDER"}
-    if target.outcome in immediate:
-        return LegPlan(leg, peer, SETUP_S, immediate[target.outcome])
-    if target.outcome == "stuck":
+    if far_end.outcome in immediate:
+        return LegPlan(leg, peer, SETUP_S, immediate[far_end.outcome])
+    if far_end.outcome == "stuck":
         return LegPlan(leg, peer, STUCK_S, "NORMAL_TEMPORARY_FAILURE")
-    answer_at = target.answer_after_s + (CONFIRM_S if confirm else 0.0)
-    if confirm and target.outcome == "answer" and target.presses != confirm:
+    answer_at = far_end.answer_after_s + (CONFIRM_S if confirm else 0.0)
+    if confirm and far_end.outcome == "answer" and far_end.presses != confirm:
         return LegPlan(leg, peer, timeout, timeout_cause)  # answered, never confirmed: a voicemail
-    if target.outcome == "answer" and answer_at < timeout:
-        return LegPlan(leg, peer, max(answer_at, SETUP_S), None, target.talk_s)
-    if target.outcome == "caller_hangs_up" and target.hangup_after_s < timeout:
-        return LegPlan(leg, peer, target.hangup_after_s, "ORIGINATOR_CANCEL", caller_hangs_up=True)
+    if far_end.outcome == "answer" and answer_at < timeout:
+        return LegPlan(leg, peer, max(answer_at, SETUP_S), None, far_end.talk_s)
+    if far_end.outcome == "caller_hangs_up" and far_end.hangup_after_s < timeout:
+        return LegPlan(leg, peer, far_end.hangup_after_s, "ORIGINATOR_CANCEL", caller_hangs_up=True)
     return LegPlan(leg, peer, timeout, timeout_cause)
 
 
-def _ring(call: "SimCall", plans: list[LegPlan]) -> tuple[LegPlan | None, str]:
+def _ring(call: CallPort, plans: list[LegPlan]) -> tuple[LegPlan | None, str]:
     """Wait for the first answer; a group fails with the cause of its last leg to give up.
 
     Ringing legs exist for `uuid_getvar`/`uuid_kill`; a killed leg ends the group with the kill's cause.
@@ -141,7 +139,7 @@ def _ring(call: "SimCall", plans: list[LegPlan]) -> tuple[LegPlan | None, str]:
         call.peers[plan.uuid] = {"uuid": plan.uuid, **plan.leg.variables}
     try:
         for plan in sorted(plans, key=lambda p: p.at):
-            if not call.wait_app(max(0.0, started + plan.at - call.now())):
+            if not call.session.wait_app(max(0.0, started + plan.at - call.now())):
                 killed = next((p.uuid for p in plans if p.uuid in call.peer_kills), None)
                 if killed is not None and call.channel.up:
                     return None, call.peer_kills.pop(killed)
@@ -158,7 +156,7 @@ def _ring(call: "SimCall", plans: list[LegPlan]) -> tuple[LegPlan | None, str]:
             call.peers.pop(plan.uuid, None)
 
 
-def _append(call: "SimCall", name: str, value: str) -> None:
+def _append(call: CallPort, name: str, value: str) -> None:
     old = call.channel.get_var(name)
     if old is None:
         call.channel.set_var(name, value)
@@ -166,14 +164,14 @@ def _append(call: "SimCall", name: str, value: str) -> None:
         call.channel.set_var(name, f"{old}|:{value}" if old.startswith("ARRAY::") else f"ARRAY::{old}|:{value}")
 
 
-def _record_legs(call: "SimCall", plans: list[LegPlan], winner: LegPlan | None) -> None:
+def _record_legs(call: CallPort, plans: list[LegPlan], winner: LegPlan | None) -> None:
     for plan in plans:
         callee = plan.leg.destination if plan.sofia else "default"
         _append(call, "originated_legs", f"{plan.uuid};Outbound Call;{callee}")
         _append(call, "originate_causes", f"{plan.uuid};{'NONE' if plan is winner else plan.cause}")
 
 
-def _fail(call: "SimCall", attempt: BridgeAttempt, plans: list[LegPlan], cause: str) -> None:
+def _fail(call: CallPort, attempt: BridgeAttempt, plans: list[LegPlan], cause: str) -> None:
     ch = call.channel
     _record_legs(call, plans, None)
     last = plans[-1] if plans else None
@@ -204,13 +202,13 @@ def _continues(setting: str | None, cause: str) -> bool:
         return True
     if not setting:
         return False
-    if setting.strip().lower() in ("true", "yes", "on", "1", "enabled", "allow", "active"):
+    if _true(setting):
         return True
     items = [item.strip().upper() for item in setting.split(",")]
     return cause in items or str(CAUSES.get(cause)) in items
 
 
-def _talk(call: "SimCall", attempt: BridgeAttempt, plan: LegPlan, tried: list[LegPlan]) -> None:
+def _talk(call: CallPort, attempt: BridgeAttempt, plan: LegPlan, tried: list[LegPlan]) -> None:
     ch = call.channel
     _record_legs(call, tried, plan)
     ch.set_var("originate_disposition", "SUCCESS")
@@ -235,7 +233,7 @@ def _talk(call: "SimCall", attempt: BridgeAttempt, plan: LegPlan, tried: list[Le
         ch.set_var(key, value)
     attempt.outcome, attempt.disposition, attempt.answered_leg = "answered", "SUCCESS", plan.leg.endpoint
     call.note(f"bridge answered by {destination}; talking {plan.talk_s:g} s")
-    call.wait_app(plan.talk_s)
+    call.session.wait_app(plan.talk_s)
     call.peers.pop(plan.uuid)
     peer_cause = call.peer_kills.pop(plan.uuid, "NORMAL_CLEARING")
     if plan.sofia:

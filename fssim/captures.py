@@ -28,7 +28,7 @@ _FRAME_LINE = re.compile(r"^### (?P<conn>\S+) (?P<dir>sent|recv) #(?P<seq>\d+) t
 _NO_NEWLINE = "\\ no newline at end of frame"
 _PROXY_LINE = re.compile(r"^===== (?P<conn>\S+) (?P<dir>controller -> FS|FS -> controller) \+(?P<t>[\d.]+)s "
                          r"\((?P<len>\d+) bytes\)$")
-_REPO = Path(__file__).resolve().parents[2]
+_REPO = Path(__file__).resolve().parents[1]
 # The project's checkout sits beside shared/ (developers and CI alike); a copy under tests/ also works.
 _SEARCH_PATH = (_REPO / "tests" / "esl-captures", _REPO.parent / "shared" / "esl-captures",
                 Path("/work/shared/esl-captures"))

@@ -12,26 +12,14 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import count
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
-if TYPE_CHECKING:
-    from fssim.scenario import Scenario
+from fssim.scenario import Scenario
 
 Header = tuple[str, str]
 
-STATE_NUMBERS = {"CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 3, "CS_EXECUTE": 4,
-                 "CS_EXCHANGE_MEDIA": 5, "CS_PARK": 6, "CS_CONSUME_MEDIA": 7, "CS_HIBERNATE": 8, "CS_RESET": 9,
-                 "CS_HANGUP": 10, "CS_REPORTING": 11, "CS_DESTROY": 12}
 CALL_STATE_NUMBERS = {"DOWN": 0, "DIALING": 1, "RINGING": 2, "EARLY": 3, "ACTIVE": 4, "HELD": 5,
                       "RING_WAIT": 6, "HANGUP": 7, "UNHELD": 8}
-# switch_types.h hangup causes (Q.850 and FreeSWITCH's own 5xx/6xx).
-CAUSES = {"NONE": 0, "UNALLOCATED_NUMBER": 1, "NO_ROUTE_DESTINATION": 3, "NORMAL_CLEARING": 16,
-          "USER_BUSY": 17, "NO_USER_RESPONSE": 18, "NO_ANSWER": 19, "SUBSCRIBER_ABSENT": 20, "CALL_REJECTED": 21,
-          "NUMBER_CHANGED": 22, "DESTINATION_OUT_OF_ORDER": 27, "INVALID_NUMBER_FORMAT": 28,
-          "NORMAL_UNSPECIFIED": 31, "NETWORK_OUT_OF_ORDER": 38, "NORMAL_TEMPORARY_FAILURE": 41,
-          "SWITCH_CONGESTION": 42, "INCOMPATIBLE_DESTINATION": 88, "RECOVERY_ON_TIMER_EXPIRE": 102,
-          "ORIGINATOR_CANCEL": 487, "MANAGER_REQUEST": 503, "BLIND_TRANSFER": 600, "ATTENDED_TRANSFER": 601,
-          "ALLOTTED_TIMEOUT": 602, "MEDIA_TIMEOUT": 604, "PROGRESS_TIMEOUT": 607, "INVALID_GATEWAY": 608}
 # (Event-Calling-File, -Function, -Line-Number) per event, as recorded in the captures.
 CALLING = {
     "CHANNEL_DATA": ("mod_event_socket.c", "parse_command", "2021"),
@@ -147,7 +135,7 @@ class Profile:
 class Channel:
     """State of the caller's leg: states, profile, variables (set moves a variable to the end, as FS does)."""
 
-    def __init__(self, switch: Switch, uuid: str, profile: Profile, now_us) -> None:
+    def __init__(self, switch: Switch, uuid: str, profile: Profile, now_us: Callable[[], int]) -> None:
         self.switch = switch
         self.uuid = uuid
         self.name = profile.channel_name
@@ -160,10 +148,6 @@ class Channel:
         self.hangup_cause: str | None = None
         self.other_leg: Profile | None = None
         self.variables: dict[str, str] = {}
-
-    @property
-    def answered(self) -> bool:
-        return self.answer_state in ("answered", "hangup") and bool(self.profile.times.get("answered"))
 
     @property
     def up(self) -> bool:
@@ -222,8 +206,7 @@ class Channel:
                 *self.data(True)]
 
 
-
-def caller_channel(switch: Switch, scenario: "Scenario", uuid: str, addr: tuple[str, int], now_us,
+def caller_channel(switch: Switch, scenario: Scenario, uuid: str, addr: tuple[str, int], now_us: Callable[[], int],
                    socket_data: str) -> Channel:
     """The socket leg as FreeSWITCH hands it over: the template of capture 04 (ringing) or 12 (answered)
     with the scenario's caller, destination, agent, SIP X- headers and preset variables."""

@@ -15,18 +15,14 @@ following the reply.
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import TYPE_CHECKING
 
-import gevent
 import gevent.event
 from gevent import socket
 from gevent.lock import Semaphore
 
 from fssim import api, wire
+from fssim.ports import CallPort
 from fssim.recording import WireFrame, command_record
-
-if TYPE_CHECKING:
-    from fssim.call import SimCall
 
 # mod_event_socket.c: the event list `myevents` turns on.
 MYEVENTS = frozenset({
@@ -46,7 +42,7 @@ STATIC_SENDMSG_TIMEOUT_S = 600.0  # bounds a static sendmsg's wait for its app (
 class Connection:
     """One TCP session to the controller, with its subscriptions and linger setting."""
 
-    def __init__(self, call: "SimCall", conn_id: str, socket_words: list[str]) -> None:
+    def __init__(self, call: CallPort, conn_id: str, socket_words: list[str]) -> None:
         self.call = call
         self.id = conn_id
         words = {w.lower() for w in socket_words}
@@ -77,7 +73,7 @@ class Connection:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             return str(exc)
-        self.call._greenlets.append(gevent.spawn(self._read_loop))
+        self.call.spawn(self._read_loop)
         return None
 
     # -- output -----------------------------------------------------------------------------------
@@ -111,7 +107,7 @@ class Connection:
         for frame in held:
             self.send(frame)
 
-    def reply(self, text: str, extra=()) -> None:
+    def reply(self, text: str, extra: wire.Headers = ()) -> None:
         self.send(wire.command_reply(text, extra))
 
     def wants(self, name: str, subclass: str | None, headers: dict[str, str]) -> bool:
@@ -141,7 +137,7 @@ class Connection:
                 if not self.closed:
                     self.close()
                     self.call.connection_closed(self)
-            self.call._greenlets.append(gevent.spawn(expire))
+            self.call.spawn(expire)
 
     def close(self, send_notice: bool = True) -> None:
         """FreeSWITCH's end of a session: the disconnect notice (body "Disconnected, goodbye...") and close."""
@@ -304,7 +300,7 @@ class Connection:
             self._static_sendmsg(kind, command)
             return
         if kind in ("execute", "hangup"):
-            self.call.push((kind, command, None))
+            self.call.session.push((kind, command, None))
         else:
             self.call.note(f"sendmsg call-command {kind!r} accepted with no simulated effect")
         self.reply("+OK")
@@ -314,7 +310,7 @@ class Connection:
         and the events it fired reach the controller after that reply."""
         done = gevent.event.Event()
         self.hold_events()
-        self.call.push((kind, command, done))
+        self.call.session.push((kind, command, done))
         self.call.wait_until(lambda: done.is_set() or not self.call.channel.up, STATIC_SENDMSG_TIMEOUT_S)
         held, self._held = self._held or [], None
         self.reply("+OK")
@@ -335,7 +331,7 @@ class Connection:
             headers = [*self.call.switch.event_header("BACKGROUND_JOB", self.call.now_us()), ("Job-UUID", job),
                        ("Job-Command", name)] + ([("Job-Command-Arg", arg.strip())] if arg.strip() else [])
             self.call.fire("BACKGROUND_JOB", headers=headers, body=output)
-        self.call._greenlets.append(gevent.spawn(background))
+        self.call.spawn(background)
 
     def _plain_only(self, fmt: str) -> None:
         if fmt.strip().lower() in ("json", "xml"):

@@ -19,7 +19,6 @@ class DialLeg:
 
     endpoint: str
     variables: dict[str, str]
-    local_variables: dict[str, str]
 
     @property
     def tech(self) -> str:
@@ -96,7 +95,7 @@ def parse_dial_string(raw: str) -> DialString:
                 leg_text = leg_text[end + 1 :].strip()
             if not leg_text:
                 raise DialStringError(f"empty endpoint in dial string {raw!r}")
-            legs.append(DialLeg(leg_text, {**global_vars, **local}, local))
+            legs.append(DialLeg(leg_text, {**global_vars, **local}))
         groups.append(legs)
     if not groups:
         raise DialStringError(f"no endpoint in dial string {raw!r}")
@@ -121,7 +120,9 @@ def _closing(text: str, start: int, opening: str, closing: str) -> int:
 
 def _split(text: str, separator: str) -> list[str]:
     """Split at top-level separators, outside brackets and quotes, skipping `\\`-escaped ones."""
-    parts, current, depth, quoted = [], [], 0, False
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
     for index, char in enumerate(text):
         escaped = index > 0 and text[index - 1] == "\\"
         if char == "'" and not escaped:

@@ -19,6 +19,7 @@ import uuid as uuidlib
 
 import gevent
 import gevent.lock
+from gevent import socket
 from gevent.server import StreamServer
 
 from controller.clock import Clock
@@ -26,7 +27,7 @@ from fssim.call import SimCall
 from fssim.channel import Switch
 from fssim.recording import CallRecording
 from fssim.scenario import Scenario
-from fssim.wire import FrameReader, command_reply, disconnect_notice, event_plain, header_block
+from fssim.wire import Command, FrameReader, command_reply, disconnect_notice, event_plain, header_block
 
 _DIALSTRING = re.compile(r"^\{(?P<vars>[^}]*)\}(?P<endpoint>\S+)$")
 _SOCKET_ADDRESS = re.compile(r"^(?P<host>[^\s]+):(?P<port>\d+)$")
@@ -58,7 +59,7 @@ class InboundServer:
         gevent.joinall(self.calls, timeout=timeout)
         return [g.value for g in self.calls if g.successful()]
 
-    def _serve(self, sock, _address) -> None:
+    def _serve(self, sock: socket.socket, _address: tuple[str, int]) -> None:
         lock = gevent.lock.Semaphore()
 
         def send(frame: bytes) -> None:
@@ -116,7 +117,7 @@ class InboundServer:
             sock.close()
 
     @staticmethod
-    def _read(reader: FrameReader):
+    def _read(reader: FrameReader) -> Command | None:
         """The next command; None once the client closed the connection (or reset it)."""
         try:
             return reader.read_command()
@@ -149,11 +150,11 @@ class InboundServer:
         self.originates.append(rest)
         variables = dict(item.split("=", 1) for item in dialstring.group("vars").split(",") if "=" in item)
         number = dialstring.group("endpoint").rsplit("/", 1)[-1]
-        target = self.callee.target(number)
-        if target is not None and target.outcome in _CAUSES:
-            if target.outcome == "no_answer":
+        far_end = self.callee.far_end(number)
+        if far_end is not None and far_end.outcome in _CAUSES:
+            if far_end.outcome == "no_answer":
                 gevent.sleep(self.clock.scaled(float(variables.get("originate_timeout", 60))))
-            return f"-ERR {_CAUSES[target.outcome]}\n"
+            return f"-ERR {_CAUSES[far_end.outcome]}\n"
         uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
         placed = dataclasses.replace(self.callee, agent=variables.get("switchboard_agent"), uuid=uuid, answered=True,
                                      direction="outbound",
@@ -172,7 +173,9 @@ class InboundServer:
 
 def separate_string(text: str) -> list[str]:
     """switch_separate_string on spaces: a single-quoted part is one word, its quotes dropped."""
-    words, word, quoted, started = [], [], False, False
+    words: list[str] = []
+    word: list[str] = []
+    quoted, started = False, False
     for char in text:
         if char == "'":
             quoted, started = not quoted, True

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from fssim.channel import CAUSES
+from fssim.causes import CAUSES
 
 DEFAULT_MODULES = ("mod_dptools", "mod_sofia", "mod_flite", "mod_commands", "mod_event_socket", "mod_avmd",
                    "mod_spandsp", "mod_unimrcp", "mod_pocketsphinx")
@@ -28,8 +28,9 @@ class ScenarioError(ValueError):
 
 
 @dataclass(frozen=True)
-class Target:
-    """How a bridge destination behaves: `answer` after `answer_after_s` then talks `talk_s`, or fails."""
+class FarEnd:
+    """The party a dialled number reaches (a `targets` entry): it answers after `answer_after_s` and talks
+    `talk_s`, or fails as its `outcome` says (busy, reject, no_answer...). Bridge legs and originates ring it."""
 
     outcome: str
     answer_after_s: float = 0.0
@@ -74,7 +75,7 @@ class Scenario:
     speak_seconds_per_char: float = 0.06
     caller_seconds_per_char: float = 0.06
     playback_seconds: dict[str, float] = field(default_factory=lambda: {"default": 2.0})
-    targets: dict[str, Target] = field(default_factory=dict)
+    targets: dict[str, FarEnd] = field(default_factory=dict)
     handoffs: dict[str, str] = field(default_factory=dict)
     api_replies: dict[str, str] = field(default_factory=dict)  # command -> the reply FreeSWITCH gives instead
     script: list[Step] = field(default_factory=list)
@@ -89,8 +90,8 @@ class Scenario:
         """Validate a parsed YAML mapping; raises ScenarioError naming `source` and the field."""
         return _Reader(source).scenario(data)
 
-    def target(self, destination: str) -> Target | None:
-        """The target for a dialled number, matching with or without a leading '+'."""
+    def far_end(self, destination: str) -> FarEnd | None:
+        """The far end a dialled number reaches, its `targets` key matching with or without a leading '+'."""
         for key in (destination, destination.lstrip("+"), "+" + destination.lstrip("+")):
             if key in self.targets:
                 return self.targets[key]
@@ -177,7 +178,7 @@ class _Reader:
             setattr(out, name, self.number(name, data.get(name, getattr(out, name))))
         out.max_duration_s = self.number("max_duration_s", data.get("max_duration_s", out.max_duration_s), 0.1)
         out.playback_seconds = self.playback(data.get("playback_seconds", 2.0))
-        out.targets = {str(k): self.target(f"targets.{k}", v)
+        out.targets = {str(k): self.far_end(f"targets.{k}", v)
                        for k, v in self.mapping("targets", data.get("targets", {})).items()}
         out.handoffs = {str(k): self.text(f"handoffs.{k}", v)
                         for k, v in self.mapping("handoffs", data.get("handoffs", {})).items()}
@@ -210,22 +211,22 @@ class _Reader:
             return out
         return {"default": self.number("playback_seconds", value)}
 
-    def target(self, where: str, value: Any) -> Target:
+    def far_end(self, where: str, value: Any) -> FarEnd:
         if isinstance(value, str):
             if value not in TARGET_WORDS:
                 raise self.fail(where, f"{value!r}; allowed: {', '.join(TARGET_WORDS)} or a mapping")
-            return Target(value)
+            return FarEnd(value)
         value = self.mapping(where, value)
         if "outcome" in value:
-            return self.target(where, value["outcome"])
+            return self.far_end(where, value["outcome"])
         if "caller_hangs_up_after_s" in value:
-            return Target("caller_hangs_up", hangup_after_s=self.number(
+            return FarEnd("caller_hangs_up", hangup_after_s=self.number(
                 f"{where}.caller_hangs_up_after_s", value["caller_hangs_up_after_s"]))
         if "answer_after_s" in value:
             presses = value.get("presses")
             if presses is not None and not re.fullmatch(r"[0-9*#]", str(presses)):
                 raise self.fail(f"{where}.presses", f"{presses!r} is not one key 0-9 * #")
-            return Target("answer", self.number(f"{where}.answer_after_s", value["answer_after_s"]),
+            return FarEnd("answer", self.number(f"{where}.answer_after_s", value["answer_after_s"]),
                           self.number(f"{where}.talk_s", value.get("talk_s", 10.0)),
                           presses=None if presses is None else str(presses))
         raise self.fail(where, "expected {answer_after_s, talk_s}, {caller_hangs_up_after_s} or one of "

@@ -10,20 +10,20 @@ agent has been idle for `end_after_s`, unless the scenario says `end: wait`.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Callable
 from xml.sax.saxutils import escape
 
-from fssim.apps import avmd_beep
+from fssim.avmd import avmd_beep
+from fssim.ports import CallPort
 from fssim.scenario import Step
-
-if TYPE_CHECKING:
-    from fssim.call import SimCall
 
 DTMF_GAP_S = 0.1
 
 
 class CallerScript:
-    def __init__(self, call: "SimCall") -> None:
+    """The person on the caller's leg: one per call, running in its own greenlet."""
+
+    def __init__(self, call: CallPort) -> None:
         self.call = call
 
     @property
@@ -31,6 +31,7 @@ class CallerScript:
         return self.call.channel.up
 
     def run(self) -> None:
+        """Wait for the answer, play every step, then hang up once the agent is quiet (unless `end: wait`)."""
         call = self.call
         call.wait_until(lambda: call.answered.is_set() or not self.up)
         for step in call.scenario.script:
@@ -38,12 +39,12 @@ class CallerScript:
                 return
             getattr(self, f"_{step.action}")(step)
         if self.up and call.scenario.end == "hangup":
-            self._wait_still(call.scenario.end_after_s, lambda: call.current is None and not call._items)
+            self._wait_still(call.scenario.end_after_s, lambda: call.session.idle)
             if self.up:
                 call.note("the caller hangs up at the end of the script")
                 call.hangup("NORMAL_CLEARING", "caller")
 
-    def _wait_still(self, seconds: float, idle) -> None:
+    def _wait_still(self, seconds: float, idle: Callable[[], bool]) -> None:
         """Wait until `idle()` has held for `seconds` in a row."""
         call = self.call
         while self.up:
@@ -57,10 +58,10 @@ class CallerScript:
     def _say(self, step: Step) -> None:
         call = self.call
         if step.barge_in:
-            call.wait_until(lambda: call.agent_talking or not self.up)
+            call.wait_until(lambda: call.session.agent_talking or not self.up)
             self._pause(step, 0.5)
         else:
-            self._wait_still(1.0 if step.after is None else step.after, lambda: not call.agent_talking)
+            self._wait_still(1.0 if step.after is None else step.after, lambda: not call.session.agent_talking)
         if not self.up:
             return
         text = step.value

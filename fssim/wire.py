@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    from gevent import socket
 
 Headers = Sequence[tuple[str, str]]
 
@@ -138,17 +141,15 @@ class Frame:
 
 @dataclass
 class EventBody:
+    """A decoded plain event: `headers` by name, `pairs` in wire order (repeats kept), its own body."""
+
     headers: dict[str, str] = field(default_factory=dict)
     pairs: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
 
-    @property
-    def names(self) -> list[str]:
-        return [name for name, _ in self.pairs]
-
 
 def parse_event_body(data: bytes) -> EventBody:
-    """Split a plain event into decoded headers (order in `names`) and its own body."""
+    """Split a plain event into decoded headers (wire order in `pairs`) and its own body."""
     block, _, rest = data.partition(b"\n\n")
     parsed = EventBody()
     for line in block.decode("utf-8").split("\n"):
@@ -220,7 +221,7 @@ class Command:
 class FrameReader:
     """Read controller commands off a socket: lines up to a blank line, then `content-length` body bytes."""
 
-    def __init__(self, sock) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buffer = b""
 

@@ -111,8 +111,8 @@ def test_a_scenario_file_loads_with_its_targets_and_script(tmp_path):
           - hangup
     """))
     scenario = load_scenario(path)
-    assert scenario.target("33100000004").outcome == "answer"
-    assert scenario.target("+33100000002").outcome == "busy"
+    assert scenario.far_end("33100000004").outcome == "answer"
+    assert scenario.far_end("+33100000002").outcome == "busy"
     assert [step.action for step in scenario.script] == ["say", "dtmf", "hangup"]
     assert scenario.script[1].after == 1.0 and scenario.script[2].value == "NORMAL_CLEARING"
 
