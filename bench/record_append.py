@@ -21,7 +21,7 @@ from typing import Callable  # noqa: E402
 
 import gevent  # noqa: E402
 
-from controller.state.store import RedisSettings, Store  # noqa: E402
+from controller.state.store import Store, StoreSettings  # noqa: E402
 
 RECORD = {"uuid": "0" * 36, "agent": "support",
           "transcript": [{"who": "caller", "text": "une phrase de l'appel " * 4}] * 30}
@@ -66,7 +66,7 @@ def measure(write: Callable[[int], object]) -> dict[str, float]:
 def main() -> None:
     os.environ.pop("REDIS_URL", None)
     root = Path(tempfile.mkdtemp(prefix="sb-bench-", dir="/tmp"))
-    store = Store(RedisSettings(key_prefix="bench"), root, confirm_after_s=0.5).start(maintain=False)
+    store = Store(StoreSettings(key_prefix="bench"), root, confirm_after_s=0.5).start(maintain=False)
     try:
         payload = json.dumps(RECORD)
         for _ in range(50):

@@ -7,7 +7,7 @@ from controller.config.schema import ConfigError, load_config
 from controller.esl.values import (DialStringError, bridge_string, caller_leg_bridge_vars, confirm_prompt,
                                    kill_command, refer_target, transfer_command)
 from controller.transfer.destinations import DestinationIndex, Target, words
-from controller.transfer.outcome import classify
+from controller.transfer.outcome import classify_disposition
 from tests.support.transfer import transfer_config
 
 UUID = "16161616-0000-4000-8000-000000000001"
@@ -80,7 +80,7 @@ def test_a_large_directory_resolves_by_description():
     ("INCOMPATIBLE_DESTINATION", "failed"), (None, "failed"), ("", "failed"),
 ])
 def test_every_disposition_maps_to_one_typed_result(disposition, result):
-    outcome = classify(disposition)
+    outcome = classify_disposition(disposition)
     assert outcome.result == result
     assert outcome.cause == ((disposition or "").upper() or "UNKNOWN")
 

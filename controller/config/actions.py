@@ -244,7 +244,7 @@ DuringAction = Annotated[
 ]
 AfterAction = Annotated[Union[EmailAction, AfterWorkflowAction], Field(discriminator="type")]
 AnyAction = Union[BeforeWorkflowAction, DuringAction, AfterAction]
-MOMENTS = ("before_call", "during_call", "after_call")
+MOMENTS = ("before_call", "during_call", "after_call")  # the keys under `actions`, in the order a call meets them
 
 
 def _before_call_type(value: Any) -> Any:

@@ -11,6 +11,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from controller.config.actions import MOMENTS
 from controller.config.errors import render_path
 from controller.config.base import ID_RE, KEYED_SECTIONS, NAME_RE, RefContext, exists
 
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from controller.config.schema import Config
 
 Found = tuple[list, str, str, bool]
-MOMENTS = ("before_call", "during_call", "after_call")
 
 
 def _items(value: Any) -> Iterator[tuple[Any, Any]]:

@@ -67,8 +67,10 @@ T = TypeVar("T")
 
 
 @dataclass
-class RedisSettings:
-    """The `redis:` section of the configuration, with its defaults (config.py's model has the same names)."""
+class StoreSettings:
+    """What a Store reads of the `redis:` settings (where Redis is, key names, call TTL, the worker's retries),
+    for a Store built without a configuration (tests, benches); a configuration passes its `redis:` section
+    (config.schema.RedisSettings, same fields)."""
 
     url: Optional[str] = None
     call_ttl_s: int = 3600
