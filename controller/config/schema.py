@@ -14,12 +14,13 @@ from typing import Annotated, Any, Callable, Iterable, Literal, Optional, Union
 from pydantic import (AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from controller.config.actions import (Actions, AfterWorkflowAction, BeforeWorkflowAction, DuringWorkflowAction,
-                                       EmailAction, HangupAction, KeypadAction, RagAction, WaitAction)
+from controller.config.actions import (Actions, AfterWorkflowActionConfig, BeforeWorkflowActionConfig,
+                                       DuringWorkflowActionConfig, EmailActionConfig, HangupActionConfig,
+                                       KeypadActionConfig, RagActionConfig, WaitActionConfig)
 from controller.config.agent import AgentConfig, Asr, Limits, OpenAIBrain, SemanticBrain, Speech, Tts
 from controller.config.checks import check_summary, config_warnings, cross_checks, key_checks
 from controller.config.errors import ConfigError, ConfigIssue, IssueBuilder, render_path
-from controller.config.transfer import AgentDestination, NumberDestination, Schedule, TransferAction
+from controller.config.transfer import AgentDestination, NumberDestination, Schedule, TransferActionConfig
 from controller.config.base import (ConfigModel, EmailAddress, Embedder, EnvVarName, KeyId, Language, RefContext, Slug,
                                      builder, check_ref, fail, keys_are_ids, pattern, refs, resolve_path)
 from controller.config.yaml_lines import YamlProblem, duplicate_keys, read_yaml
@@ -30,9 +31,10 @@ from knowledge.sources import LANGUAGES as KNOWLEDGE_LANGUAGES
 __all__ = [
     "load_config", "load_knowledge_sources", "Config", "ConfigError", "ConfigIssue", "check_summary",
     "config_warnings", "AgentConfig",
-    "SipConnection", "KnowledgeSource", "Classification", "Actions", "TransferAction", "NumberDestination",
-    "AgentDestination", "Schedule", "BeforeWorkflowAction", "DuringWorkflowAction", "AfterWorkflowAction",
-    "HangupAction", "RagAction", "KeypadAction", "WaitAction", "EmailAction", "Embedder", "Speech", "Tts", "Asr",
+    "SipConnection", "KnowledgeSource", "Classification", "Actions", "TransferActionConfig", "NumberDestination",
+    "AgentDestination", "Schedule", "BeforeWorkflowActionConfig", "DuringWorkflowActionConfig",
+    "AfterWorkflowActionConfig", "HangupActionConfig", "RagActionConfig", "KeypadActionConfig", "WaitActionConfig",
+    "EmailActionConfig", "Embedder", "Speech", "Tts", "Asr",
     "SemanticBrain", "OpenAIBrain", "Limits",
 ]
 

@@ -173,7 +173,7 @@ class TransferMessages(ConfigModel):
     closed: SpokenText = "This service is closed at the moment."
 
 
-class TransferAction(ActionBase):
+class TransferActionConfig(ActionBase):
     """Connect the caller to a number (bridge through a SIP connection) or hand off to another agent."""
 
     type: Literal["transfer"]
@@ -196,7 +196,7 @@ class TransferAction(ActionBase):
         return check_ref(value, refs(info).sip_connections, "SIP connection", "sip_connections")
 
     @model_validator(mode="after")
-    def _combined(self, info: ValidationInfo) -> "TransferAction":
+    def _combined(self, info: ValidationInfo) -> "TransferActionConfig":
         seen: dict[str, int] = {}
         for i, header in enumerate(self.sip_headers):
             first = seen.setdefault(header.name.lower(), i)
