@@ -10,7 +10,7 @@ import pytest
 
 from controller.actions import build_actions
 from controller.clock import FixedClock
-from controller.config.schema import load_config
+from controller.config.load import load_config
 from controller.runtime import Runtime
 from tests.support.transfer import transfer_config
 

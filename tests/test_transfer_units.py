@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config.schema import ConfigError, load_config
+from controller.config.errors import ConfigError
+from controller.config.load import load_config
 from controller.esl.values import (DialStringError, bridge_string, caller_leg_bridge_vars, confirm_prompt,
                                    kill_command, refer_target, transfer_command)
 from controller.transfer.destinations import DestinationIndex, Target, words

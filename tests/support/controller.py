@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import yaml
 
 from controller.clock import Clock
-from controller.config.schema import load_config
+from controller.config.load import load_config
 from controller.state.embedded_redis import EmbeddedRedis
 from controller.runtime import Runtime
 from fssim import Scenario, Simulator
