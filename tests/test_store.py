@@ -16,7 +16,8 @@ import pytest
 from controller.clock import Clock
 from controller.state.embedded_redis import EmbeddedRedis, _pid_alive
 from controller.state.spool import Spool
-from controller.state.store import Store, StoreSettings, connect
+from controller.state.connection import StoreSettings, connect
+from controller.state.store import Store
 
 
 def _kill(pid: int) -> None:

@@ -21,7 +21,8 @@ from controller.config.load import load_config
 from controller.state.embedded_redis import EmbeddedRedis
 from controller.runtime import Runtime
 from fssim import Scenario, Simulator
-from controller.state.store import Store, StoreSettings
+from controller.state.connection import StoreSettings
+from controller.state.store import Store
 
 TIME_SCALE = 0.05
 _prefixes = itertools.count(1)

@@ -23,7 +23,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from controller.clock import Clock
-from controller.state.store import Store, StoreSettings
+from controller.state.connection import StoreSettings
+from controller.state.store import Store
 
 
 def free_port() -> int:
