@@ -1,7 +1,7 @@
 """What writing the spool before the XADD costs a call's end, against a bare XADD measured in the same run.
 
 `Store.append_record` fsyncs the record to a spool file (in gevent's threadpool) and then XADDs it with its
-marker in one MULTI (store.py says why); the baseline is a bare XADD of the same record to the same embedded
+marker in one MULTI (records.py says why); the baseline is a bare XADD of the same record to the same embedded
 Redis. Sequential latency, then 50 calls hanging up at once, with the longest hub stall seen by a 1 ms ticker
 (the fsyncs must not stall the other calls). Run:
     .venv/bin/python bench/record_append.py
@@ -21,7 +21,8 @@ from typing import Callable  # noqa: E402
 
 import gevent  # noqa: E402
 
-from controller.state.store import RedisSettings, Store  # noqa: E402
+from controller.state.connection import StoreSettings  # noqa: E402
+from controller.state.store import Store  # noqa: E402
 
 RECORD = {"uuid": "0" * 36, "agent": "support",
           "transcript": [{"who": "caller", "text": "une phrase de l'appel " * 4}] * 30}
@@ -66,7 +67,7 @@ def measure(write: Callable[[int], object]) -> dict[str, float]:
 def main() -> None:
     os.environ.pop("REDIS_URL", None)
     root = Path(tempfile.mkdtemp(prefix="sb-bench-", dir="/tmp"))
-    store = Store(RedisSettings(key_prefix="bench"), root, confirm_after_s=0.5).start(maintain=False)
+    store = Store(StoreSettings(key_prefix="bench"), root, confirm_after_s=0.5).start(maintain=False)
     try:
         payload = json.dumps(RECORD)
         for _ in range(50):

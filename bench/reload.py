@@ -22,7 +22,7 @@ import gevent  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.config.schema import load_config  # noqa: E402
+from controller.config.load import load_config  # noqa: E402
 from controller.runtime import Runtime  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "agent.yaml"

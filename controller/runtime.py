@@ -160,7 +160,8 @@ class Runtime:
 
     def reload(self) -> tuple[bool, str]:
         """Read the configuration file again and use it for new calls; (taken, what happened)."""
-        from controller.config.schema import ConfigError, load_config
+        from controller.config.errors import ConfigError
+        from controller.config.load import load_config
         path = self.config.path
         try:
             config = gevent.get_hub().threadpool.apply(load_config, (path,))  # 20 ms+ of parsing: off the hub

@@ -13,7 +13,8 @@ from controller.actions.base import Action, ActionRefused
 from controller.actions.context import ActionContext
 from controller.call.conversation import Conversation
 from controller.clock import Clock
-from controller.config.schema import Config, load_config
+from controller.config.load import load_config
+from controller.config.schema import Config
 from controller.esl.commands import App
 from controller.esl.frames import CallHangup
 from controller.phrases import phrase

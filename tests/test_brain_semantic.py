@@ -198,7 +198,7 @@ def test_without_a_rag_action_the_rag_source_answers_through_kb_lookup(minilm):
 
 
 def test_make_brain_uses_the_embedders_calibrated_defaults_unless_the_operator_set_them():
-    from controller.config.schema import SemanticBrain as SemanticConfig
+    from controller.config.agent import SemanticBrain as SemanticConfig
     from controller.config.base import Embedder
 
     defaults = SemanticConfig.model_construct(type="semantic", embedder=None)

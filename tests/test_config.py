@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.config.schema import ConfigError, ConfigIssue, check_summary, config_warnings, load_config
+from controller.config.checks import check_summary, config_warnings
+from controller.config.errors import ConfigError, ConfigIssue
+from controller.config.load import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "agent.yaml"

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller.aftercall.email import EmailError, build_message, send_email
+from controller.aftercall.email import build_message, send_email
+from controller.delivery import DeliveryError
 from tests.support.peers import SmtpPeer
 
 
@@ -48,7 +49,7 @@ def test_a_subject_with_a_line_break_from_call_data_is_refused_and_nothing_is_se
     action = _action(subject="Lead: {{ variables.name }}")
     evil = _vars(variables={"name": "Bob\r\nBcc: victim@example.test", "account_manager": "ann@example.test"})
 
-    with pytest.raises(EmailError, match="subject contains a line break") as refused:
+    with pytest.raises(DeliveryError, match="subject contains a line break") as refused:
         send_email(action, evil, smtp_server.settings(), uuid="u-1")
 
     assert refused.value.permanent
@@ -58,7 +59,7 @@ def test_a_subject_with_a_line_break_from_call_data_is_refused_and_nothing_is_se
 def test_an_address_with_a_line_break_from_call_data_is_refused(smtp_server: SmtpPeer) -> None:
     evil = _vars(variables={"account_manager": "ann@example.test\nBcc: victim@example.test"})
 
-    with pytest.raises(EmailError, match="cc contains a line break"):
+    with pytest.raises(DeliveryError, match="cc contains a line break"):
         send_email(_action(), evil, smtp_server.settings(), uuid="u-1")
 
     assert smtp_server.mailbox.messages == []
@@ -77,7 +78,7 @@ def test_login_uses_the_password_from_the_environment(smtp_server: SmtpPeer, mon
 def test_a_missing_password_variable_is_a_permanent_error_that_names_it(smtp_server: SmtpPeer, monkeypatch) -> None:
     monkeypatch.delenv("SB_TEST_SMTP_PASSWORD", raising=False)
 
-    with pytest.raises(EmailError, match="SB_TEST_SMTP_PASSWORD") as failed:
+    with pytest.raises(DeliveryError, match="SB_TEST_SMTP_PASSWORD") as failed:
         send_email(_action(), _vars(), smtp_server.settings(username="robot", password_env="SB_TEST_SMTP_PASSWORD"),
                    uuid="u-1")
 
@@ -87,7 +88,7 @@ def test_a_missing_password_variable_is_a_permanent_error_that_names_it(smtp_ser
 def test_a_wrong_password_is_a_permanent_error(smtp_server: SmtpPeer, monkeypatch) -> None:
     monkeypatch.setenv("SB_TEST_SMTP_PASSWORD", "wrong")
 
-    with pytest.raises(EmailError, match="535") as failed:
+    with pytest.raises(DeliveryError, match="535") as failed:
         send_email(_action(), _vars(), smtp_server.settings(username="robot", password_env="SB_TEST_SMTP_PASSWORD"),
                    uuid="u-1")
 
@@ -96,10 +97,10 @@ def test_a_wrong_password_is_a_permanent_error(smtp_server: SmtpPeer, monkeypatc
 
 def test_a_temporary_smtp_refusal_can_be_retried_and_a_permanent_one_cannot(smtp_server: SmtpPeer) -> None:
     smtp_server.mailbox.fail_next = 1
-    with pytest.raises(EmailError, match="451") as temporary:
+    with pytest.raises(DeliveryError, match="451") as temporary:
         send_email(_action(), _vars(), smtp_server.settings(), uuid="u-1")
     smtp_server.mailbox.fail_next, smtp_server.mailbox.fail_code = 1, "554 5.7.1 Rejected"
-    with pytest.raises(EmailError, match="554") as permanent:
+    with pytest.raises(DeliveryError, match="554") as permanent:
         send_email(_action(), _vars(), smtp_server.settings(), uuid="u-1")
 
     assert not temporary.value.permanent and permanent.value.permanent
@@ -108,7 +109,7 @@ def test_a_temporary_smtp_refusal_can_be_retried_and_a_permanent_one_cannot(smtp
 def test_an_smtp_server_that_is_not_there_is_a_retryable_failure(smtp_server: SmtpPeer) -> None:
     from tests.support.peers import free_port
 
-    with pytest.raises(EmailError) as failed:
+    with pytest.raises(DeliveryError) as failed:
         send_email(_action(), _vars(), smtp_server.settings(port=free_port()), uuid="u-1")
 
     assert not failed.value.permanent

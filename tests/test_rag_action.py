@@ -4,7 +4,7 @@ from __future__ import annotations
 import gevent
 import pytest
 
-from controller.config.schema import load_config
+from controller.config.load import load_config
 from tests.support.controller import BASE_AGENT, call, records, running, sent, write_config
 from knowledge.build import build_source
 from knowledge.index import current_name

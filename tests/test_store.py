@@ -16,7 +16,8 @@ import pytest
 from controller.clock import Clock
 from controller.state.embedded_redis import EmbeddedRedis, _pid_alive
 from controller.state.spool import Spool
-from controller.state.store import RedisSettings, Store, connect
+from controller.state.connection import StoreSettings, connect
+from controller.state.store import Store
 
 
 def _kill(pid: int) -> None:
@@ -157,7 +158,7 @@ def test_spool_names_keep_their_order_when_the_wall_clock_goes_back(state_dir: P
 
 
 @pytest.fixture
-def make_store(state_dir: Path, redis_settings: RedisSettings, monkeypatch: pytest.MonkeyPatch):
+def make_store(state_dir: Path, redis_settings: StoreSettings, monkeypatch: pytest.MonkeyPatch):
     """Stores sharing the state dir (as `serve` and `worker` do), each with its confirm_after_s; closed after."""
     monkeypatch.delenv("REDIS_URL", raising=False)
     made: list[Store] = []
@@ -336,7 +337,7 @@ def test_a_sentinel_url_without_a_master_name_is_refused() -> None:
 def test_redis_url_from_the_environment_wins_over_the_config(state_dir: Path, monkeypatch) -> None:
     with EmbeddedRedis(state_dir / "ext") as external:
         monkeypatch.setenv("REDIS_URL", external.url)
-        s = Store(RedisSettings(url="redis://127.0.0.1:1/0", key_prefix="env"), state_dir / "s", Clock())
+        s = Store(StoreSettings(url="redis://127.0.0.1:1/0", key_prefix="env"), state_dir / "s", Clock())
         s.start(maintain=False)
         try:
             assert s.embedded is None
@@ -356,7 +357,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def test_the_store_restarts_a_dead_embedded_redis_and_replays_the_spool_on_its_own(
-        state_dir: Path, redis_settings: RedisSettings, monkeypatch) -> None:
+        state_dir: Path, redis_settings: StoreSettings, monkeypatch) -> None:
     import gevent
 
     monkeypatch.delenv("REDIS_URL", raising=False)

@@ -11,7 +11,7 @@ import pytest
 from controller.actions import build_actions
 from controller.actions.context import Services
 from controller.clock import FixedClock
-from controller.config.schema import load_config
+from controller.config.load import load_config
 from controller.runtime import Runtime
 from tests.support.transfer import transfer_config
 

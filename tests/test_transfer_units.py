@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config.schema import ConfigError, load_config
+from controller.config.errors import ConfigError
+from controller.config.load import load_config
 from controller.esl.commands import (bridge_string, confirm_prompt, deflect, multiset_before_bridge, uuid_kill,
                                      uuid_transfer)
 from controller.esl.values import DialStringError
 from controller.transfer.destinations import DestinationIndex, Target, words
-from controller.transfer.outcome import classify
+from controller.transfer.outcome import classify_disposition
 from tests.support.transfer import transfer_config
 
 UUID = "16161616-0000-4000-8000-000000000001"
@@ -81,7 +82,7 @@ def test_a_large_directory_resolves_by_description():
     ("INCOMPATIBLE_DESTINATION", "failed"), (None, "failed"), ("", "failed"),
 ])
 def test_every_disposition_maps_to_one_typed_result(disposition, result):
-    outcome = classify(disposition)
+    outcome = classify_disposition(disposition)
     assert outcome.result == result
     assert outcome.cause == ((disposition or "").upper() or "UNKNOWN")
 

@@ -239,7 +239,7 @@ def test_classification_reads_actions_and_timestamps_when_flags_are_absent() -> 
 
 def test_a_worker_built_from_a_loaded_configuration_runs_each_agents_after_call_actions(
         tmp_path, store: Store, smtp_server: SmtpPeer, http_server: ScriptedHttp) -> None:
-    from controller.config.schema import load_config
+    from controller.config.load import load_config
     from controller.aftercall.worker import build_worker
 
     (tmp_path / "templates").mkdir()

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller.workflow.run import WorkflowError, extract, run_after_call, run_workflow
+from controller.delivery import DeliveryError
+from controller.workflow.run import extract, run_after_call, run_workflow
 from controller.workflow.http import HttpError, request
 from tests.support.peers import Reply, ScriptedHttp, free_port
 
@@ -105,7 +106,7 @@ def test_an_after_call_webhook_failure_raises_with_the_reason(http_server: Scrip
     http_server.then(Reply(status=500, body={"error": "boom"}))
     action = _action(http_server.url, body=None)
 
-    with pytest.raises(WorkflowError, match="HTTP 500") as failed:
+    with pytest.raises(DeliveryError, match="HTTP 500") as failed:
         run_after_call(action, {"uuid": "u-1"}, VARS, uuid="u-1")
 
     assert not failed.value.permanent

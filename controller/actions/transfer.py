@@ -44,7 +44,7 @@ from controller.phrases import base_language, phrase, which_one
 from controller.templating import TemplateError, is_template, render
 from controller.transfer.destinations import DestinationIndex, Resolution, Target
 from controller.transfer.directory import numbers_file, targets_for
-from controller.transfer.outcome import MESSAGE_FOR, classify
+from controller.transfer.outcome import MESSAGE_FOR, classify_disposition
 
 log = logging.getLogger("switchboard.transfer")
 GUARD_MARGIN_S = 5.0
@@ -181,7 +181,7 @@ class TransferAction(Action):
         finally:
             ctx.unlisten(events)
         disposition = completion.var("originate_disposition") if completion is not None else "NO_COMPLETION"
-        outcome = classify(disposition)
+        outcome = classify_disposition(disposition)
         result = "answered" if ringing.answered is not None else outcome.result
         detail.update(self._timings(clock, ringing), disposition=disposition, guard_fired=ringing.guard_fired)
         if result == "answered":

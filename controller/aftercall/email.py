@@ -21,18 +21,13 @@ from typing import Any, Mapping, Optional
 
 from controller.clock import Clock
 from controller.config.base import looks_like_path
+from controller.delivery import DeliveryError
 from controller.log import call_logger
 from controller.templating import TemplateError, render
 
 _HEADER_BREAKS = ("\r", "\n", "\0")
 
 
-class EmailError(Exception):
-    """The email was not sent; `permanent` when sending it again cannot succeed (bad template, refused address)."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -55,14 +50,14 @@ def template_source(value: Optional[str], base_dir: Optional[Path]) -> Optional[
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise EmailError(f"email template {path}: {exc.strerror}", permanent=True) from None
+        raise DeliveryError(f"email template {path}: {exc.strerror}", permanent=True) from None
 
 
 def _header(name: str, field: str, source: str, variables: dict[str, Any]) -> str:
     value = render(source, variables).strip()
     if any(c in value for c in _HEADER_BREAKS):
-        raise EmailError(f"email {name}: {field} contains a line break after rendering "
-                         "(refused: header injection from call data)", permanent=True)
+        raise DeliveryError(f"email {name}: {field} contains a line break after rendering "
+                            "(refused: header injection from call data)", permanent=True)
     return value
 
 
@@ -72,7 +67,7 @@ def _addresses(name: str, field: str, sources: list[str], variables: dict[str, A
     for _, addr in pairs:
         local, at, domain = addr.rpartition("@")
         if not (local and at and domain):
-            raise EmailError(f"email {name}: {field} address {addr!r} is not local@domain", permanent=True)
+            raise DeliveryError(f"email {name}: {field} address {addr!r} is not local@domain", permanent=True)
     return pairs
 
 
@@ -83,7 +78,7 @@ def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: O
     name = _get(action, "name", "?")
     template = _get(action, "template")
     if smtp is None:
-        raise EmailError(f"email {name}: the configuration has no smtp section", permanent=True)
+        raise DeliveryError(f"email {name}: the configuration has no smtp section", permanent=True)
     try:
         subject = _header(name, "subject", _get(action, "subject") or "", variables)
         to = _addresses(name, "to", _as_list(_get(action, "to")), variables)
@@ -94,14 +89,14 @@ def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: O
         text = render(text_source, variables) if text_source else None
         html = render(html_source, variables, html=True) if html_source else None
     except TemplateError as exc:
-        raise EmailError(f"email {name}: {exc}", permanent=True) from None
+        raise DeliveryError(f"email {name}: {exc}", permanent=True) from None
     if not to:
-        raise EmailError(f"email {name}: 'to' rendered to no address", permanent=True)
+        raise DeliveryError(f"email {name}: 'to' rendered to no address", permanent=True)
     if text is None and html is None:
-        raise EmailError(f"email {name}: template needs html, text, or both", permanent=True)
+        raise DeliveryError(f"email {name}: template needs html, text, or both", permanent=True)
     sender = _get(smtp, "from_address")
     if not sender or "@" not in sender:
-        raise EmailError(f"smtp.from_address {sender!r} must be an address (local@domain)", permanent=True)
+        raise DeliveryError(f"smtp.from_address {sender!r} must be an address (local@domain)", permanent=True)
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = sender
@@ -118,7 +113,7 @@ def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: O
 
 def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, clock: Optional[Clock] = None,
                base_dir: Optional[Path] = None) -> str:
-    """Build and send; returns the Message-ID. Raises EmailError (permanent or not) when nothing was sent."""
+    """Build and send; returns the Message-ID. Raises DeliveryError (permanent or not) when nothing was sent."""
     log = call_logger(uuid, "switchboard.email", action=_get(action, "name"))
     msg, recipients = build_message(action, variables, smtp, clock=clock, base_dir=base_dir)
     username, password = _get(smtp, "username"), None
@@ -126,8 +121,8 @@ def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, 
         env = _get(smtp, "password_env") or "SMTP_PASSWORD"
         password = os.environ.get(env)
         if password is None:
-            raise EmailError(f"smtp.username is set but environment variable {env} (smtp.password_env) is not",
-                             permanent=True)
+            raise DeliveryError(f"smtp.username is set but environment variable {env} (smtp.password_env) is not",
+                                permanent=True)
     host, port = _get(smtp, "host"), int(_get(smtp, "port") or 25)
     try:
         with smtplib.SMTP(host, port, timeout=float(_get(smtp, "timeout_s") or 30)) as server:
@@ -140,17 +135,18 @@ def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, 
             refused = server.send_message(msg, from_addr=msg["From"], to_addrs=recipients)
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
-        raise EmailError(f"SMTP {host}:{port} refused every recipient: {exc.recipients}",
-                         permanent=all(code >= 500 for code in codes)) from None
+        raise DeliveryError(f"SMTP {host}:{port} refused every recipient: {exc.recipients}",
+                            permanent=all(code >= 500 for code in codes)) from None
     except smtplib.SMTPResponseException as exc:
-        raise EmailError(f"SMTP {host}:{port} answered {exc.smtp_code}: {exc.smtp_error!r}",
-                         permanent=exc.smtp_code >= 500) from None
+        raise DeliveryError(f"SMTP {host}:{port} answered {exc.smtp_code}: {exc.smtp_error!r}",
+                            permanent=exc.smtp_code >= 500) from None
     except smtplib.SMTPNotSupportedError as exc:
-        raise EmailError(f"SMTP {host}:{port}: {exc} (check smtp.starttls / smtp.username)", permanent=True) from None
+        raise DeliveryError(f"SMTP {host}:{port}: {exc} (check smtp.starttls / smtp.username)",
+                            permanent=True) from None
     except ssl.SSLCertVerificationError as exc:
-        raise EmailError(f"SMTP {host}:{port}: certificate rejected: {exc.verify_message}", permanent=True) from None
+        raise DeliveryError(f"SMTP {host}:{port}: certificate rejected: {exc.verify_message}", permanent=True) from None
     except (smtplib.SMTPException, OSError) as exc:
-        raise EmailError(f"SMTP {host}:{port}: {type(exc).__name__}: {exc}") from None
+        raise DeliveryError(f"SMTP {host}:{port}: {type(exc).__name__}: {exc}") from None
     if refused:
         log.warning("some recipients were refused: %s", refused)
     log.info("email sent", extra={"message_id": msg["Message-ID"], "recipients": len(recipients) - len(refused)})

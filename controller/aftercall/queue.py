@@ -40,7 +40,7 @@ class QueueState:
     queued: int  # entries in the stream: new, or being processed, or waiting for a retry
     pending: dict[str, int]  # consumer -> entries it has read and not acknowledged
     dead: int
-    spooled: int  # records on disk not yet confirmed in Redis (store.py)
+    spooled: int  # records on disk not yet confirmed in Redis (records.py)
     oldest_s: Optional[float] = None  # age of the oldest queued record: minutes here mean no worker is running
 
 

@@ -33,7 +33,8 @@ from controller.workflow.run import run_after_call
 from controller.aftercall.classify import applies, classify, duration_s
 from controller.clock import Clock
 from controller.log import call_logger
-from controller.state.store import PROGRESS_TTL_S, Store
+from controller.state.records import PROGRESS_TTL_S
+from controller.state.store import Store
 
 log = logging.getLogger("switchboard.worker")
 

@@ -8,11 +8,11 @@ properties, required, additionalProperties false, items, enum, minLength/maxLeng
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from controller.brain.base import ActionCall, ActionSpec, Turn
+from controller.text import unaccent
 
 SLUG_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object",
@@ -21,8 +21,8 @@ _TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", 
 
 def slugify(name: str) -> str:
     """An action name as a tool name matching `^[a-zA-Z0-9_-]{1,64}$` (accents folded, other characters -> `_`)."""
-    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-zA-Z0-9_-]+", "_", folded).strip("_")[:64]
+    ascii_name = re.sub(r"[^\x00-\x7f]+", "", unaccent(name))
+    slug = re.sub(r"[^a-zA-Z0-9_-]+", "_", ascii_name).strip("_")[:64]
     return slug or "action"
 
 

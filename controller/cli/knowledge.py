@@ -1,7 +1,7 @@
 """`switchboard knowledge ...`: build, query, list and remove the knowledge bases the rag action searches.
 
 Every command takes `--config CONFIG` (or SWITCHBOARD_CONFIG) and reads only its `knowledge_sources`
-section, validated by config.py as `check` validates it, so indexes can be built while the agents are still
+section, validated by config.load as `check` validates it, so indexes can be built while the agents are still
 being written. Every error a person can fix ends the command with one clear line on
 stderr and exit code 2, never a traceback.
 """
@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from controller.config.schema import ConfigError, load_knowledge_sources
+from controller.config.errors import ConfigError
+from controller.config.load import load_knowledge_sources
 from knowledge import DEFAULT_CHUNK_TOKENS, DEFAULT_HNSW_THRESHOLD, DEFAULT_OVERLAP_TOKENS
 from knowledge.errors import KnowledgeError
 from knowledge.sources import SourceSpec

@@ -28,7 +28,8 @@ def fail(message: str, code: int = 2) -> None:
 
 def load(config_path: str | None) -> Any:
     """Load and validate the configuration, or exit 2 listing every problem."""
-    from controller.config.schema import ConfigError, load_config
+    from controller.config.errors import ConfigError
+    from controller.config.load import load_config
     if not config_path:
         fail("no configuration given: pass --config CONFIG or set SWITCHBOARD_CONFIG")
     try:
@@ -52,7 +53,7 @@ def main(log_level: str, log_json: bool | None) -> None:
 @config_option
 def check(config_arg: str | None, config_path: str | None) -> None:
     """Validate a configuration: every error with file, field, problem and what is allowed (exit 2)."""
-    from controller.config.schema import check_summary, config_warnings
+    from controller.config.checks import check_summary, config_warnings
     config = load(config_arg or config_path)
     for warning in config_warnings(config):
         click.echo(f"warning: {warning}", err=True)

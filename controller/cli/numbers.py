@@ -78,7 +78,8 @@ def import_numbers(target: str, csv_file: Path, config_path: Path, skip_invalid:
 @click.option("--json", "as_json", is_flag=True, help="one JSON document")
 def list_numbers(target: str, config_path: Path, as_json: bool) -> None:
     """What a transfer action can dial: its inline destinations, then its imported numbers."""
-    from controller.config.schema import ConfigError, load_config
+    from controller.config.errors import ConfigError
+    from controller.config.load import load_config
     try:
         config = load_config(config_path)
     except ConfigError as exc:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Iterator, Literal, Optional, Union
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from controller.config.transfer import TransferAction
+from controller.config.transfer import TransferActionConfig
 from controller.config.base import (ActionBase, ConfigModel, EmailList, LineTemplate, SpokenText, UrlTemplate,
                                      VarName, check_ref, check_template_text, fail, no_yaml_number, pattern, refs)
 from controller.esl.values import DialStringError, validate_dtmf
@@ -96,7 +96,7 @@ def _classifications(values: list[str], info: ValidationInfo) -> list[str]:
 ClassificationRefs = Annotated[list[str], AfterValidator(_classifications)]
 
 
-class BeforeWorkflowAction(ActionBase):
+class BeforeWorkflowActionConfig(ActionBase):
     """HTTP request while the phone rings, within the agent's ring budget; `keep` turns response
     fields into call variables (`customer_name: customer.name`)."""
 
@@ -106,7 +106,7 @@ class BeforeWorkflowAction(ActionBase):
     keep: dict[VarName, DottedPath] = {}
 
 
-class DuringWorkflowAction(BeforeWorkflowAction):
+class DuringWorkflowActionConfig(BeforeWorkflowActionConfig):
     """A workflow the brain calls during the conversation, filling `arguments` (a JSON schema)."""
 
     arguments: Optional[dict[str, Any]] = None
@@ -141,7 +141,7 @@ class DuringWorkflowAction(BeforeWorkflowAction):
         return schema
 
 
-class AfterWorkflowAction(ActionBase):
+class AfterWorkflowActionConfig(ActionBase):
     """A webhook receiving the call record, optionally only for some classifications."""
 
     type: Literal["workflow"]
@@ -150,7 +150,7 @@ class AfterWorkflowAction(ActionBase):
     when_classified: ClassificationRefs = []
 
 
-class HangupAction(ActionBase):
+class HangupActionConfig(ActionBase):
     """End the call once `condition` (natural language) has been met `min_attempts` times."""
 
     type: Literal["hangup"]
@@ -164,7 +164,7 @@ class MessageBefore(ConfigModel):
     text: Optional[SpokenText] = None  # None: a built-in line in the agent's language
 
 
-class RagAction(ActionBase):
+class RagActionConfig(ActionBase):
     """Answer from a knowledge source built with `switchboard knowledge index`."""
 
     type: Literal["rag"]
@@ -178,7 +178,7 @@ class RagAction(ActionBase):
         return check_ref(value, refs(info).sources, "knowledge source", "knowledge_sources")
 
 
-class KeypadAction(ActionBase):
+class KeypadActionConfig(ActionBase):
     """Send DTMF to an IVR: fixed `digits`, or digits the brain chooses; the agent stays quiet meanwhile."""
 
     type: Literal["keypad"]
@@ -196,7 +196,7 @@ class KeypadAction(ActionBase):
             raise fail(f"{value!r} is not a DTMF sequence", exc.reason.removeprefix("allowed: ")) from None
 
 
-class WaitAction(ActionBase):
+class WaitActionConfig(ActionBase):
     """Stay silent on hold or during an IVR menu; resume on the first `resume_on` signal."""
 
     type: Literal["wait"]
@@ -226,7 +226,7 @@ class EmailTemplates(ConfigModel):
         return self
 
 
-class EmailAction(ActionBase):
+class EmailActionConfig(ActionBase):
     """An email after the call (SMTP from the `smtp` section), optionally only for some classifications."""
 
     type: Literal["email"]
@@ -239,12 +239,13 @@ class EmailAction(ActionBase):
 
 
 DuringAction = Annotated[
-    Union[TransferAction, DuringWorkflowAction, HangupAction, RagAction, KeypadAction, WaitAction],
+    Union[TransferActionConfig, DuringWorkflowActionConfig, HangupActionConfig, RagActionConfig, KeypadActionConfig,
+          WaitActionConfig],
     Field(discriminator="type"),
 ]
-AfterAction = Annotated[Union[EmailAction, AfterWorkflowAction], Field(discriminator="type")]
-AnyAction = Union[BeforeWorkflowAction, DuringAction, AfterAction]
-MOMENTS = ("before_call", "during_call", "after_call")
+AfterAction = Annotated[Union[EmailActionConfig, AfterWorkflowActionConfig], Field(discriminator="type")]
+AnyAction = Union[BeforeWorkflowActionConfig, DuringAction, AfterAction]
+MOMENTS = ("before_call", "during_call", "after_call")  # the keys under `actions`, in the order a call meets them
 
 
 def _before_call_type(value: Any) -> Any:
@@ -255,7 +256,7 @@ def _before_call_type(value: Any) -> Any:
 
 
 class Actions(ConfigModel):
-    before_call: list[Annotated[BeforeWorkflowAction, BeforeValidator(_before_call_type)]] = []
+    before_call: list[Annotated[BeforeWorkflowActionConfig, BeforeValidator(_before_call_type)]] = []
     during_call: list[DuringAction] = []
     after_call: list[AfterAction] = []
 

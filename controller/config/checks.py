@@ -9,16 +9,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
+from controller.config.actions import MOMENTS
 from controller.config.errors import render_path
 from controller.config.base import ID_RE, KEYED_SECTIONS, NAME_RE, RefContext, exists
-
-if TYPE_CHECKING:
-    from controller.config.schema import Config
+from controller.config.schema import Config
 
 Found = tuple[list, str, str, bool]
-MOMENTS = ("before_call", "during_call", "after_call")
 
 
 def _items(value: Any) -> Iterator[tuple[Any, Any]]:
@@ -99,7 +97,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def check_summary(cfg: "Config") -> str:
+def check_summary(cfg: Config) -> str:
     """`OK: 2 agents, 14 actions (before 2, during 9, after 3), 1 SIP connection, 1 knowledge source`."""
     counts = {m: sum(len(getattr(a.actions, m)) for a in cfg.agents.values()) for m in MOMENTS}
     return (f"OK: {_plural(len(cfg.agents), 'agent')}, {_plural(sum(counts.values()), 'action')} "
@@ -108,7 +106,7 @@ def check_summary(cfg: "Config") -> str:
             f"{_plural(len(cfg.knowledge_sources), 'knowledge source')}")
 
 
-def config_warnings(cfg: "Config") -> list[str]:
+def config_warnings(cfg: Config) -> list[str]:
     """Things that load but will probably surprise: each line names the file and the field."""
     found: list[tuple[list, str]] = []
     if not ipaddress.ip_address(cfg.server.host).is_loopback:
@@ -131,7 +129,7 @@ def config_warnings(cfg: "Config") -> list[str]:
     return [f"{cfg.display_path}: {render_path(raw, path)}: {message}" for path, message in found]
 
 
-def _agent_warnings(cfg: "Config", agent_id: str, agent: Any) -> Iterator[tuple[list, str]]:
+def _agent_warnings(cfg: Config, agent_id: str, agent: Any) -> Iterator[tuple[list, str]]:
     base = ["agents", agent_id]
     semantic = agent.brain.type == "semantic"
     if agent.brain.type == "openai" and agent.brain.api_key_env and agent.brain.api_key_env not in os.environ:
@@ -156,7 +154,7 @@ def _agent_warnings(cfg: "Config", agent_id: str, agent: Any) -> Iterator[tuple[
                                  "has no number: the caller's number is presented instead")
 
 
-def _raw_view(cfg: "Config") -> dict:
+def _raw_view(cfg: Config) -> dict:
     """Enough of the file's shape to label action paths with their type and name."""
     return {"agents": {aid: {"actions": {m: [{"type": a.type, "name": a.name} for a in getattr(agent.actions, m)]
                                          for m in MOMENTS}} for aid, agent in cfg.agents.items()}}

@@ -1,40 +1,24 @@
-"""One YAML file configures everything: `load_config(path)` -> a validated `Config`, or a
-`ConfigError` listing every problem (file:line, field path, what is wrong, what is allowed).
+"""The configuration's top-level models: server, Redis, FreeSWITCH, SMTP, SIP connections, knowledge sources,
+classifications, and `Config` holding them with the agents (config.agent) and their actions (config.actions).
 
-Every limit of DESIGN.md section 1 lives in these models (and in config_actions/config_transfer);
+Every limit of DESIGN.md section 1 lives in these models (and in config.actions/config.transfer);
 the rest of the code reads typed, normalised values (E.164 numbers, absolute paths, resolved
-defaults) and never re-validates operator input.
+defaults) and never re-validates operator input. Reading a file is config.load's job.
 """
 from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import (AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from controller.config.actions import (Actions, AfterWorkflowAction, BeforeWorkflowAction, DuringWorkflowAction,
-                                       EmailAction, HangupAction, KeypadAction, RagAction, WaitAction)
-from controller.config.agent import AgentConfig, Asr, Limits, OpenAIBrain, SemanticBrain, Speech, Tts
-from controller.config.checks import check_summary, config_warnings, cross_checks, key_checks
-from controller.config.errors import ConfigError, ConfigIssue, IssueBuilder, render_path
-from controller.config.transfer import AgentDestination, NumberDestination, Schedule, TransferAction
-from controller.config.base import (ConfigModel, EmailAddress, Embedder, EnvVarName, KeyId, Language, RefContext, Slug,
-                                     builder, check_ref, fail, keys_are_ids, pattern, refs, resolve_path)
-from controller.config.yaml_lines import YamlProblem, duplicate_keys, read_yaml
+from controller.config.agent import AgentConfig
+from controller.config.base import (ConfigModel, EmailAddress, Embedder, EnvVarName, KeyId, Slug, builder, check_ref,
+                                     fail, keys_are_ids, pattern, refs, resolve_path)
 from controller.esl.values import validate_codecs, validate_gateway
 from knowledge.sources import BUILTIN_EMBEDDERS, SourceSpec, default_embedder
 from knowledge.sources import LANGUAGES as KNOWLEDGE_LANGUAGES
-
-__all__ = [
-    "load_config", "load_knowledge_sources", "Config", "ConfigError", "ConfigIssue", "check_summary",
-    "config_warnings", "AgentConfig",
-    "SipConnection", "KnowledgeSource", "Classification", "Actions", "TransferAction", "NumberDestination",
-    "AgentDestination", "Schedule", "BeforeWorkflowAction", "DuringWorkflowAction", "AfterWorkflowAction",
-    "HangupAction", "RagAction", "KeypadAction", "WaitAction", "EmailAction", "Embedder", "Speech", "Tts", "Asr",
-    "SemanticBrain", "OpenAIBrain", "Limits",
-]
 
 EventName = Annotated[str, pattern(r"[A-Z][A-Z0-9_]*|CUSTOM( [A-Za-z0-9_:.-]+)+",
                                    "an event name like CHANNEL_HOLD or CUSTOM avmd::beep", "event")]
@@ -285,46 +269,3 @@ class Config(ConfigModel):
     def agent(self, agent_id: Optional[str]) -> Optional[AgentConfig]:
         """The agent with this id, or None (the caller decides whether to fall back to default_agent)."""
         return self.agents.get(agent_id) if agent_id is not None else None
-
-
-def load_config(path: Union[str, Path]) -> Config:
-    """Read, parse and validate a configuration file; ConfigError lists every problem found."""
-    return _load(path, Config, cross_checks)
-
-
-def load_knowledge_sources(path: Union[str, Path]) -> dict[str, KnowledgeSource]:
-    """Only the `knowledge_sources` section, checked exactly as `load_config` checks it."""
-    return _load(path, KnowledgeSection,
-                 lambda data, context: key_checks(data, [("knowledge_sources", "name")])).knowledge_sources
-
-
-def _load(path: Union[str, Path], model: type[ConfigModel],
-          checks: Callable[[dict, RefContext], Iterable[tuple]]) -> Any:
-    shown = str(path)
-    file = Path(path)
-    try:
-        doc = read_yaml(file)
-    except YamlProblem as exc:
-        raise ConfigError([ConfigIssue(shown, "", exc.problem, exc.allowed, exc.line)]) from None
-    builder = IssueBuilder(shown, doc.data, doc.root)
-    if not isinstance(doc.data, dict):
-        got = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
-        raise ConfigError([builder.issue([], f"the file is {got}, not a mapping",
-                                         "top-level keys server, redis, smtp, agents, sip_connections, ...")])
-    resolved = file.resolve()
-    context = RefContext.from_raw(doc.data, resolved.parent)
-    issues = [ConfigIssue(shown, render_path(doc.data, where + [key]),
-                          f"is written twice (lines {first} and {second}); YAML would keep only the last",
-                          "each key once", second)
-              for where, key, first, second in duplicate_keys(doc.root)]
-    loaded = None
-    try:
-        loaded = model.model_validate(doc.data, context=context)
-    except ValidationError as exc:
-        issues.extend(builder.from_validation(exc, model))
-    issues.extend(builder.issue(*found) for found in checks(doc.data, context))
-    if issues or loaded is None:
-        raise ConfigError(issues)
-    if isinstance(loaded, Config):
-        loaded._path, loaded._display = resolved, shown
-    return loaded

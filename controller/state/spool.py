@@ -1,7 +1,7 @@
 """Call records on disk until Redis is known to keep them: the write-ahead log of the after-call stream.
 
 Every record is spooled before its XADD, and its file is deleted only once Redis has held it long enough to
-have written it to its append-only file (store.py says when), so neither a Redis outage nor a SIGKILL of Redis
+have written it to its append-only file (records.py says when), so neither a Redis outage nor a SIGKILL of Redis
 just after an XADD loses it. One file per record, written so that a crash or a power cut leaves either the
 whole record or nothing:
 write `.<name>.tmp`, fsync it, rename it to `<name>.json`, fsync the directory. Names sort in the order the

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
+
+from controller.text import fold
 
 THRESHOLD = 0.5
 _WORD = re.compile(r"[a-z0-9]+")
@@ -30,12 +31,6 @@ appeler joindre contacter merci bonjour plait svp moi y
 an and are at be can could for from get go i in is it me my of on or please put speak talk the through to want
 would like with you your hello hi need call reach connect transfer
 """.split())
-
-
-def fold(text: str) -> str:
-    """Lower case, accents removed (`Île-de-France` -> `ile-de-france`)."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def stem(word: str) -> str:

@@ -28,7 +28,7 @@ class BridgeResult:
         return self.result in MESSAGE_FOR
 
 
-def classify(disposition: Optional[str], caller_hung_up: bool = False) -> BridgeResult:
+def classify_disposition(disposition: Optional[str], caller_hung_up: bool = False) -> BridgeResult:
     """`SUCCESS` -> answered; timeouts -> no_answer; USER_BUSY -> busy; CALL_REJECTED -> rejected;
     ORIGINATOR_CANCEL (or a caller who hung up while it rang) -> abandoned; anything else -> failed."""
     cause = (disposition or "").strip().upper() or "UNKNOWN"

@@ -18,20 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from controller.clock import Clock
+from controller.delivery import DeliveryError
 from controller.workflow.http import HttpError, request, safe_url
 from controller.log import call_logger
 from controller.templating import TemplateError, render
 
 _UNSET: Any = object()
 _RETRYABLE_STATUS = {408, 425, 429}
-
-
-class WorkflowError(Exception):
-    """A workflow that failed; `permanent` when retrying the same request cannot succeed."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 @dataclass
@@ -80,15 +73,15 @@ def render_request(action: Any, variables: dict[str, Any],
         url = render(_get(spec, "url"), variables).strip()
         headers = {str(k): render(str(v), variables) for k, v in (_get(spec, "headers") or {}).items()}
     except TemplateError as exc:
-        raise WorkflowError(f"workflow {name}: {exc}", permanent=True) from None
+        raise DeliveryError(f"workflow {name}: {exc}", permanent=True) from None
     if not method.isalpha():
-        raise WorkflowError(f"workflow {name}: method rendered as {method!r}", permanent=True)
+        raise DeliveryError(f"workflow {name}: method rendered as {method!r}", permanent=True)
     if any(c.isspace() or ord(c) < 32 for c in url):
-        raise WorkflowError(f"workflow {name}: url contains spaces or control characters after rendering "
+        raise DeliveryError(f"workflow {name}: url contains spaces or control characters after rendering "
                             "(use the urlencode filter on call data)", permanent=True)
     for header, value in headers.items():
         if any(c in value for c in "\r\n\0"):
-            raise WorkflowError(f"workflow {name}: header {header} contains a line break after rendering "
+            raise DeliveryError(f"workflow {name}: header {header} contains a line break after rendering "
                                 "(refused: header injection from call data)", permanent=True)
     if payload is not None and not any(h.lower() == "content-type" for h in headers):
         headers["Content-Type"] = "application/json"
@@ -121,7 +114,7 @@ def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Op
     try:
         method, url, headers, payload = render_request(action, variables, body)
         response = request(method, url, headers=headers, body=payload, timeout_s=clock.scaled(timeout_s))
-    except (WorkflowError, HttpError) as exc:
+    except (DeliveryError, HttpError) as exc:
         log.warning("workflow failed: %s", exc)
         return WorkflowResult(ok=False, error=str(exc), permanent=exc.permanent,
                               timed_out=getattr(exc, "timed_out", False))
@@ -155,5 +148,5 @@ def run_after_call(action: Any, record: dict[str, Any], variables: dict[str, Any
     body = _UNSET if _get(spec, "body") is not None else json.dumps(record, ensure_ascii=False, default=str)
     result = run_workflow(action, variables, uuid=uuid, clock=clock, body=body)
     if not result.ok:
-        raise WorkflowError(result.error or "workflow failed", permanent=result.permanent)
+        raise DeliveryError(result.error or "workflow failed", permanent=result.permanent)
     return result

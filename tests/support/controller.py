@@ -17,11 +17,12 @@ from typing import Any, Iterator
 import yaml
 
 from controller.clock import Clock
-from controller.config.schema import load_config
+from controller.config.load import load_config
 from controller.state.embedded_redis import EmbeddedRedis
 from controller.runtime import Runtime
 from fssim import Scenario, Simulator
-from controller.state.store import RedisSettings, Store
+from controller.state.connection import StoreSettings
+from controller.state.store import Store
 
 TIME_SCALE = 0.05
 _prefixes = itertools.count(1)
@@ -57,7 +58,7 @@ class SessionRedis:
         self.server = EmbeddedRedis(self.dir / "redis").start()
 
     def store(self, state_dir: Path, clock: Clock) -> Store:
-        settings = RedisSettings(url=self.server.url, key_prefix=f"t{next(_prefixes)}", call_ttl_s=600,
+        settings = StoreSettings(url=self.server.url, key_prefix=f"t{next(_prefixes)}", call_ttl_s=600,
                                  max_attempts=3, retry_backoff_s=0.5)
         return Store(settings, state_dir, clock).start(maintain=False)
 

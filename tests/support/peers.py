@@ -23,7 +23,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from controller.clock import Clock
-from controller.state.store import RedisSettings, Store
+from controller.state.connection import StoreSettings
+from controller.state.store import Store
 
 
 def free_port() -> int:
@@ -41,12 +42,12 @@ def state_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def redis_settings() -> RedisSettings:
-    return RedisSettings(key_prefix="t", call_ttl_s=600, max_attempts=3, retry_backoff_s=1.0)
+def redis_settings() -> StoreSettings:
+    return StoreSettings(key_prefix="t", call_ttl_s=600, max_attempts=3, retry_backoff_s=1.0)
 
 
 @pytest.fixture
-def store(state_dir: Path, redis_settings: RedisSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+def store(state_dir: Path, redis_settings: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     """A Store on its own embedded Redis; background sync off so tests drive it, files deleted once held."""
     monkeypatch.delenv("REDIS_URL", raising=False)
     s = Store(redis_settings, state_dir, Clock(time_scale=0.01), confirm_after_s=0).start(maintain=False)
