@@ -32,6 +32,7 @@ from controller.aftercall.email import send_email
 from controller.workflow.run import run_after_call
 from controller.aftercall.classify import applies, classify, duration_s
 from controller.clock import Clock
+from controller.delivery import DeliveryError
 from controller.log import call_logger
 from controller.state.records import PROGRESS_TTL_S
 from controller.state.store import Store
@@ -256,7 +257,7 @@ class Worker:
             try:
                 self._run(action, record, variables, uuid)
             except Exception as exc:  # every failure is retried or dead-lettered, never lost
-                failures.append((name, str(exc) or type(exc).__name__, bool(getattr(exc, "permanent", False))))
+                failures.append((name, str(exc) or type(exc).__name__, isinstance(exc, DeliveryError) and exc.permanent))
                 continue
             self._r.hset(pkey, f"done:{name}", self.clock.now().isoformat())
         if not failures:

@@ -66,7 +66,7 @@ def fail(problem: str, allowed: str = "", field: Sequence[str | int] = ()) -> Py
 
 
 def builder(check: Callable[[str], str], allowed: str) -> AfterValidator:
-    """A dialstring.py validator as a config validator: the builder's reason, plus what is allowed here.
+    """An esl/values.py validator as a config validator: the builder's reason, plus what is allowed here.
 
     The config refuses exactly what the builder would refuse on the wire, with the same words.
     """

@@ -16,11 +16,12 @@ from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationI
 from controller.config.agent import AgentConfig
 from controller.config.base import (ConfigModel, EmailAddress, Embedder, EnvVarName, KeyId, Slug, builder, check_ref,
                                      fail, keys_are_ids, pattern, refs, resolve_path)
+from controller.esl.commands import EVENT_RE
 from controller.esl.values import validate_codecs, validate_gateway
 from knowledge.sources import BUILTIN_EMBEDDERS, SourceSpec, default_embedder
 from knowledge.sources import LANGUAGES as KNOWLEDGE_LANGUAGES
 
-EventName = Annotated[str, pattern(r"[A-Z][A-Z0-9_]*|CUSTOM( [A-Za-z0-9_:.-]+)+",
+EventName = Annotated[str, pattern(EVENT_RE.pattern,  # the rule `event plain` is built with
                                    "an event name like CHANNEL_HOLD or CUSTOM avmd::beep", "event")]
 KeyName = Annotated[str, pattern(r"[A-Za-z0-9_:.-]{1,64}", "letters, digits, _ : . -", "name")]
 

@@ -9,7 +9,7 @@ yet an agent on the line: the socket session can still fail its set-up (capture 
 `linger` refused, the call dropped). So the call counts as answered only once an app other than `socket` runs
 on the leg while the socket app still runs (the agent's session executes its first app; what runs after the
 socket app ended is the dialplan's), and as dropped when the leg hangs up first. Every wait has a deadline.
-The frame reader is the outbound one (esl_frames).
+The frame reader is the outbound one (frames.py).
 """
 from __future__ import annotations
 

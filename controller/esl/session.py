@@ -5,7 +5,7 @@ command helpers have defects that this module overrides (each has a test in test
 
 - its parser URL-decodes a whole frame *before* splitting it into lines, so a `%0A` inside a value makes fake
   headers; event bodies (DETECTED_SPEECH results, BACKGROUND_JOB) are merged into the headers, and a JSON event
-  body kills the reader greenlet. `FrameReader` (esl_frames.py) reads header lines, then exactly Content-Length bytes, and decodes
+  body kills the reader greenlet. `FrameReader` (frames.py) reads header lines, then exactly Content-Length bytes, and decodes
   each value on its own.
 - `send()` and its blocking executes wait forever: every wait here takes a timeout.
 - it sends app arguments on an `execute-app-arg` header line (a newline in data starts a new command) and matches
@@ -14,7 +14,7 @@ command helpers have defects that this module overrides (each has a test in test
   CHANNEL_EXECUTE_COMPLETE is matched on `Application-UUID`.
 - registering your own CHANNEL_EXECUTE_COMPLETE handler starves its catch-all handler, so blocking executes time
   out: completions are resolved in the reader, before any handler runs.
-- its server polls `accept()` every 100 ms and calls `sys.exit()` when `bind_port` is 0: see `server.py`'s
+- its server polls `accept()` every 100 ms and calls `sys.exit()` when `bind_port` is 0: see `listener.py`'s
   `Listener`, which accepts immediately and binds any port.
 
 Leaving a channel to another session (a hand-off) is not `exit`: when any event-socket session of a channel ends,

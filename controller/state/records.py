@@ -2,7 +2,7 @@
 
 Keys (`<p>` is `redis.key_prefix`):
   `<p>:<stream>`                after-call stream, one field `record` (the call record as JSON)
-  `<p>:<dead_letter_stream>`    records whose after-call actions kept failing, with the reason (worker.py)
+  `<p>:<dead_letter_stream>`    records whose after-call actions kept failing, with the reason (aftercall/worker.py)
   `<p>:after:<record_id>`       the record's marker, then the worker's progress (attempts, actions done)
 
 A call record must survive a SIGKILL of Redis right after its XADD, and Redis's reply does not promise that:
