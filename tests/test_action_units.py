@@ -225,6 +225,7 @@ def test_hangup_with_min_attempts_two_asks_first_then_ends_the_call_the_second_t
     assert (second.result, second.say, second.end_call) == ("hung_up", phrase("fr", "goodbye"), True)
     assert second.detail == {"attempt": 2, "min_attempts": 2}
     assert ctx.apps == []  # the conversation says the goodbye and hangs up, not the action
+    assert ctx.variables == run.context(utility, "end_call")[0].variables  # the tally is not a call variable
 
 
 # ---------------------------------------------------------------- wait

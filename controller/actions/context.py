@@ -115,6 +115,10 @@ class ActionContext(Protocol):
     def add_turn(self, who: str, text: str, **extra: Any) -> dict[str, Any]:
         """Append a line to the transcript (caller, agent, system)."""
 
+    def count(self, key: str) -> int:
+        """Count `key` once more for this call and return the total (an action's per-call tally; actions are
+        shared by every call of their version, so they keep no per-call state themselves)."""
+
     def push_turn(self, turn: Turn) -> None:
         """Give the conversation a caller turn the action heard (a wait that hears a person)."""
 

@@ -22,9 +22,7 @@ class HangupAction(Action):
         return f"{self.config.description} (condition: {self.config.condition})"
 
     def run(self, ctx: ActionContext, arguments: dict[str, Any]) -> ActionOutcome:
-        counts = ctx.variables.setdefault("_hangup_attempts", {})
-        counts[self.name] = counts.get(self.name, 0) + 1
-        met, needed = counts[self.name], self.config.min_attempts
+        met, needed = ctx.count(f"hangup:{self.name}"), self.config.min_attempts
         if met < needed:
             return ActionOutcome("condition_met", say=phrase(ctx.language, "not_yet"),
                                  detail={"attempt": met, "min_attempts": needed}, progress=False)

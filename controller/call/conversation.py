@@ -58,6 +58,7 @@ class Conversation:
         self.dtmf = ""
         self.dtmf_deadline: float | None = None
         self.pending: list[Turn] = []
+        self.counts: dict[str, int] = {}
         self.clarifying: tuple[str, str] | None = None
         self.ending = False
         self.handed_off = False
@@ -348,6 +349,10 @@ class Conversation:
 
     def add_turn(self, who: str, text: str, **extra: Any) -> dict[str, Any]:
         return self.record.add_turn(who, text, **extra)
+
+    def count(self, key: str) -> int:
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key]
 
     def push_turn(self, turn: Turn) -> None:
         self.pending.append(turn)

@@ -180,6 +180,7 @@ class FakeContext:
         self.apis: list[str] = []
         self.transcript: list[dict[str, Any]] = []
         self.pushed: list[Turn] = []
+        self.counts: dict[str, int] = {}
         self.hand_offs: list[HandOff] = []
         self.silence_restarts = 0
         self.quiet_waits = 0
@@ -309,6 +310,10 @@ class FakeContext:
         turn = {"who": who, "text": text, "at": iso(self.clock.wall()), **extra}
         self.transcript.append(turn)
         return turn
+
+    def count(self, key: str) -> int:
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key]
 
     def push_turn(self, turn: Turn) -> None:
         self.pushed.append(turn)
