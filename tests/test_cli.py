@@ -1,13 +1,18 @@
 """The `switchboard` command line: exit codes and messages, never a traceback."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from controller.cli.main import main
+from tests.support.controller import ALIAS_BOMB_AGENT, write_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "agent.yaml"
+BIN = str(Path(sys.executable).with_name("switchboard"))
 
 
 def run(*args: str, env: dict | None = None):
@@ -34,6 +39,22 @@ def test_a_ring_limit_of_60_exits_2_naming_the_field_and_the_allowed_range(tmp_p
     assert result.exit_code == 2
     assert "max_ring_s: 60 is out of range; allowed: 5..45" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_check_refuses_a_yaml_alias_bomb_at_its_first_alias_in_well_under_a_second(tmp_path):
+    """Aliases are refused as the file is read, before anything walks the 387 million strings they expand to.
+    A real process, so that an expanding check is killed at the timeout instead of holding the suite."""
+    path = write_config(tmp_path, agents={"support": ALIAS_BOMB_AGENT})
+    line = 1 + next(i for i, text in enumerate(path.read_text().splitlines()) if "*l0" in text)
+    started = time.monotonic()
+    done = subprocess.run([BIN, "--log-text", "check", str(path)], capture_output=True, text=True, timeout=15)
+    took = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"{path}:{line}: YAML alias *l0 (column 24): aliases are not accepted")
+    assert "write the value out where it is used" in done.stderr and "Traceback" not in done.stderr
+    assert took < 5  # with the process start; in process, the same check:
+    started = time.monotonic()
+    assert run("check", str(path)).exit_code == 2 and time.monotonic() - started < 0.5
 
 
 def test_a_missing_config_exits_2_with_the_fix():
