@@ -60,6 +60,17 @@ def test_check_refuses_a_yaml_alias_bomb_at_its_first_alias_in_well_under_a_seco
     assert run("check", str(path)).exit_code == 2 and time.monotonic() - started < 0.5
 
 
+def test_check_warns_that_a_remote_freeswitch_host_gets_the_esl_password_in_cleartext(tmp_path):
+    remote = write_config(tmp_path, extra="freeswitch: {host: 192.0.2.10}\n")
+    result = run("check", str(remote))
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        f"warning: {remote}: freeswitch.host: 192.0.2.10 is not loopback; the ESL password and every command "
+        "`switchboard call` sends to FreeSWITCH's inbound event socket travel in cleartext: keep the event socket "
+        "on loopback (127.0.0.1), or reach it through a tunnel (stunnel, WireGuard)"]
+    assert run("check", str(write_config(tmp_path))).stderr == ""
+
+
 def test_a_missing_config_exits_2_with_the_fix():
     result = run("serve")
     assert result.exit_code == 2
