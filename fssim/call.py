@@ -126,6 +126,7 @@ class SimCall:
         self.sleep(CONNECT_TIMEOUT_S)
         if not conn.connected and not conn.closed:
             self.note(f"{conn.id}: no `connect` within {CONNECT_TIMEOUT_S:.0f} s: socket app gives up")
+            self.rec.error = self.rec.error or f"the socket app gave up after {CONNECT_TIMEOUT_S:.0f} s"
             conn.close()
             self.connection_closed(conn)
 

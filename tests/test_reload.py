@@ -6,7 +6,7 @@ import time
 
 import gevent
 
-from tests.support.controller import TIME_SCALE, call, records, running, write_config
+from tests.support.controller import ALIAS_BOMB_AGENT, TIME_SCALE, call, records, running, write_config
 from tests.support.transfer import (ASKS_FOR_ADVISOR, CONNECTIONS, SALES, agent_yaml, transfer_config, transfer_entry,
                                     wire)
 
@@ -42,6 +42,25 @@ def test_a_file_that_no_longer_validates_changes_nothing(tmp_path, session_redis
         taken, message = runtime.reload()
         assert runtime.version is before
     assert not taken and "reload refused, the running configuration stays" in message and "language" in message
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_and_the_next_good_reload_is_taken(tmp_path, session_redis):
+    """Expanded, the aliases would pin a core in the reload thread and every later SIGHUP would queue behind it."""
+    config = write_config(tmp_path)
+    good = config.read_text()
+    with running(config, session_redis) as runtime:
+        before = runtime.version
+        write_config(tmp_path, agents={"support": ALIAS_BOMB_AGENT})
+        started = time.monotonic()
+        taken, message = gevent.spawn(runtime.reload).get(timeout=5)
+        refused_in = time.monotonic() - started
+        refused_version = runtime.version
+        config.write_text(good.replace("digits: \"1\"", "digits: \"2\""))
+        retaken, remessage = gevent.spawn(runtime.reload).get(timeout=10)
+        keypad = runtime.version.agents["support"].actions["menu_choice"]
+    assert not taken and refused_version is before and refused_in < 1
+    assert "reload refused, the running configuration stays" in message and "YAML alias *l0" in message
+    assert retaken and "configuration reloaded" in remessage and keypad.config.digits == "2"
 
 
 ADVISORS = {"sip_connection": "trunk", "destinations": [{"country": "FR", "number": "01 70 36 39 50",

@@ -67,12 +67,29 @@ def play(config: Any, runtime: Any, scenarios: list[Any], addr: tuple[str, int],
             recording = place(config, scenario, addr, time_scale)
         else:
             recording = simulator.run(scenario)
+            recording.error = not_taken(recording, addr) or recording.error
         for _ in range(50):  # the record is stored just before `exit`: give the call greenlet a moment
             if recording.uuid in records or runtime is None:
                 break
             gevent.sleep(0.02)
         results.append((recording, records.get(recording.uuid)))
     return results
+
+
+def not_taken(recording: CallRecording, addr: tuple[str, int]) -> str | None:
+    """Why the controller at `addr` did not take an inbound call, or None when it did. The wire decides (a
+    controller run with --controller shares no call records): a taken call gets more than `connect` and `exit`."""
+    where = f"{addr[0]}:{addr[1]}"
+    sent = {command.name for command in recording.commands}
+    if not recording.connections:
+        return f"{recording.error}: is `switchboard serve` listening on {where}?"
+    if "connect" not in sent:
+        return (f"no `connect` from the controller at {where} ({recording.error or 'it closed the connection'}): "
+                "is that `switchboard serve`'s server.host:port?")
+    if sent <= {"connect", "exit"}:
+        return (f"the controller at {where} refused the call (`connect`, then `exit`), as it does at "
+                "server.max_connections; its log says why")
+    return None
 
 
 def place(config: Any, scenario: Any, addr: tuple[str, int], time_scale: float) -> CallRecording:
@@ -130,4 +147,7 @@ def run_simulation(config: Any, scenarios: list[Any], controller_addr: str | Non
     else:
         for rec, record in results:
             click.echo(render_call(rec, record) + "\n")
+    for rec, _ in results:
+        if rec.error:
+            click.echo(f"{rec.scenario}: {rec.error}", err=True)
     return 1 if any(rec.error for rec, _ in results) else 0

@@ -112,6 +112,11 @@ def config_warnings(cfg: Config) -> list[str]:
     if not ipaddress.ip_address(cfg.server.host).is_loopback:
         found.append((["server", "host"], f"{cfg.server.host} is not loopback; the outbound socket has no "
                       "authentication, so only expose it on a trusted network"))
+    if not ipaddress.ip_address(cfg.freeswitch.host).is_loopback:
+        found.append((["freeswitch", "host"], f"{cfg.freeswitch.host} is not loopback; the ESL password and every "
+                      "command `switchboard call` sends to FreeSWITCH's inbound event socket travel in cleartext: "
+                      "keep the event socket on loopback (127.0.0.1), or reach it through a tunnel (stunnel, "
+                      "WireGuard)"))
     for agent_id, agent in cfg.agents.items():
         found.extend(_agent_warnings(cfg, agent_id, agent))
     for name, source in cfg.knowledge_sources.items():

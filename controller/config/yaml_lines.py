@@ -3,6 +3,9 @@
 PyYAML composes the document into nodes (with marks) and then constructs plain Python data from
 the same nodes; the nodes are kept to map a field path back to a line, and to catch duplicate keys,
 which PyYAML would otherwise let the second one silently replace.
+
+Aliases (`*name`) are refused while composing: nested ones ("billion laughs") make a few lines stand for
+billions of values, which validation walks expanded, and a configuration is plain enough to write out.
 """
 from __future__ import annotations
 
@@ -32,7 +35,17 @@ class YamlProblem(Exception):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose impossible dates (2026-02-30) are YAML errors with a line, not ValueErrors."""
+    """SafeLoader whose impossible dates (2026-02-30) are YAML errors with a line, not ValueErrors, and that
+    refuses aliases at the first one, before any of them is expanded."""
+
+    def compose_node(self, parent: Optional[Node], index: Any) -> Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise YamlProblem(f"YAML alias *{event.anchor} (column {event.start_mark.column + 1}): aliases are not "
+                              "accepted, nested ones expand a few lines into billions of values",
+                              f"write the value out where it is used instead of &{event.anchor} and "
+                              f"*{event.anchor}", event.start_mark.line + 1)
+        return super().compose_node(parent, index)
 
     def construct_yaml_timestamp(self, node: ScalarNode) -> Any:
         try:
@@ -112,12 +125,8 @@ def _child(node: Node, elem: PathElem) -> Optional[tuple[Optional[Node], Node]]:
 def duplicate_keys(root: Optional[Node]) -> Iterator[tuple[list[PathElem], str, int, int]]:
     """Every key written twice in one mapping: (path of the mapping, key, first line, second line)."""
     stack: list[tuple[Node, list[PathElem]]] = [(root, [])] if root is not None else []
-    seen_nodes: set[int] = set()
     while stack:
         node, path = stack.pop()
-        if id(node) in seen_nodes:  # aliases point at the same node
-            continue
-        seen_nodes.add(id(node))
         if isinstance(node, MappingNode):
             first: dict[str, int] = {}
             for key, value in node.value:

@@ -49,6 +49,17 @@ actions:
       digits: "1"
 """
 
+# Billion laughs: nine levels of nine aliases each, 9**9 (387 million) strings once expanded.
+ALIAS_BOMB = "\n".join(["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+                       + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)])
+ALIAS_BOMB_AGENT = BASE_AGENT + """    - type: workflow
+      name: lookup
+      description: Look up the caller's order.
+      request:
+        url: http://127.0.0.1:9/orders
+        body:
+""" + textwrap.indent(ALIAS_BOMB, " " * 10) + "\n"
+
 
 class SessionRedis:
     """The session's redis-server (started on first use, stopped at exit by the conftest fixture)."""
