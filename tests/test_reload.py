@@ -66,7 +66,7 @@ def test_a_yaml_alias_bomb_is_refused_at_once_and_the_next_good_reload_is_taken(
 ADVISORS = {"sip_connection": "trunk", "destinations": [{"country": "FR", "number": "01 70 36 39 50",
                                                           "description": "Conseillers Paris"}]}
 TO_SALES = {"name": "to_sales", "destinations": [{"agent": "sales", "description": "Agent commercial"}]}
-PAUSE = {"silence": 8}  # call seconds: the reload happens while the live calls wait here
+PAUSE = {"silence": 14}  # call seconds (two no-input reprompts, not three): the reload happens while the live calls wait here
 
 
 def test_a_reload_during_calls_changes_nothing_for_them_and_applies_to_the_next_call(tmp_path, session_redis):
