@@ -1,24 +1,136 @@
 """Operator templates (greetings, email subjects, header values, workflow URLs) rendered in Jinja's sandbox.
 
 Templates come from the operator's YAML and variables from callers and HTTP responses, so they never reach
-a normal Jinja environment: the sandbox refuses attribute tricks, and undefined variables render empty
-rather than failing a live call.
+a normal Jinja environment, and a template must not be able to stall the process that renders it:
+  - every render has a budget (`LIMITS`): each loop iteration, call and attribute lookup is an operation that
+    counts and checks a deadline, and the output is built piece by piece (`generate()`) and cut at a size.
+    Pure-Python Jinja holds the GIL, so a thread cannot be stopped from outside: the sandbox stops itself;
+  - `render` runs in gevent's threadpool, off the hub: a template over budget costs its time limit to the
+    greenlet that asked (the after-call worker), while the hub keeps serving calls;
+  - undefined variables render empty rather than failing a live call.
 """
 from __future__ import annotations
 
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterable, Iterator, Optional
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
-from jinja2.sandbox import SandboxedEnvironment
+import gevent
+from jinja2 import TemplateSyntaxError, Undefined, nodes
+from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment, safe_range
 
-_ENV = SandboxedEnvironment(undefined=Undefined, autoescape=False, keep_trailing_newline=False)
-_STRICT_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-_HTML_ENV = SandboxedEnvironment(undefined=Undefined, autoescape=True)
+
+@dataclass(frozen=True)
+class Limits:
+    """What one render may spend; a legitimate template (an email over a long transcript) uses a few thousand
+    operations and a few milliseconds."""
+
+    seconds: float = 2.0
+    operations: int = 1_000_000
+    output_chars: int = 1_000_000
+
+
+LIMITS = Limits()
+MAX_POWER_BITS = 4096  # `7 ** 100000` is one slow C operation the deadline cannot interrupt
 
 
 class TemplateError(ValueError):
     """A template that does not parse or fails to render; the message says where."""
+
+
+class TemplateLimitError(TemplateError):
+    """A render went over `LIMITS`; the message names the limit."""
+
+
+class _Budget:
+    """The operations and the deadline left to the render running in this thread (or greenlet)."""
+
+    __slots__ = ("left", "deadline")
+
+    def __init__(self) -> None:
+        self.left, self.deadline = LIMITS.operations, time.monotonic() + LIMITS.seconds
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise TemplateLimitError(f"rendering stopped at the limit of {LIMITS.operations} operations "
+                                     "(loop iterations, calls, attribute lookups)")
+        if time.monotonic() > self.deadline:
+            raise TemplateLimitError(f"rendering stopped at the time limit of {LIMITS.seconds:g} s")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_BUDGET: ContextVar[Optional[_Budget]] = ContextVar("template_budget", default=None)
+
+
+def _spend() -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.spend()
+
+
+class _BudgetedSandbox(SandboxedEnvironment):
+    """The sandbox, with every loop iteration, call and attribute lookup charged to the render's budget, and the
+    two operators that build a huge value in one step (`"x" * 10**9`, `7 ** 100000`) refused past the limits."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = self.bounded_range
+
+    def _parse(self, source: str, name: Optional[str], filename: Optional[str]) -> nodes.Template:
+        """Each `{% for %}` iterates through `counted`, so even an empty loop body pays for its iterations."""
+        tree = super()._parse(source, name, filename)
+        for loop in list(tree.find_all(nodes.For)):
+            loop.iter = nodes.Call(nodes.EnvironmentAttribute("counted"), [loop.iter], [], None, None,
+                                   lineno=loop.lineno)
+        return tree
+
+    def counted(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        for item in iterable:
+            _spend()
+            yield item
+
+    def bounded_range(self, *args: int) -> range:
+        try:
+            return safe_range(*args)
+        except OverflowError:
+            shown = ", ".join(map(str, args))
+            raise TemplateLimitError(f"range({shown}) is longer than the sandbox's {MAX_RANGE} items") from None
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _is_int(left) and _is_int(right) and abs(left) > 1 \
+                and right * abs(left).bit_length() > MAX_POWER_BITS:
+            raise TemplateLimitError(f"{left} ** {right} is larger than the sandbox's {MAX_POWER_BITS}-bit numbers")
+        if operator == "*":
+            sequence, times = (left, right) if _is_int(right) else (right, left)
+            if isinstance(sequence, (str, list, tuple)) and _is_int(times) \
+                    and len(sequence) * times > LIMITS.output_chars:
+                raise TemplateLimitError(f"repeating {len(sequence)} items {times} times goes past the output limit "
+                                         f"of {LIMITS.output_chars} characters")
+        return super().call_binop(context, operator, left, right)
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        _spend()
+        return super().call(context, obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _spend()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _spend()
+        return super().getitem(obj, argument)
+
+
+_ENV = _BudgetedSandbox(undefined=Undefined, autoescape=False, keep_trailing_newline=False)
+_HTML_ENV = _BudgetedSandbox(undefined=Undefined, autoescape=True)
 
 
 def check_template(source: str) -> None:
@@ -30,19 +142,46 @@ def check_template(source: str) -> None:
 
 
 @lru_cache(maxsize=512)
-def _compiled(source: str, html: bool, strict: bool):
-    env = _HTML_ENV if html else (_STRICT_ENV if strict else _ENV)
-    return env.from_string(source)
+def _compiled(source: str, html: bool):
+    return (_HTML_ENV if html else _ENV).from_string(source)
 
 
-def render(source: str, variables: dict[str, Any], *, html: bool = False, strict: bool = False) -> str:
-    """Render an operator template over call variables; errors become TemplateError."""
+def _render_here(source: str, variables: dict[str, Any], html: bool) -> str:
+    """Render in the calling thread, within `LIMITS`."""
+    token = _BUDGET.set(_Budget())
     try:
-        return _compiled(source, html, strict).render(**variables)
+        parts, size = [], 0
+        for part in _compiled(source, html).generate(**variables):
+            size += len(part)
+            if size > LIMITS.output_chars:
+                raise TemplateLimitError(f"rendering stopped at the output limit of {LIMITS.output_chars} characters")
+            parts.append(part)
+        return "".join(parts)
+    except TemplateError:
+        raise
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error at template line {exc.lineno}: {exc.message}") from None
-    except Exception as exc:  # sandbox violations, strict undefined, filters failing on odd data
+    except Exception as exc:  # sandbox violations, filters failing on odd data
         raise TemplateError(f"template failed to render: {exc}") from None
+    finally:
+        _BUDGET.reset(token)
+
+
+def _render_in_pool(source: str, variables: dict[str, Any], html: bool) -> tuple[str, Optional[TemplateError]]:
+    """The failure is returned, not raised: gevent's threadpool prints a traceback for every task that raises."""
+    try:
+        return _render_here(source, variables, html), None
+    except TemplateError as exc:
+        return "", exc
+
+
+def render(source: str, variables: dict[str, Any], *, html: bool = False) -> str:
+    """Render an operator template over call variables, in gevent's threadpool (the hub keeps serving while it
+    runs) and within `LIMITS`; every failure is a TemplateError (TemplateLimitError when over a limit)."""
+    text, error = gevent.get_hub().threadpool.apply(_render_in_pool, (source, variables, html))
+    if error is not None:
+        raise error
+    return text
 
 
 def is_template(value: str) -> bool:

@@ -1,0 +1,107 @@
+"""Operator templates cannot stall the process, change call data, or slip past `check`.
+
+The hostile-template test runs a real `switchboard serve` (monkey-patched, `run_worker: true`, as in production):
+in this unpatched test process the in-process worker's blocking Redis reads would stall the hub by themselves.
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+import gevent
+import pytest
+
+from controller.aftercall.queue import dead_letters
+from controller.config.load import load_config
+from controller.state.store import Store
+from controller.templating import TemplateLimitError, render
+from fssim import Scenario, Simulator
+from tests.support.controller import BASE_AGENT, write_config
+from tests.test_process import SCALE, Serve, short_dir  # noqa: F401 (short_dir is a fixture)
+
+# Each iteration builds and scans a 1 MB string: few operations, so it is the time limit that stops it.
+HEAVY = ("{% for i in range(100000) %}{% for j in range(100000) %}{% if 'yx' in 'y' * 1000000 %}{% endif %}"
+         "{% endfor %}{% endfor %}")
+NESTED_RANGES = "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}"
+
+
+def _email_agent(smtp_port: int) -> tuple[str, str]:
+    agent = BASE_AGENT + """  after_call:
+    - type: email
+      name: summary
+      description: Compte rendu de l'appel
+      subject: "Appel de {{ caller }}"
+      to: [support@example.com]
+      template: {text: summary.txt}
+"""
+    smtp = f"smtp: {{host: 127.0.0.1, port: {smtp_port}, from: switchboard@example.com, timeout_s: 5}}\n"
+    return agent, smtp
+
+
+def _call(seconds: float) -> Scenario:
+    return Scenario.from_dict({"name": "call", "agent": "support", "script": [{"silence": seconds}]})
+
+
+def test_an_email_template_over_its_time_limit_does_not_stop_serve_from_answering_calls(short_dir, smtp_server):
+    agent, smtp = _email_agent(smtp_server.port)
+    config = write_config(short_dir, {"support": agent}, smtp, time_scale=SCALE, run_worker=True)
+    template = short_dir / "summary.txt"
+    template.write_text("Appel de {{ caller }}\n", encoding="utf-8")
+    serve = Serve(config)
+    store = None
+    try:
+        template.write_text(HEAVY, encoding="utf-8")  # edited while serve runs: read at send time
+        sim = Simulator(("127.0.0.1", serve.port), time_scale=SCALE)
+        sim.run(_call(1))  # its record reaches the worker, which starts rendering HEAVY for 2 s
+        gevent.sleep(0.3)
+        rec = sim.run(_call(6))
+        connect = next((f for f in rec.frames if f.direction == "in" and f.raw.startswith(b"connect")), None)
+        assert connect is not None and connect.t * SCALE < 1.0, "serve sent no `connect` within a second"
+        loaded = load_config(config)
+        store = Store(loaded.redis, loaded.server.state_dir).start(maintain=False)
+        assert dead_letters(store) == []  # the whole second call was served while the email was still rendering
+        letters, deadline = [], time.monotonic() + 15
+        while not letters and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+            letters = dead_letters(store)
+        serve.proc.send_signal(signal.SIGTERM)
+        assert serve.proc.wait(20) == 0
+    finally:
+        if store is not None:
+            store.close()
+        serve.stop()
+    assert rec.hangup_by == "caller"
+    [letter] = letters
+    assert "email summary: template.text (summary.txt): rendering stopped at the time limit of 2 s" in letter.reason
+    assert letter.failures[0]["permanent"] is True and smtp_server.mailbox.messages == []
+
+
+def test_nested_loops_over_large_ranges_stop_at_the_operation_limit():
+    with pytest.raises(TemplateLimitError, match="limit of 1000000 operations"):
+        render(NESTED_RANGES, {})
+
+
+def test_an_empty_loop_body_still_pays_for_its_iterations():
+    with pytest.raises(TemplateLimitError, match="operations"):
+        render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", {})
+
+
+@pytest.mark.parametrize("source, limit", [
+    ("{{ 'x' * 10000000 }}", "output limit of 1000000 characters"),
+    ("{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}", "output limit of 1000000 characters"),
+    ("{{ 7 ** 100000 }}", "4096-bit"),
+    ("{{ range(10**9) | length }}", "100000 items"),
+])
+def test_a_huge_value_or_output_is_refused_naming_the_limit(source, limit):
+    with pytest.raises(TemplateLimitError, match=limit):
+        render(source, {})
+
+
+def test_a_legitimate_email_over_a_long_transcript_renders_well_within_the_limits():
+    record = {"caller": "+33612345678", "transcript": [{"who": "caller", "text": "Bonjour, ma commande"}] * 2000,
+              "actions": [{"name": "to_advisor", "type": "transfer", "result": "answered"}] * 20}
+    source = ("{{ caller }}{% for a in actions %}{{ a.name }} {{ a.result }}{% endfor %}"
+              "{% for t in transcript %}{{ loop.index }} {{ t.who }}: {{ t.text | upper }}\n{% endfor %}")
+    started = time.monotonic()
+    assert render(source, record).count("MA COMMANDE") == 2000
+    assert time.monotonic() - started < 0.5
