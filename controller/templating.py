@@ -1,7 +1,10 @@
 """Operator templates (greetings, email subjects, header values, workflow URLs) rendered in Jinja's sandbox.
 
 Templates come from the operator's YAML and variables from callers and HTTP responses, so they never reach
-a normal Jinja environment, and a template must not be able to stall the process that renders it:
+a normal Jinja environment, and a template must neither change what it renders nor stall the process:
+  - the sandbox is immutable (`variables.update(...)`, `transcript.append(...)` fail: they would change the call
+    record every later action sees), and an unsafe attribute (`__class__`, `pop`) fails the render instead of
+    rendering empty, so an attempt shows in the logs and in `check`;
   - every render has a budget (`LIMITS`): each loop iteration, call and attribute lookup is an operation that
     counts and checks a deadline, and the output is built piece by piece (`generate()`) and cut at a size.
     Pure-Python Jinja holds the GIL, so a thread cannot be stopped from outside: the sandbox stops itself;
@@ -19,7 +22,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 import gevent
 from jinja2 import TemplateSyntaxError, Undefined, nodes
-from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment, safe_range
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError, safe_range
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,8 @@ def _spend() -> None:
         budget.spend()
 
 
-class _BudgetedSandbox(SandboxedEnvironment):
-    """The sandbox, with every loop iteration, call and attribute lookup charged to the render's budget, and the
+class _BudgetedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with every loop iteration, call and attribute lookup charged to the render's budget, and the
     two operators that build a huge value in one step (`"x" * 10**9`, `7 ** 100000`) refused past the limits."""
 
     intercepted_binops = frozenset({"*", "**"})
@@ -115,6 +118,10 @@ class _BudgetedSandbox(SandboxedEnvironment):
                 raise TemplateLimitError(f"repeating {len(sequence)} items {times} times goes past the output limit "
                                          f"of {LIMITS.output_chars} characters")
         return super().call_binop(context, operator, left, right)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        raise SecurityError(f"{type(obj).__name__}.{attribute} is not available: templates read call data, they "
+                            "cannot change it or reach Python internals")
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         _spend()
@@ -161,7 +168,9 @@ def _render_here(source: str, variables: dict[str, Any], html: bool) -> str:
         raise
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error at template line {exc.lineno}: {exc.message}") from None
-    except Exception as exc:  # sandbox violations, filters failing on odd data
+    except SecurityError as exc:
+        raise TemplateError(f"the sandbox refused: {exc}") from None
+    except Exception as exc:  # filters failing on odd data, undefined values used in arithmetic
         raise TemplateError(f"template failed to render: {exc}") from None
     finally:
         _BUDGET.reset(token)

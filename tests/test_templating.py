@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import signal
 import time
+from types import SimpleNamespace
 
 import gevent
 import pytest
 
 from controller.aftercall.queue import dead_letters
+from controller.aftercall.worker import Worker
 from controller.config.load import load_config
 from controller.state.store import Store
-from controller.templating import TemplateLimitError, render
+from controller.templating import TemplateError, TemplateLimitError, render
 from fssim import Scenario, Simulator
 from tests.support.controller import BASE_AGENT, write_config
 from tests.test_process import SCALE, Serve, short_dir  # noqa: F401 (short_dir is a fixture)
@@ -105,3 +107,46 @@ def test_a_legitimate_email_over_a_long_transcript_renders_well_within_the_limit
     started = time.monotonic()
     assert render(source, record).count("MA COMMANDE") == 2000
     assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("source", [
+    "{{ variables.update({'customer_id': 'forged'}) }}",
+    "{% set _ = transcript.append({'who': 'agent', 'text': 'forged'}) %}done",
+    "{{ variables.pop('customer_id') }}",
+    "{{ transcript.pop() }}",
+])
+def test_a_template_that_changes_call_data_fails_and_changes_nothing(source):
+    variables = {"variables": {"customer_id": "C-42"}, "transcript": [{"who": "caller", "text": "bonjour"}]}
+    with pytest.raises(TemplateError, match="the sandbox refused: (dict|list).(update|append|pop) is not available"):
+        render(source, variables)
+    assert variables == {"variables": {"customer_id": "C-42"}, "transcript": [{"who": "caller", "text": "bonjour"}]}
+
+
+def test_an_unsafe_attribute_fails_the_render_instead_of_rendering_empty():
+    with pytest.raises(TemplateError, match="str.__class__ is not available"):
+        render("{{ ''.__class__ }}", {})
+
+
+def test_an_email_that_tries_to_change_the_record_is_dead_lettered_and_the_webhook_gets_the_record_unchanged(
+        store, smtp_server, http_server):
+    forging = SimpleNamespace(type="email", name="summary", subject="Appel de {{ caller }}", to=["a@example.test"],
+                              cc=[], bcc=[], when_classified=None,
+                              template={"text": "{{ variables.update({'vip': true}) }}{{ record.transcript.clear() }}"})
+    webhook = SimpleNamespace(type="workflow", name="crm", timeout_s=2, keep={}, when_classified=None,
+                              request=SimpleNamespace(method="POST", url=http_server.url + "/hook", headers={},
+                                                      body=None))
+    record = {"uuid": "u-1", "agent": "support", "caller": "+33612345678", "duration_s": 42, "hangup_by": "caller",
+              "transcript": [{"who": "caller", "text": "Ma commande n'est pas arrivée"}], "actions": [],
+              "variables": {"customer_id": "C-42"}}
+    store.append_record(record)
+    worker = Worker(store, lambda agent: [forging, webhook], {}, smtp_server.settings(), consumer="w-1",
+                    reclaim_interval_s=0)
+
+    worker.process_once(block_ms=100)
+
+    [request] = http_server.requests
+    sent = request.json()
+    assert sent["variables"] == {"customer_id": "C-42"} and sent["transcript"] == record["transcript"]
+    [letter] = dead_letters(store)
+    assert "summary: email summary: template.text: the sandbox refused: dict.update is not available" in letter.reason
+    assert smtp_server.mailbox.messages == []
