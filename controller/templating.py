@@ -4,13 +4,15 @@ Templates come from the operator's YAML and variables from callers and HTTP resp
 a normal Jinja environment, and a template must neither change what it renders nor stall the process:
   - the sandbox is immutable (`variables.update(...)`, `transcript.append(...)` fail: they would change the call
     record every later action sees), and an unsafe attribute (`__class__`, `pop`) fails the render instead of
-    rendering empty, so an attempt shows in the logs and in `check`;
+    rendering empty, so an attempt shows in the logs and in `check`; `include`, `import` and `extends` are
+    refused when parsed: there is no loader, a template is self-contained;
   - every render has a budget (`LIMITS`): each loop iteration, call and attribute lookup is an operation that
     counts and checks a deadline, and the output is built piece by piece (`generate()`) and cut at a size.
     Pure-Python Jinja holds the GIL, so a thread cannot be stopped from outside: the sandbox stops itself;
   - `render` runs in gevent's threadpool, off the hub: a template over budget costs its time limit to the
     greenlet that asked (the after-call worker), while the hub keeps serving calls;
-  - undefined variables render empty rather than failing a live call.
+  - undefined variables render empty rather than failing a live call;
+  - `trial_render` is what the configuration checks run on a sample call, under the same limits.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Iterator, Optional
 
 import gevent
-from jinja2 import TemplateSyntaxError, Undefined, nodes
+from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError, safe_range
 
 
@@ -39,12 +41,32 @@ LIMITS = Limits()
 MAX_POWER_BITS = 4096  # `7 ** 100000` is one slow C operation the deadline cannot interrupt
 
 
+LIMITS_FIX = (f"a template that loops over call data, not over large ranges (a render stops at {LIMITS.seconds:g} s, "
+              f"{LIMITS.operations} operations and {LIMITS.output_chars} characters of output)")
+REFUSED_FIX = ("a self-contained template that reads call data: {{ variables.customer_id }}, loops, filters, "
+               "macros and {% set %} of its own names; no _attributes, no append/update/pop, no include/import/extends")
+
+
 class TemplateError(ValueError):
-    """A template that does not parse or fails to render; the message says where."""
+    """A template that does not parse or fails to render; the message says where, `fix` what would do."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 class TemplateLimitError(TemplateError):
     """A render went over `LIMITS`; the message names the limit."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, LIMITS_FIX)
+
+
+class TemplateRefused(TemplateError):
+    """The sandbox refused what the template does (change call data, reach internals, load another template)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, REFUSED_FIX)
 
 
 class _Budget:
@@ -77,9 +99,13 @@ def _spend() -> None:
         budget.spend()
 
 
+_LOADING_TAGS = {nodes.Extends: "extends", nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from"}
+
+
 class _BudgetedSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with every loop iteration, call and attribute lookup charged to the render's budget, and the
-    two operators that build a huge value in one step (`"x" * 10**9`, `7 ** 100000`) refused past the limits."""
+    """The immutable sandbox, with every loop iteration, call and attribute lookup charged to the render's budget,
+    and the two operators that build a huge value in one step (`"x" * 10**9`, `7 ** 100000`) refused past the
+    limits."""
 
     intercepted_binops = frozenset({"*", "**"})
 
@@ -88,8 +114,12 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
         self.globals["range"] = self.bounded_range
 
     def _parse(self, source: str, name: Optional[str], filename: Optional[str]) -> nodes.Template:
-        """Each `{% for %}` iterates through `counted`, so even an empty loop body pays for its iterations."""
+        """No template loading; each `{% for %}` iterates through `counted`, so an empty body pays for its
+        iterations."""
         tree = super()._parse(source, name, filename)
+        for node in tree.find_all(tuple(_LOADING_TAGS)):
+            raise TemplateRefused(f"{{% {_LOADING_TAGS[type(node)]} %}} at template line {node.lineno} is not "
+                                  "available: a template is self-contained (there is no template loader)")
         for loop in list(tree.find_all(nodes.For)):
             loop.iter = nodes.Call(nodes.EnvironmentAttribute("counted"), [loop.iter], [], None, None,
                                    lineno=loop.lineno)
@@ -136,29 +166,31 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
 
-_ENV = _BudgetedSandbox(undefined=Undefined, autoescape=False, keep_trailing_newline=False)
-_HTML_ENV = _BudgetedSandbox(undefined=Undefined, autoescape=True)
+# (html, trial) -> environment; a trial's missing values chain (`customer.tier` renders empty): a sample call
+# cannot have every variable an operator's workflows keep
+_ENVS = {(html, trial): _BudgetedSandbox(undefined=ChainableUndefined if trial else Undefined, autoescape=html)
+         for html in (False, True) for trial in (False, True)}
 
 
 def check_template(source: str) -> None:
     """Raise TemplateError when `source` is not valid Jinja (used by config validation)."""
     try:
-        _ENV.parse(source)
+        _ENVS[False, False].parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error at template line {exc.lineno}: {exc.message}") from None
 
 
 @lru_cache(maxsize=512)
-def _compiled(source: str, html: bool):
-    return (_HTML_ENV if html else _ENV).from_string(source)
+def _compiled(source: str, html: bool, trial: bool):
+    return _ENVS[html, trial].from_string(source)
 
 
-def _render_here(source: str, variables: dict[str, Any], html: bool) -> str:
+def _render_here(source: str, variables: dict[str, Any], html: bool, trial: bool = False) -> str:
     """Render in the calling thread, within `LIMITS`."""
     token = _BUDGET.set(_Budget())
     try:
         parts, size = [], 0
-        for part in _compiled(source, html).generate(**variables):
+        for part in _compiled(source, html, trial).generate(**variables):
             size += len(part)
             if size > LIMITS.output_chars:
                 raise TemplateLimitError(f"rendering stopped at the output limit of {LIMITS.output_chars} characters")
@@ -169,7 +201,7 @@ def _render_here(source: str, variables: dict[str, Any], html: bool) -> str:
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error at template line {exc.lineno}: {exc.message}") from None
     except SecurityError as exc:
-        raise TemplateError(f"the sandbox refused: {exc}") from None
+        raise TemplateRefused(f"the sandbox refused: {exc}") from None
     except Exception as exc:  # filters failing on odd data, undefined values used in arithmetic
         raise TemplateError(f"template failed to render: {exc}") from None
     finally:
@@ -191,6 +223,17 @@ def render(source: str, variables: dict[str, Any], *, html: bool = False) -> str
     if error is not None:
         raise error
     return text
+
+
+def trial_render(source: str, variables: dict[str, Any], *, html: bool = False) -> None:
+    """Render on sample variables in this thread, within `LIMITS`; raise what would fail on every call (a limit,
+    a refusal). A failure that depends on the data (a missing value in arithmetic) is left to the call's log."""
+    try:
+        _render_here(source, variables, html, trial=True)
+    except (TemplateLimitError, TemplateRefused):
+        raise
+    except TemplateError:
+        pass
 
 
 def is_template(value: str) -> bool:

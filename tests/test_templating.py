@@ -11,9 +11,11 @@ from types import SimpleNamespace
 
 import gevent
 import pytest
+from click.testing import CliRunner
 
 from controller.aftercall.queue import dead_letters
 from controller.aftercall.worker import Worker
+from controller.cli.main import main
 from controller.config.load import load_config
 from controller.state.store import Store
 from controller.templating import TemplateError, TemplateLimitError, render
@@ -49,6 +51,7 @@ def test_an_email_template_over_its_time_limit_does_not_stop_serve_from_answerin
     config = write_config(short_dir, {"support": agent}, smtp, time_scale=SCALE, run_worker=True)
     template = short_dir / "summary.txt"
     template.write_text("Appel de {{ caller }}\n", encoding="utf-8")
+    loaded = load_config(config)  # the template passes the checks; HEAVY would not
     serve = Serve(config)
     store = None
     try:
@@ -59,7 +62,6 @@ def test_an_email_template_over_its_time_limit_does_not_stop_serve_from_answerin
         rec = sim.run(_call(6))
         connect = next((f for f in rec.frames if f.direction == "in" and f.raw.startswith(b"connect")), None)
         assert connect is not None and connect.t * SCALE < 1.0, "serve sent no `connect` within a second"
-        loaded = load_config(config)
         store = Store(loaded.redis, loaded.server.state_dir).start(maintain=False)
         assert dead_letters(store) == []  # the whole second call was served while the email was still rendering
         letters, deadline = [], time.monotonic() + 15
@@ -150,3 +152,130 @@ def test_an_email_that_tries_to_change_the_record_is_dead_lettered_and_the_webho
     [letter] = dead_letters(store)
     assert "summary: email summary: template.text: the sandbox refused: dict.update is not available" in letter.reason
     assert smtp_server.mailbox.messages == []
+
+
+CHECKED = """\
+smtp: {host: 127.0.0.1, port: 8025, from: bot@example.com}
+sip_connections:
+  trunk: {gateway: trunk_main}
+agents:
+  support:
+    language: fr
+    speech:
+      greeting: "@greeting@"
+    actions:
+      before_call:
+        - type: workflow
+          name: lookup
+          description: Fiche client.
+          request:
+            method: POST
+            url: "http://127.0.0.1:8099/customers/@url@"
+            headers: {X-Call: "@http_header@"}
+            body: {phone: "@body@"}
+          keep: {customer_id: id}
+      during_call:
+        - type: transfer
+          name: to_advisor
+          description: Transférer à un conseiller.
+          sip_headers:
+            - {name: X-Customer-Id, value: "@sip_header@"}
+          messages: {transferring: "@message@"}
+          destinations:
+            - {country: FR, number: "01 70 36 39 50", description: Conseillers}
+        - type: workflow
+          name: order_status
+          description: Suivi de commande.
+          request: {url: "http://127.0.0.1:8099/orders"}
+          say_result: "@say_result@"
+      after_call:
+        - type: email
+          name: summary
+          description: Compte rendu.
+          subject: "@subject@"
+          to: ["@to@"]
+          cc: ["@cc@"]
+          bcc: ["@bcc@"]
+          template:
+            text: "@text@"
+            html: templates/summary.html
+"""
+BENIGN = {"greeting": "Bonjour {{ customer_name }}", "url": "{{ caller_number | urlencode }}",
+          "http_header": "{{ uuid }}", "body": "{{ caller_number }}", "sip_header": "{{ customer_id }}",
+          "message": "Je vous transfère, {{ caller_name }}.", "say_result": "Votre commande est {{ status }}.",
+          "subject": "[{{ classification }}] Appel de {{ caller }}", "to": "support@example.com",
+          "cc": "{{variables.customer_id}}@example.com", "bcc": "audit@example.com",
+          "text": "{% for turn in transcript %}{{ turn.who }} : {{ turn.text }}\n{% endfor %}"}
+PATHS = {"greeting": "agents.support.speech.greeting",
+         "url": 'agents.support.actions.before_call[0] (workflow "lookup").request.url',
+         "http_header": 'agents.support.actions.before_call[0] (workflow "lookup").request.headers.X-Call',
+         "body": 'agents.support.actions.before_call[0] (workflow "lookup").request.body.phone',
+         "sip_header": 'agents.support.actions.during_call[0] (transfer "to_advisor").sip_headers[0] ("X-Customer-Id")'
+                       '.value',
+         "message": 'agents.support.actions.during_call[0] (transfer "to_advisor").messages.transferring',
+         "say_result": 'agents.support.actions.during_call[1] (workflow "order_status").say_result',
+         "subject": 'agents.support.actions.after_call[0] (email "summary").subject',
+         "to": 'agents.support.actions.after_call[0] (email "summary").to[0]',
+         "cc": 'agents.support.actions.after_call[0] (email "summary").cc[0]',
+         "bcc": 'agents.support.actions.after_call[0] (email "summary").bcc[0]',
+         "text": 'agents.support.actions.after_call[0] (email "summary").template.text'}
+REFUSED = "allowed: a self-contained template that reads call data"
+OVER = "allowed: a template that loops over call data, not over large ranges"
+
+
+def _checked(tmp_path, html: str = "<p>{{ caller }}</p>", **templates: str):
+    """`switchboard check` on CHECKED with `templates` in place of the benign ones: (result, path, line of each)."""
+    text = CHECKED
+    for name, benign in BENIGN.items():
+        text = text.replace(f"@{name}@", templates.get(name, benign).replace('"', '\\"').replace("\n", "\\n"))
+    path = tmp_path / "agent.yaml"
+    path.write_text(text, encoding="utf-8")
+    (tmp_path / "templates").mkdir(exist_ok=True)
+    (tmp_path / "templates" / "summary.html").write_text(html, encoding="utf-8")
+    lines = {name: next(i for i, line in enumerate(CHECKED.splitlines(), 1) if f"@{name}@" in line) for name in BENIGN}
+    lines["html"] = next(i for i, line in enumerate(CHECKED.splitlines(), 1) if "summary.html" in line)
+    return CliRunner().invoke(main, ["--log-text", "check", str(path)]), path, lines
+
+
+def test_check_accepts_templates_that_read_the_call(tmp_path):
+    result, _, _ = _checked(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("OK: 1 agent")
+
+
+@pytest.mark.parametrize("field", sorted(BENIGN))
+def test_check_tries_every_kind_of_template_on_the_sample_call_and_names_the_option_line(tmp_path, field):
+    escape = "{{''.__class__}}@example.com" if field in ("to", "cc", "bcc") else "{{ ''.__class__.__mro__ }}"
+    result, path, lines = _checked(tmp_path, **{field: escape})
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (f"{path}:{lines[field]}: {PATHS[field]}: cannot be rendered safely: the sandbox refused: "
+            "str.__class__ is not available") in result.stderr
+    assert REFUSED in result.stderr
+
+
+@pytest.mark.parametrize("template, problem, fix", [
+    ("{{ variables.update({'customer_id': 'x'}) }}", "the sandbox refused: dict.update is not available", REFUSED),
+    ("{% set _ = transcript.append(1) %}", "the sandbox refused: list.append is not available", REFUSED),
+    ("{{ cycler.__init__.__globals__ }}", "is not available: templates read call data", REFUSED),
+    ("{% include 'header.txt' %}", "{% include %} at template line 1 is not available", REFUSED),
+    ("{% import 'macros.txt' as m %}", "{% import %} at template line 1 is not available", REFUSED),
+    ("{% extends 'base.txt' %}", "{% extends %} at template line 1 is not available", REFUSED),
+    ("{{ range(10**9) | length }}", "goes over the template limits on the sample call: range(1000000000) is longer "
+                                    "than the sandbox's 100000 items", OVER),
+    (NESTED_RANGES, "goes over the template limits on the sample call: rendering stopped at the limit of 1000000 "
+                    "operations", OVER),
+])
+def test_check_refuses_sandbox_escapes_template_loading_and_templates_over_the_limits(tmp_path, template, problem,
+                                                                                       fix):
+    result, path, lines = _checked(tmp_path, greeting=template)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{path}:{lines['greeting']}: {PATHS['greeting']}: " in result.stderr
+    assert problem in result.stderr and fix in result.stderr
+
+
+def test_check_renders_an_email_template_file_and_names_the_option_that_points_to_it(tmp_path):
+    result, path, lines = _checked(tmp_path, html="<p>{{ caller }}</p>\n{% include 'footer.html' %}\n")
+    assert result.exit_code == 2
+    assert (f"{path}:{lines['html']}: agents.support.actions.after_call[0] (email \"summary\").template.html: "
+            f"template file {path.parent}/templates/summary.html: cannot be rendered safely: {{% include %}} at "
+            "template line 2 is not available") in result.stderr
