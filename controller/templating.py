@@ -11,7 +11,8 @@ a normal Jinja environment, and a template must neither change what it renders n
     Pure-Python Jinja holds the GIL, so a thread cannot be stopped from outside: the sandbox stops itself;
   - `render` runs in gevent's threadpool, off the hub: a template over budget costs its time limit to the
     greenlet that asked (the after-call worker), while the hub keeps serving calls;
-  - undefined variables render empty rather than failing a live call;
+  - undefined variables render empty rather than failing a live call, and so does None (a workflow kept
+    `customer_id: null` for an unknown caller: `sip_h_X-Customer-Id=None` or "Client : None" helps nobody);
   - `trial_render` is what the configuration checks run on a sample call, under the same limits.
 """
 from __future__ import annotations
@@ -99,6 +100,10 @@ def _spend() -> None:
         budget.spend()
 
 
+def _none_as_empty(value: Any) -> Any:
+    return "" if value is None else value
+
+
 _LOADING_TAGS = {nodes.Extends: "extends", nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from"}
 
 
@@ -168,7 +173,8 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
 
 # (html, trial) -> environment; a trial's missing values chain (`customer.tier` renders empty): a sample call
 # cannot have every variable an operator's workflows keep
-_ENVS = {(html, trial): _BudgetedSandbox(undefined=ChainableUndefined if trial else Undefined, autoescape=html)
+_ENVS = {(html, trial): _BudgetedSandbox(undefined=ChainableUndefined if trial else Undefined, autoescape=html,
+                                         finalize=_none_as_empty)
          for html in (False, True) for trial in (False, True)}
 
 

@@ -279,3 +279,10 @@ def test_check_renders_an_email_template_file_and_names_the_option_that_points_t
     assert (f"{path}:{lines['html']}: agents.support.actions.after_call[0] (email \"summary\").template.html: "
             f"template file {path.parent}/templates/summary.html: cannot be rendered safely: {{% include %}} at "
             "template line 2 is not available") in result.stderr
+
+
+@pytest.mark.parametrize("html", [False, True])
+def test_none_and_undefined_values_render_empty_not_as_the_word_none(html):
+    variables = {"customer_id": None, "variables": {"customer_name": None}}
+    assert render("id={{ customer_id }} nom={{ variables.customer_name }} tier={{ customer_tier }}", variables,
+                  html=html) == "id= nom= tier="
