@@ -322,7 +322,8 @@ def test_a_template_file_is_loaded_and_checked(tmp_path):
     (tmp_path / "templates" / "bad.html").write_text("<p>{% for x in y %}</p>\n")
     path = write(tmp_path, variant("template: {text: \"Summary: {{ classification }}\"}",
                                    "template: {html: templates/bad.html}"))
-    assert f"template.html: template file {tmp_path}/templates/bad.html: template syntax error" in only_problem(path)
+    assert (f"template.html: template file {tmp_path}/templates/bad.html: is not a valid Jinja template "
+            "(template syntax error") in only_problem(path)
 
 
 @pytest.mark.parametrize("old,new,expected", [

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import gevent
 import pytest
+import yaml
 
 from tests.support.controller import call, records, running
-from tests.support.transfer import (ASKS_FOR_ADVISOR, apis, is_event, is_execute, seconds_between, transfer_config,
-                              transfer_entry, wire)
+from tests.support.peers import Reply
+from tests.support.transfer import (ASKS_FOR_ADVISOR, agent_yaml, apis, is_event, is_execute, seconds_between,
+                                    transfer_config, transfer_entry, wire)
 
 PARIS = "+33170363950"
 GREETED = {"wait_for": {"app": "speak"}}
@@ -155,6 +157,28 @@ def test_headers_and_the_gateway_go_in_the_dial_string_and_a_bad_rendered_value_
     assert wire(rec, "multiset")[0].split()[2] == "sip_copy_custom_headers=true"
     detail = transfer_entry(record)["detail"]
     assert detail["dropped_headers"] == ["X-Caller-Name"] and transfer_entry(record)["result"] == "busy"
+
+
+def test_a_header_whose_value_is_none_for_an_unknown_customer_is_left_out_of_the_bridge(tmp_path, session_redis,
+                                                                                       http_server):
+    http_server.then(Reply(body={"customer": {"id": None}}))  # the CRM does not know this caller
+    agent = yaml.safe_load(agent_yaml({
+        "sip_headers": [{"name": "X-Call-Reason", "value": "support"},
+                        {"name": "X-Customer-Id", "value": "{{ customer_id }}"}],
+        "destinations": [{"country": "FR", "number": "01 70 36 39 50", "description": "Conseillers Paris"}]},
+        ring_budget_s=3))
+    agent["actions"]["before_call"] = [{
+        "type": "workflow", "name": "lookup", "description": "Fiche client", "timeout_s": 2,
+        "request": {"url": http_server.url + "/customers?phone={{ caller_number | urlencode }}"},
+        "keep": {"customer_id": "customer.id"}}]
+    config = transfer_config(tmp_path, agents={"support": yaml.safe_dump(agent, allow_unicode=True)})
+    rec, record, _ = play(config, session_redis, {PARIS: "busy"})
+    assert record["variables"]["customer_id"] is None
+    [bridge] = wire(rec, "bridge")
+    assert "X-Customer-Id" not in bridge and "None" not in bridge
+    assert bridge.endswith(f"[leg_timeout=20,sip_h_X-Call-Reason=support]sofia/gateway/trunk_main/{PARIS}")
+    detail = transfer_entry(record)["detail"]
+    assert detail["headers"] == ["X-Call-Reason"] and detail["dropped_headers"] == []
 
 
 def test_several_destinations_are_told_apart_by_their_description(tmp_path, session_redis):

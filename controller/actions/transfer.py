@@ -288,13 +288,19 @@ class TransferAction(Action):
 
     # ------------------------------------------------------------------ helpers
     def _headers(self, ctx: ActionContext) -> tuple[list[tuple[str, str]], list[str]]:
-        """Configured headers, templates rendered; a rendered value that fails the checks is dropped and logged."""
+        """Configured headers, templates rendered; a value that renders empty (None for an unknown customer) is
+        left out, one that fails the checks is dropped; both are logged, and the transfer goes ahead."""
         headers, dropped = [], []
         for header in self.config.sip_headers:
             value = header.value
             if is_template(value):
                 try:
-                    value = validate_header_value(render(value, ctx.variables).strip(), f"header {header.name}")
+                    value = render(value, ctx.variables).strip()
+                    if not value:
+                        ctx.log.info("transfer %s: header %s left out: its value rendered empty", self.name,
+                                     header.name)
+                        continue
+                    value = validate_header_value(value, f"header {header.name}")
                 except (TemplateError, DialStringError) as exc:
                     ctx.log.warning("transfer %s: header %s dropped, the transfer goes ahead: %s",
                                     self.name, header.name, exc)

@@ -7,7 +7,8 @@ HTML bodies are rendered with autoescaping. Bcc recipients get the message throu
 
 Bodies come from `template.html` / `template.text`: template source, or a single-line path (relative to
 the config's base dir) to a `.html`, `.htm`, `.txt`, `.j2` or `.jinja` file, read at send time so an edited
-template applies to the next email. Either may be absent, not both.
+template applies to the next email. Either may be absent, not both. Every part renders off the hub within
+templating.LIMITS; a part that fails or goes over a limit fails the email for good, and the reason names it.
 """
 from __future__ import annotations
 
@@ -26,8 +27,6 @@ from controller.log import call_logger
 from controller.templating import TemplateError, render
 
 _HEADER_BREAKS = ("\r", "\n", "\0")
-
-
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -53,8 +52,17 @@ def template_source(value: Optional[str], base_dir: Optional[Path]) -> Optional[
         raise DeliveryError(f"email template {path}: {exc.strerror}", permanent=True) from None
 
 
+def _render(name: str, field: str, source: str, variables: dict[str, Any], html: bool = False) -> str:
+    """One part of the message; a template that fails (over its limits, too) fails the email for good, naming
+    the part."""
+    try:
+        return render(source, variables, html=html)
+    except TemplateError as exc:
+        raise DeliveryError(f"email {name}: {field}: {exc}", permanent=True) from None
+
+
 def _header(name: str, field: str, source: str, variables: dict[str, Any]) -> str:
-    value = render(source, variables).strip()
+    value = _render(name, field, source, variables).strip()
     if any(c in value for c in _HEADER_BREAKS):
         raise DeliveryError(f"email {name}: {field} contains a line break after rendering "
                             "(refused: header injection from call data)", permanent=True)
@@ -71,6 +79,16 @@ def _addresses(name: str, field: str, sources: list[str], variables: dict[str, A
     return pairs
 
 
+def _body(name: str, kind: str, template: Any, variables: dict[str, Any], base_dir: Optional[Path]) -> Optional[str]:
+    """`template.html` or `template.text` rendered, or None when the action has no such body."""
+    value = _get(template, kind)
+    source = template_source(value, base_dir)
+    if not source:
+        return None
+    field = f"template.{kind}" + (f" ({value})" if looks_like_path(value) else "")
+    return _render(name, field, source, variables, html=kind == "html")
+
+
 def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: Optional[Clock] = None,
                   base_dir: Optional[Path] = None) -> tuple[EmailMessage, list[str]]:
     """The message (multipart/alternative when both bodies exist) and its envelope recipients (To+Cc+Bcc)."""
@@ -79,17 +97,12 @@ def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: O
     template = _get(action, "template")
     if smtp is None:
         raise DeliveryError(f"email {name}: the configuration has no smtp section", permanent=True)
-    try:
-        subject = _header(name, "subject", _get(action, "subject") or "", variables)
-        to = _addresses(name, "to", _as_list(_get(action, "to")), variables)
-        cc = _addresses(name, "cc", _as_list(_get(action, "cc")), variables)
-        bcc = _addresses(name, "bcc", _as_list(_get(action, "bcc")), variables)
-        text_source = template_source(_get(template, "text"), base_dir)
-        html_source = template_source(_get(template, "html"), base_dir)
-        text = render(text_source, variables) if text_source else None
-        html = render(html_source, variables, html=True) if html_source else None
-    except TemplateError as exc:
-        raise DeliveryError(f"email {name}: {exc}", permanent=True) from None
+    subject = _header(name, "subject", _get(action, "subject") or "", variables)
+    to = _addresses(name, "to", _as_list(_get(action, "to")), variables)
+    cc = _addresses(name, "cc", _as_list(_get(action, "cc")), variables)
+    bcc = _addresses(name, "bcc", _as_list(_get(action, "bcc")), variables)
+    text = _body(name, "text", template, variables, base_dir)
+    html = _body(name, "html", template, variables, base_dir)
     if not to:
         raise DeliveryError(f"email {name}: 'to' rendered to no address", permanent=True)
     if text is None and html is None:

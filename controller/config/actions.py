@@ -15,9 +15,9 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, fie
 
 from controller.config.transfer import TransferActionConfig
 from controller.config.base import (ActionBase, ConfigModel, EmailList, LineTemplate, SpokenText, UrlTemplate,
-                                     VarName, check_ref, check_template_text, fail, no_yaml_number, pattern, refs)
+                                     VarName, check_jinja, check_ref, check_template_text, fail, no_yaml_number,
+                                     pattern, refs)
 from controller.esl.values import DialStringError, validate_dtmf
-from controller.templating import TemplateError, check_template
 
 HttpHeaderName = Annotated[str, pattern(r"[A-Za-z0-9-]{1,64}", "an HTTP header name like Authorization", "header")]
 DottedPath = Annotated[str, pattern(r"[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,15}",
@@ -33,11 +33,7 @@ def _upper(value: Any) -> Any:
 def _check_json(value: Any, path: list[str | int]) -> None:
     """A request body: JSON values only; every string is a Jinja template."""
     if isinstance(value, str):
-        try:
-            check_template(value)
-        except TemplateError as exc:
-            raise fail(f"is not a valid Jinja template ({exc})", "Jinja syntax, e.g. {{ caller_number }}",
-                       path) from None
+        check_jinja(value, example="{{ caller_number }}", field=path)
     elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):

@@ -18,7 +18,9 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from pydantic_core import PydanticCustomError
 
 from controller.esl.values import DialStringError
-from controller.templating import TemplateError, check_template, is_template
+from controller.config.sample import SAMPLE_VARIABLES
+from controller.templating import (TemplateError, TemplateLimitError, TemplateRefused, check_template, is_template,
+                                  trial_render)
 from knowledge.sources import BUILTIN_EMBEDDERS, EmbedderSpec
 
 NAME_RE = r"[a-z0-9_]{1,48}"
@@ -159,11 +161,20 @@ Language = Annotated[str, pattern(r"[a-z]{2}(-[A-Z]{2})?", "a 2-letter language 
                                   "language")]
 
 
-def _jinja(value: str) -> str:
+def check_jinja(value: str, *, html: bool = False, example: str = "Bonjour {{ caller_name }}",
+                field: Sequence[str | int] = (), what: str = "") -> str:
+    """A template as written: it must parse, and render on the sample call (config/sample.py) within the
+    template limits without the sandbox refusing anything, as every call will render it."""
     try:
         check_template(value)
+        if is_template(value):
+            trial_render(value, SAMPLE_VARIABLES, html=html)
+    except TemplateLimitError as exc:
+        raise fail(f"{what}goes over the template limits on the sample call: {exc}", exc.fix, field) from None
+    except TemplateRefused as exc:
+        raise fail(f"{what}cannot be rendered safely: {exc}", exc.fix, field) from None
     except TemplateError as exc:
-        raise fail(f"is not a valid Jinja template ({exc})", "Jinja syntax, e.g. Bonjour {{ caller_name }}") from None
+        raise fail(f"{what}is not a valid Jinja template ({exc})", f"Jinja syntax, e.g. {example}", field) from None
     return value
 
 
@@ -174,7 +185,7 @@ def _spoken(value: str) -> str:
         raise fail("is empty", "a sentence to say")
     if "${" in text:
         raise fail("contains '${', which FreeSWITCH would expand", "plain text or Jinja {{ variables }}")
-    return _jinja(text)
+    return check_jinja(text)
 
 
 def _single_line(value: str) -> str:
@@ -183,8 +194,8 @@ def _single_line(value: str) -> str:
     return value
 
 
-Template = Annotated[str, AfterValidator(_jinja)]
-LineTemplate = Annotated[str, AfterValidator(_single_line), AfterValidator(_jinja)]
+Template = Annotated[str, AfterValidator(check_jinja)]
+LineTemplate = Annotated[str, AfterValidator(_single_line), AfterValidator(check_jinja)]
 SpokenText = Annotated[str, AfterValidator(_spoken)]
 
 
@@ -199,7 +210,7 @@ def _url(value: str) -> str:
         raise fail(f"{value!r} is not an http(s) URL", "http://host[:port]/path or https://...")
     if is_template(parts.netloc) or "{" in parts.netloc:
         raise fail("has a template in the host", "a literal scheme and host; templates only in the path or query")
-    return _jinja(value)
+    return check_jinja(value)
 
 
 UrlTemplate = Annotated[str, AfterValidator(_url)]
@@ -208,7 +219,7 @@ UrlTemplate = Annotated[str, AfterValidator(_url)]
 def _email(value: str) -> str:
     if len(value) > 254 or not EMAIL_RE.fullmatch(value) or len(value.partition("@")[0]) > 64:
         raise fail(f"{value!r} is not an email address", "an address like support@example.com")
-    return value
+    return check_jinja(value, example="{{ variables.account_manager }}@example.com")  # the worker renders it
 
 
 def _as_list(value: Any) -> Any:
@@ -252,11 +263,11 @@ def looks_like_path(value: str) -> bool:
 
 
 def check_template_text(value: Any, info: ValidationInfo) -> str:
-    """An email body as written (path or inline): the file must exist and every template must parse."""
+    """An email body as written (path or inline): the file must exist and the template pass `check_jinja`."""
     if not isinstance(value, str) or not value.strip():
         raise fail("must be a template file path or an inline template", "e.g. templates/summary.html")
     if not looks_like_path(value):
-        return _jinja(value)
+        return check_jinja(value, html=info.field_name == "html")
     path = resolve_path(Path(value), info)
     try:
         if path.stat().st_size > MAX_TEMPLATE_FILE:
@@ -266,10 +277,7 @@ def check_template_text(value: Any, info: ValidationInfo) -> str:
         raise fail(f"template file {path} does not exist", "a path relative to the configuration file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(f"template file {path} cannot be read ({exc})", "a readable UTF-8 file") from None
-    try:
-        check_template(source)
-    except TemplateError as exc:
-        raise fail(f"template file {path}: {exc}", "Jinja syntax") from None
+    check_jinja(source, html=info.field_name == "html", what=f"template file {path}: ")
     return value
 
 

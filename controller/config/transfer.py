@@ -14,9 +14,10 @@ from pydantic import (AfterValidator, BeforeValidator, Discriminator, Field, Tag
                       model_validator)
 
 from controller.transfer import schedule as schedule_rules
-from controller.config.base import (ActionBase, ConfigModel, Slug, SpokenText, check_ref, fail, no_yaml_number, refs)
+from controller.config.base import (ActionBase, ConfigModel, Slug, SpokenText, check_jinja, check_ref, fail,
+                                    no_yaml_number, refs)
 from controller.esl.values import DialStringError, normalise_number, validate_header_name, validate_header_value
-from controller.templating import TemplateError, check_template, is_template
+from controller.templating import is_template
 from controller.text import fold
 
 
@@ -39,11 +40,7 @@ class SipHeader(ConfigModel):
     @classmethod
     def _value(cls, value: str) -> str:
         if is_template(value):
-            try:
-                check_template(value)
-            except TemplateError as exc:
-                raise fail(f"is not a valid Jinja template ({exc})", "Jinja syntax, e.g. {{ customer_id }}") from None
-            return value
+            return check_jinja(value, example="{{ customer_id }}")
         try:
             return validate_header_value(value)
         except DialStringError as exc:
