@@ -380,7 +380,12 @@ class EslSession(gs.OutboundSession):
         return closed
 
     def close(self) -> None:
-        """Send `exit` when still connected (bounded wait), then close the socket and stop the reader."""
+        """Send `exit` when still connected (bounded wait), stop the reader, then close the socket and its file.
+
+        The reader's file holds a reference on the socket: closing the socket alone keeps its descriptor open (the
+        connection stays in CLOSE-WAIT) until a garbage collection frees the session. A file cannot be closed
+        under a read in progress, so shutdown() first wakes the reader with end-of-file, and it is stopped.
+        """
         if self.connected:
             try:
                 self.send(commands.exit_session(), timeout=2.0)
@@ -389,14 +394,19 @@ class EslSession(gs.OutboundSession):
         self._run = False
         self.connected = False
         try:
-            self.sock.close()
+            self.sock.shutdown(pysocket.SHUT_RDWR)
         except OSError:
             pass
         self.closed.set()
         if self._receive_events_greenlet is not None:
             self._receive_events_greenlet.join(timeout=1.0)
-            self._receive_events_greenlet.kill(block=False)
+            self._receive_events_greenlet.kill(block=True, timeout=1.0)
         if self._process_events_greenlet is not None:
-            self._process_events_greenlet.kill(block=False)
+            self._process_events_greenlet.kill(block=True, timeout=1.0)
+        for handle in (self.sock_file, self.sock):
+            try:
+                handle.close()
+            except OSError:
+                pass
 
     stop = close
