@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 import gevent
+import gevent.event
 
-from controller.esl.frames import EslError
-from tests.support.esl_peer import connected, serve  # noqa: F401 (serve is a fixture)
+from controller.esl.frames import CallHangup, EslError
+from controller.esl.inbox import MAX_PENDING_EVENTS
+from tests.support.esl_peer import CONNECT_REPLY, UUID, Peer, connected, event, serve  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,3 +126,63 @@ def test_closed_calls_give_every_descriptor_back_without_waiting_for_the_garbage
         gc.enable()
     assert listener.accepted == 40 and listener.connection_count == 0
     assert after <= before + 2, f"{after - before} descriptors still open after 40 closed calls"
+
+
+def _flood(peer: Peer, frames: int) -> None:
+    """Write `frames` small CHANNEL_DATA events as fast as the socket takes them, until the controller closes it."""
+    frame = event([("Event-Name", "CHANNEL_DATA"), ("Unique-ID", UUID), ("variable_note", "x" * 200)])
+    chunk = frame * 500
+    try:
+        for _ in range(frames // 500):
+            peer.sock.sendall(chunk)
+    except OSError:  # the controller ended the connection
+        pass
+
+
+def test_a_call_flooded_with_events_it_does_not_read_is_ended_and_the_other_calls_go_on(serve, caplog):
+    causes: dict[str, str] = {}
+    answered = gevent.event.AsyncResult()
+
+    def handler(session):
+        name = session.connect(timeout=3)["Caller-Caller-ID-Name"]
+        if name == "Quiet":  # the other call: its command still gets its reply once the flood is over
+            session.closed.wait(0.5)
+            answered.set(session.command("myevents", timeout=3))
+        session.closed.wait(10)  # a call busy elsewhere (a workflow, a bridge): it reads none of its events
+        causes[name] = session.hangup_cause or ""
+
+    listener = serve(handler)
+    flooded = connected(listener.port)
+    quiet = Peer(listener.port)
+    quiet.read_command()
+    quiet.send(CONNECT_REPLY.replace(b"ESL%20Test", b"Quiet"))
+    flooder = gevent.spawn(_flood, flooded, MAX_PENDING_EVENTS * 2)
+    flooded.sock.settimeout(10)
+    assert flooded.file.read() == b"", "the flooded call's connection stayed open"
+    flooder.join(timeout=10)
+    assert quiet.read_command()[0] == ["myevents"]
+    quiet.send(b"Content-Type: command/reply\nReply-Text: +OK Events Enabled\n\n")
+    assert answered.get(timeout=3) == "+OK Events Enabled"
+    assert causes.get("ESL Test") == "EVENT_FLOOD"
+    assert any("this call has not read" in r.getMessage() and r.uuid == UUID for r in caplog.records
+               if r.levelname == "ERROR")
+    quiet.close()
+
+
+def test_frames_before_the_connect_reply_end_the_connection(serve):
+    failed = gevent.event.AsyncResult()
+
+    def handler(session):
+        try:
+            session.connect(timeout=3)
+        except EslError as exc:
+            failed.set(exc)
+
+    listener = serve(handler)
+    peer = Peer(listener.port)
+    peer.sock.sendall(event([("Event-Name", "CHANNEL_DATA"), ("Unique-ID", UUID)]))  # instead of the reply
+    peer.sock.settimeout(5)
+    assert peer.file.read() in (b"connect\n\n", b"")  # `connect` if it left before the event came, then the end
+    exc = failed.get(timeout=3)
+    assert isinstance(exc, CallHangup) and exc.cause == "PROTOCOL_ERROR"
+    peer.close()

@@ -50,6 +50,7 @@ class Frame:
 
     headers: dict[str, str]
     body: str = ""
+    size: int = 0  # bytes on the wire (what an inbox's bound counts)
 
     @property
     def content_type(self) -> str:
@@ -144,10 +145,12 @@ class FrameReader:
         if ctype.startswith("text/event-"):
             frame = parse_event_body(ctype, body)
             frame.headers.setdefault("Content-Type", ctype)
-            return frame
-        if "Event-Name" in outer:  # the outbound `connect` reply: a whole channel event in a reply's headers
-            outer = parse_header_block(bytes(block), decode=True)
-        return Frame(outer, body.decode("utf-8", errors="replace"))
+        else:
+            if "Event-Name" in outer:  # the outbound `connect` reply: a whole channel event in a reply's headers
+                outer = parse_header_block(bytes(block), decode=True)
+            frame = Frame(outer, body.decode("utf-8", errors="replace"))
+        frame.size = len(block) + len(body)
+        return frame
 
     def _read_exact(self, size: int) -> bytes:
         data = b""

@@ -20,7 +20,8 @@ import gevent.event
 import gevent.socket
 from greenswitch import esl as gs
 
-from controller.esl.session import RELEASE_TIMEOUT_S, EslError, EslSession, HandoffGate
+from controller.esl.handoff import RELEASE_TIMEOUT_S, HandoffGate
+from controller.esl.session import EslError, EslSession
 from controller.log import Throttle
 
 log = logging.getLogger("switchboard.server")
