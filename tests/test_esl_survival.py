@@ -16,9 +16,12 @@ from pathlib import Path
 
 import gevent
 import gevent.event
+import pytest
 
-from controller.esl.frames import CallHangup, EslError
+from controller.esl.frames import CallHangup, EslError, FrameReader, ProtocolError, parse_event_body
 from controller.esl.inbox import MAX_PENDING_EVENTS
+from controller.log import Throttle
+from tests.support.controller import running, write_config
 from tests.support.esl_peer import CONNECT_REPLY, UUID, Peer, connected, event, serve  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,3 +189,54 @@ def test_frames_before_the_connect_reply_end_the_connection(serve):
     exc = failed.get(timeout=3)
     assert isinstance(exc, CallHangup) and exc.cause == "PROTOCOL_ERROR"
     peer.close()
+
+
+def test_a_connect_reply_without_a_unique_id_is_refused_and_the_dialplan_takes_the_call(tmp_path, session_redis):
+    """Two such calls would share the call state of uuid "" in Redis."""
+    with running(write_config(tmp_path), session_redis) as runtime:
+        peer = Peer(runtime.listener.port)
+        assert peer.read_command()[0] == ["connect"]
+        peer.send(CONNECT_REPLY.replace(f"Unique-ID: {UUID}\n".encode(), b""))
+        assert peer.read_command()[0] == ["exit"]  # the socket app returns: the dialplan's next action runs
+        peer.close()
+        assert runtime.store.call_state("") == {}
+
+
+@pytest.mark.parametrize("length", ["١٢", "５", "+5", "1_0", " 5"])
+def test_a_content_length_of_anything_but_ascii_digits_is_a_protocol_error(length):
+    a, b = socket.socketpair()
+    a.sendall(f"Content-Type: api/response\nContent-Length: {length}\n\n0123456789ab".encode())
+    a.close()
+    with pytest.raises(ProtocolError):
+        FrameReader(b.makefile("rb")).read()
+    inner = f"Event-Name: CUSTOM\nContent-Length: {length}\n\n0123456789ab".encode()
+    with pytest.raises(ProtocolError):
+        parse_event_body("text/event-plain", inner)
+    b.close()
+
+
+def test_replies_nobody_waits_for_are_logged_once_then_counted_when_the_connection_ends(serve, caplog):
+    done = gevent.event.Event()
+
+    def handler(session):
+        session.connect(timeout=3)
+        session.closed.wait(5)
+        done.set()
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    peer.send(b"Content-Type: command/reply\nReply-Text: +OK stray\n\n" * 200)
+    peer.close()
+    assert done.wait(5)
+    lines = [r.getMessage() for r in caplog.records if "no command waiting" in r.getMessage()]
+    assert len(lines) == 2 and lines[0].startswith("1 ") and lines[1].startswith("199 "), lines
+
+
+def test_a_throttled_line_reports_the_count_it_held_back_once_its_interval_has_passed():
+    now = [0.0]
+    throttle = Throttle(interval_s=10.0, now=lambda: now[0])
+    assert throttle.hit() == 1
+    assert [throttle.hit() for _ in range(5)] == [0] * 5
+    now[0] = 10.0
+    assert throttle.hit() == 6
+    assert throttle.hit() == 0 and throttle.flush() == 1 and throttle.flush() == 0

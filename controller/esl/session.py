@@ -38,34 +38,13 @@ from greenswitch import esl as gs
 from controller.esl import commands
 from controller.esl.frames import (HANGUP_EVENTS, CallHangup, CommandError, EslError, EslTimeout, ExecuteFlushed, Frame,
                          FrameReader, ProtocolError, command_frame)
+from controller.esl.execution import Execution
 from controller.esl.handoff import RELEASE_SETTLE_S, RELEASE_TIMEOUT_S, HandoffGate
 from controller.esl.inbox import Inbox
-from controller.log import call_logger
+from controller.log import Throttle, call_logger
 
 __all__ = ["CallHangup", "CommandError", "EslError", "EslSession", "EslTimeout", "ExecuteFlushed", "Execution",
            "Frame", "FrameReader", "HandoffGate", "ProtocolError", "command_frame"]
-
-
-class Execution:
-    """One app run on the channel: its CHANNEL_EXECUTE marks it started, its EXECUTE_COMPLETE resolves it."""
-
-    def __init__(self, app: str, arg: str | None, app_uuid: str) -> None:
-        self.app = app
-        self.arg = arg
-        self.app_uuid = app_uuid
-        self.started = False
-        self.result: gevent.event.AsyncResult = gevent.event.AsyncResult()
-
-    @property
-    def done(self) -> bool:
-        return self.result.ready()
-
-    def wait(self, timeout: float | None) -> Frame:
-        """The completion frame; EslTimeout after `timeout` seconds (None only for an answered bridge)."""
-        try:
-            return self.result.get(timeout=timeout)
-        except gevent.Timeout:
-            raise EslTimeout(f"{self.app} did not complete within {timeout:.1f}s") from None
 
 
 class EslSession(gs.OutboundSession):
@@ -86,6 +65,7 @@ class EslSession(gs.OutboundSession):
         self.closed = gevent.event.Event()
         self.channel: dict[str, str] = {}
         self.log = call_logger("-", "switchboard.esl")
+        self._unsolicited = Throttle()
         super().__init__(address, sock)
         self._esl_event_queue = Inbox()  # greenswitch's handler registry (register_handle) reads this one
 
@@ -126,8 +106,9 @@ class EslSession(gs.OutboundSession):
         if ctype in ("command/reply", "api/response"):
             if self._commands_sent:
                 self._commands_sent.pop(0).set(frame)
-            else:
-                self.log.warning("reply with no command waiting: %s", frame.headers.get("Reply-Text", frame.body)[:80])
+            elif count := self._unsolicited.hit():
+                self.log.warning("%d reply(ies) with no command waiting since the last such line, the latest: %r",
+                                 count, frame.headers.get("Reply-Text", frame.body)[:80])
             return
         if ctype == "text/disconnect-notice":
             if frame.get("Content-Disposition") == "linger":
@@ -192,6 +173,8 @@ class EslSession(gs.OutboundSession):
             inbox.offer(None)
 
     def _connection_lost(self, reason: str) -> None:
+        if count := self._unsolicited.flush():
+            self.log.warning("%d more reply(ies) with no command waiting before the connection ended", count)
         self.connected = False
         self._run = False
         self._mark_hangup(self.hangup_cause or reason)
@@ -254,6 +237,9 @@ class EslSession(gs.OutboundSession):
     def connect(self, timeout: float | None = None) -> dict[str, str]:
         """`connect`: the reply's headers are the channel's data (uuid, caller, variables, Answer-State)."""
         reply = self.send(commands.connect(), timeout)
+        if not reply.get("Unique-ID"):
+            raise ProtocolError("the connect reply carries no Unique-ID: this call cannot have state of its own "
+                                "(is the peer FreeSWITCH's outbound socket?)")
         self.channel = dict(reply.headers)
         self._outbound_connected = True
         self.session_data = self.channel
