@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message", "asctime"}
 
@@ -62,3 +62,33 @@ class CallLogger(logging.LoggerAdapter):
 def call_logger(uuid: str, name: str = "switchboard.call", **context: Any) -> CallLogger:
     """Logger for one call: `call_logger(uuid).info("answered")` -> `[uuid] answered`."""
     return CallLogger(logging.getLogger(name), {"uuid": uuid, **context})
+
+
+class Throttle:
+    """Rate-limits one repeated log line: the first occurrence is logged at once, then at most one line per
+    `interval_s` carrying the count since the last line, so a flood of the same warning neither fills the disk
+    nor buries the other calls' lines.
+
+        if n := throttle.hit():
+            log.warning("... (%d time(s) since the last line)", n)
+    """
+
+    def __init__(self, interval_s: float = 10.0, now: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._now = now
+        self._last: float | None = None
+        self.pending = 0  # occurrences counted but not reported yet
+
+    def hit(self) -> int:
+        """Count one occurrence; returns how many to report now (0: stay quiet, the count is kept)."""
+        self.pending += 1
+        now = self._now()
+        if self._last is not None and now - self._last < self.interval_s:
+            return 0
+        self._last = now
+        return self.flush()
+
+    def flush(self) -> int:
+        """The occurrences not reported yet (for a closing summary line); the count starts again from zero."""
+        count, self.pending = self.pending, 0
+        return count

@@ -318,7 +318,11 @@ class Connection:
             self.send(frame)
 
     def _cmd_api(self, command: wire.Command) -> None:
+        """mod_event_socket runs an `api` inline in the session's listener thread: while a slow one runs (the
+        scenario's `api_delays`), the session reads nothing else, and a session closed meanwhile never replies."""
         name, _, arg = command.arg.partition(" ")
+        if name in self.call.scenario.api_delays:
+            self.call.sleep(self.call.scenario.api_delays[name])
         self.send(wire.api_response(api.run(self.call, name, arg.strip())))
 
     def _cmd_bgapi(self, command: wire.Command) -> None:

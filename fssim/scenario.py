@@ -78,6 +78,7 @@ class Scenario:
     targets: dict[str, FarEnd] = field(default_factory=dict)
     handoffs: dict[str, str] = field(default_factory=dict)
     api_replies: dict[str, str] = field(default_factory=dict)  # command -> the reply FreeSWITCH gives instead
+    api_delays: dict[str, float] = field(default_factory=dict)  # command -> call seconds it takes to answer
     script: list[Step] = field(default_factory=list)
     end: str = "hangup"
     end_after_s: float = 2.0
@@ -187,6 +188,8 @@ class _Reader:
             if not reply.startswith(("+OK", "-ERR", "-USAGE")):
                 raise self.fail(f"api_replies.{command}", f"{reply!r}; a FreeSWITCH reply starts with +OK, -ERR or -USAGE")
             out.api_replies[str(command)] = reply.rstrip("\n") + "\n"
+        out.api_delays = {str(command): self.number(f"api_delays.{command}", seconds)
+                          for command, seconds in self.mapping("api_delays", data.get("api_delays", {})).items()}
         script = data.get("script", [])
         if not isinstance(script, list):
             raise self.fail("script", "expected a list of steps")

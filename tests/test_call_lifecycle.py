@@ -76,6 +76,18 @@ def test_modules_are_checked_once_per_freeswitch_not_once_per_call(config, sessi
     assert not any(c.startswith("api module_exists") for c in sent(second))
 
 
+def test_a_call_gone_during_its_module_checks_leaves_them_unanswered_and_the_next_call_checks_and_speaks(
+        config, session_redis):
+    """The caller hangs up while FreeSWITCH is slow to answer `module_exists`; the session's linger ends before
+    the first answer. Unanswered checks are no answers: cached as missing, they muted every later call."""
+    with running(config, session_redis) as runtime:
+        gone = call(runtime, {"agent": "support", "max_duration_s": 1, "api_delays": {"module_exists": 40}})
+        second = call(runtime, {"agent": "support", "script": [{"silence": 0.5}]})
+    assert [c for c in sent(gone) if c.startswith("api module_exists")] == ["api module_exists mod_commands"]
+    assert "api module_exists mod_flite" in sent(second)
+    assert sent(second, "speak")
+
+
 def test_calls_over_max_connections_are_refused_counted_and_the_others_served(tmp_path, session_redis):
     config = write_config(tmp_path, max_connections=1)
     with running(config, session_redis) as runtime:

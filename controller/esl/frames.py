@@ -7,6 +7,7 @@ bytes of body; an event's own body (DETECTED_SPEECH results, BACKGROUND_JOB) sta
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import unquote
@@ -14,6 +15,7 @@ from urllib.parse import unquote
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
 HANGUP_EVENTS = ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 class EslError(Exception):
@@ -50,6 +52,7 @@ class Frame:
 
     headers: dict[str, str]
     body: str = ""
+    size: int = 0  # bytes on the wire (what an inbox's bound counts)
 
     @property
     def content_type(self) -> str:
@@ -83,6 +86,13 @@ def parse_header_block(block: bytes, decode: bool) -> dict[str, str]:
     return headers
 
 
+def content_length(value: str, what: str = "") -> int:
+    """A Content-Length value: ASCII digits only (`int()` also takes `+5`, `1_0`, ` 5` and `١٢`)."""
+    if not _DIGITS.fullmatch(value):
+        raise ProtocolError(f"{what}Content-Length is not a number of ASCII digits: {value[:40]!r}")
+    return int(value)
+
+
 def parse_event_body(content_type: str, body: bytes) -> Frame:
     """Turn an event frame's body into a Frame: plain events are headers + optional body; JSON is one object."""
     if content_type == "text/event-json":
@@ -98,11 +108,7 @@ def parse_event_body(content_type: str, body: bytes) -> Frame:
     headers = parse_header_block(head, decode=content_type != "text/event-xml")
     inner = b""
     if sep and "Content-Length" in headers:
-        try:
-            size = int(headers["Content-Length"])
-        except ValueError:
-            raise ProtocolError(f"event Content-Length is not a number: {headers['Content-Length']!r}") from None
-        inner = rest[:size]
+        inner = rest[:content_length(headers["Content-Length"], "event ")]
     return Frame(headers, inner.decode("utf-8", errors="replace"))
 
 
@@ -131,11 +137,8 @@ class FrameReader:
         outer = parse_header_block(bytes(block), decode=False)
         body = b""
         if "Content-Length" in outer:
-            try:
-                size = int(outer["Content-Length"])
-            except ValueError:
-                raise ProtocolError(f"Content-Length is not a number: {outer['Content-Length']!r}") from None
-            if not 0 <= size <= MAX_BODY_BYTES:
+            size = content_length(outer["Content-Length"])
+            if size > MAX_BODY_BYTES:
                 raise ProtocolError(f"Content-Length {size} out of range 0..{MAX_BODY_BYTES}")
             body = self._read_exact(size)
         elif outer.get("Content-Type", "").startswith("text/event-"):
@@ -144,10 +147,12 @@ class FrameReader:
         if ctype.startswith("text/event-"):
             frame = parse_event_body(ctype, body)
             frame.headers.setdefault("Content-Type", ctype)
-            return frame
-        if "Event-Name" in outer:  # the outbound `connect` reply: a whole channel event in a reply's headers
-            outer = parse_header_block(bytes(block), decode=True)
-        return Frame(outer, body.decode("utf-8", errors="replace"))
+        else:
+            if "Event-Name" in outer:  # the outbound `connect` reply: a whole channel event in a reply's headers
+                outer = parse_header_block(bytes(block), decode=True)
+            frame = Frame(outer, body.decode("utf-8", errors="replace"))
+        frame.size = len(block) + len(body)
+        return frame
 
     def _read_exact(self, size: int) -> bytes:
         data = b""

@@ -4,6 +4,10 @@ Built on greenswitch's OutboundESLServer (its connection bookkeeping and `max_co
 replaced: greenswitch polls a non-blocking `accept()` every 100 ms (about 100 ms added to every new call) and
 calls `sys.exit()` when asked to bind port 0. Here `accept()` blocks cooperatively, so a call is picked up the
 moment FreeSWITCH connects, and port 0 binds an ephemeral port (tests, the simulator, benchmarks).
+
+A failing `accept()` (EMFILE at the open-file limit, ENOBUFS...) does not end the loop, which would leave the port
+listening with nobody taking calls: it is counted (`accept_errors`), logged at most once per 10 s, and retried after
+10 ms doubling up to 1 s; connections meanwhile wait in the kernel's backlog.
 """
 from __future__ import annotations
 
@@ -16,9 +20,13 @@ import gevent.event
 import gevent.socket
 from greenswitch import esl as gs
 
-from controller.esl.session import RELEASE_TIMEOUT_S, EslError, EslSession, HandoffGate
+from controller.esl.handoff import RELEASE_TIMEOUT_S, HandoffGate
+from controller.esl.session import EslError, EslSession
+from controller.log import Throttle
 
 log = logging.getLogger("switchboard.server")
+ACCEPT_RETRY_FIRST_S = 0.01  # the first pause after a failed accept(); it doubles while accept() keeps failing
+ACCEPT_RETRY_MAX_S = 1.0
 
 
 class Listener(gs.OutboundESLServer):
@@ -32,6 +40,8 @@ class Listener(gs.OutboundESLServer):
         self.command_timeout = command_timeout
         self.refused = 0
         self.accepted = 0
+        self.accept_errors = 0
+        self._accept_log = Throttle()
         self.ready = gevent.event.Event()
         self.gate = HandoffGate()
         self._sessions: dict[gevent.Greenlet, EslSession] = {}
@@ -62,17 +72,37 @@ class Listener(gs.OutboundESLServer):
         self._running = True
         self.ready.set()
         log.info("listening for FreeSWITCH on %s:%s", self.bind_address, self.bound_port)
+        failed = 0
         while self._running:
             try:
                 sock, address = self.server.accept()
-            except OSError:
+            except OSError as exc:
                 if not self._running:
                     break
-                raise
-            sock.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
+                failed += 1
+                pause = min(ACCEPT_RETRY_MAX_S, ACCEPT_RETRY_FIRST_S * 2 ** min(failed - 1, 16))
+                self._accept_failed(exc, pause)
+                gevent.sleep(pause)
+                continue
+            if failed:
+                log.warning("accepting FreeSWITCH connections again after %d failed accept()", failed)
+                failed = 0
             gevent.spawn(self._accept, sock, address)
 
+    def _accept_failed(self, exc: OSError, pause: float) -> None:
+        self.accept_errors += 1
+        if count := self._accept_log.hit():
+            log.error("cannot accept FreeSWITCH connections: %s (%d failure(s) since the last line, retrying in "
+                      "%.2fs; calls wait in the listen backlog meanwhile). At 'Too many open files' raise the "
+                      "open-file limit (LimitNOFILE in the systemd unit, ulimit -n) above server.max_connections "
+                      "plus a margin, or lower server.max_connections", exc.strerror or exc, count, pause)
+
     def _accept(self, sock: gevent.socket.socket, address: object) -> None:
+        try:
+            sock.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
+        except OSError:  # FreeSWITCH already gave up on this connection
+            sock.close()
+            return
         session = EslSession(sock, address, command_timeout=self.command_timeout, gate=self.gate)
         if not self.gate.wait():
             log.warning("a hand-off's old session is still leaving its channel after %.0f s; starting this call "

@@ -2,6 +2,10 @@
 
 Executing an app whose module is not loaded makes FreeSWITCH hang the caller up with DESTINATION_OUT_OF_ORDER
 (../shared/esl-captures/06), so a feature whose module is missing is disabled and logged instead of tried.
+
+Only FreeSWITCH's answers are kept. A check that gets none (the call's socket closed, a timeout, an -ERR) stops
+that call's checks: the call treats the modules left unchecked as missing, and the next call of that FreeSWITCH
+checks them again. Caching them would disable their features for every call until a restart.
 """
 from __future__ import annotations
 
@@ -30,38 +34,40 @@ class LoadedModules:
 
 
 class ModuleChecker:
-    """Caches `api module_exists` answers per Core-UUID; one check per FreeSWITCH, not per call."""
+    """Caches `api module_exists` answers per Core-UUID; one answer per module and FreeSWITCH, not per call."""
 
     def __init__(self, modules: set[str]) -> None:
         self.modules = set(modules) | {"mod_dptools", "mod_commands"}
-        self._cache: dict[str, LoadedModules] = {}
+        self._answers: dict[str, dict[str, bool]] = {}  # Core-UUID -> module -> loaded, as FreeSWITCH answered
         self._lock = gevent.lock.Semaphore()
 
     def for_session(self, session: EslSession) -> LoadedModules:
         core = session.channel.get("Core-UUID", "")
-        cached = self._cache.get(core)
-        if cached is not None:
-            return cached
+        answers = self._answers.setdefault(core, {})
+        if self.modules <= answers.keys():
+            return LoadedModules(dict(answers))
         with self._lock:  # the first calls of a new FreeSWITCH wait for one check instead of each running one
-            cached = self._cache.get(core)
-            if cached is not None:
-                return cached
-            answers: dict[str, bool] = {}
-            for module in sorted(self.modules):
+            todo = sorted(self.modules - answers.keys())  # none left when the call ahead of this one got them all
+            for module in todo:
                 try:
                     answers[module] = session.api(commands.module_exists(module)).strip() == "true"
                 except EslError as exc:
-                    log.warning("module_exists %s failed (%s); assuming it is missing", module, exc,
-                                extra={"uuid": session.uuid})
-                    answers[module] = False
-            loaded = LoadedModules(answers)
-            missing = loaded.missing()
-            if missing:
-                log.error("FreeSWITCH %s lacks %s: the features that need them are disabled until it is "
-                          "loaded (load it in modules.conf.xml, then restart Switchboard or wait for a new "
-                          "FreeSWITCH Core-UUID)", core or "?", ", ".join(missing), extra={"uuid": session.uuid})
-            else:
-                log.info("FreeSWITCH %s has every module the configuration needs", core or "?",
-                         extra={"uuid": session.uuid})
-            self._cache[core] = loaded
+                    unchecked = sorted(self.modules - answers.keys())
+                    log.warning("module_exists %s got no answer (%s): this call treats %s as missing; the next call "
+                                "checks again", module, exc, ", ".join(unchecked), extra={"uuid": session.uuid})
+                    return LoadedModules({m: answers.get(m, False) for m in self.modules})
+            loaded = LoadedModules(dict(answers))
+            if todo:
+                self._report(core, loaded, session.uuid)
             return loaded
+
+    @staticmethod
+    def _report(core: str, loaded: LoadedModules, uuid: str) -> None:
+        """Once per FreeSWITCH, by the call that got its last answer."""
+        missing = loaded.missing()
+        if missing:
+            log.error("FreeSWITCH %s lacks %s: the features that need them are disabled until it is "
+                      "loaded (load it in modules.conf.xml, then restart Switchboard or wait for a new "
+                      "FreeSWITCH Core-UUID)", core or "?", ", ".join(missing), extra={"uuid": uuid})
+        else:
+            log.info("FreeSWITCH %s has every module the configuration needs", core or "?", extra={"uuid": uuid})

@@ -20,15 +20,14 @@ command helpers have defects that this module overrides (each has a test in test
 Leaving a channel to another session (a hand-off) is not `exit`: when any event-socket session of a channel ends,
 `exit` or a closed socket alike, FreeSWITCH clears the channel's CF_CONTROLLED flag, and that ends whichever
 `socket` app is parked on it at that moment (capture 18: the old session's `exit` cut the next agent off). So the
-old session closes its end before the new session parks, and `HandoffGate` holds this process's new sessions back
-from `connect` (which starts the park) while one is leaving.
+old session closes its end before the new session parks, and `HandoffGate` (handoff.py) holds this process's new
+sessions back from `connect` (which starts the park) while one is leaving.
 """
 from __future__ import annotations
 
 import socket as pysocket
 import uuid as uuidlib
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import gevent
 import gevent.event
@@ -39,67 +38,13 @@ from greenswitch import esl as gs
 from controller.esl import commands
 from controller.esl.frames import (HANGUP_EVENTS, CallHangup, CommandError, EslError, EslTimeout, ExecuteFlushed, Frame,
                          FrameReader, ProtocolError, command_frame)
-from controller.log import call_logger
+from controller.esl.execution import Execution
+from controller.esl.handoff import RELEASE_SETTLE_S, RELEASE_TIMEOUT_S, HandoffGate
+from controller.esl.inbox import Inbox
+from controller.log import Throttle, call_logger
 
 __all__ = ["CallHangup", "CommandError", "EslError", "EslSession", "EslTimeout", "ExecuteFlushed", "Execution",
            "Frame", "FrameReader", "HandoffGate", "ProtocolError", "command_frame"]
-
-RELEASE_TIMEOUT_S = 2.0  # how long a leaving session waits for FreeSWITCH to close its end (it takes ~1 ms)
-# mod_event_socket clears CF_CONTROLLED a few statements after closing its end of the socket: this much more
-# covers a listener thread descheduled in between, before the gate lets the next session park
-RELEASE_SETTLE_S = 0.02
-
-
-class HandoffGate:
-    """Holds new sessions back from `connect` while a session of this process is leaving its channel.
-
-    FreeSWITCH parks the next session's channel only once that session has sent `connect`; an old session whose
-    listener ends after that ends the new park (CF_CONTROLLED, capture 18). The old session marks itself leaving
-    before `uuid_transfer` and clears the mark once FreeSWITCH has closed its end, so in between no new session
-    of this process sends `connect`. The wait is bounded: a session on another host is not held, and relies on
-    the old session closing within the ~20 ms FreeSWITCH takes to run the new extension's dialplan.
-    """
-
-    def __init__(self) -> None:
-        self._leaving = 0
-        self._clear = gevent.event.Event()
-        self._clear.set()
-
-    @contextmanager
-    def leaving(self) -> Iterator[None]:
-        self._leaving += 1
-        self._clear.clear()
-        try:
-            yield
-        finally:
-            self._leaving -= 1
-            if not self._leaving:
-                self._clear.set()
-
-    def wait(self, timeout: float = RELEASE_TIMEOUT_S) -> bool:
-        """True once no session is leaving (at once, nearly always); False after `timeout`."""
-        return self._clear.wait(timeout)
-
-class Execution:
-    """One app run on the channel: its CHANNEL_EXECUTE marks it started, its EXECUTE_COMPLETE resolves it."""
-
-    def __init__(self, app: str, arg: str | None, app_uuid: str) -> None:
-        self.app = app
-        self.arg = arg
-        self.app_uuid = app_uuid
-        self.started = False
-        self.result: gevent.event.AsyncResult = gevent.event.AsyncResult()
-
-    @property
-    def done(self) -> bool:
-        return self.result.ready()
-
-    def wait(self, timeout: float | None) -> Frame:
-        """The completion frame; EslTimeout after `timeout` seconds (None only for an answered bridge)."""
-        try:
-            return self.result.get(timeout=timeout)
-        except gevent.Timeout:
-            raise EslTimeout(f"{self.app} did not complete within {timeout:.1f}s") from None
 
 
 class EslSession(gs.OutboundSession):
@@ -110,8 +55,9 @@ class EslSession(gs.OutboundSession):
         self.gate = gate or HandoffGate()
         self._send_lock = gevent.lock.Semaphore()
         self._executions: dict[str, Execution] = {}
-        self._listeners: list[gevent.queue.Queue] = []
-        self.events: gevent.queue.Queue = gevent.queue.Queue()  # every event from the first byte on: the call's inbox
+        self._listeners: list[Inbox] = []
+        self.events = Inbox()  # every event from the `connect` reply on: the call's inbox
+        self._connect_answered = False
         self.command_timeout = command_timeout
         self.hangup_cause: str | None = None
         self.hangup_sent = False
@@ -119,18 +65,23 @@ class EslSession(gs.OutboundSession):
         self.closed = gevent.event.Event()
         self.channel: dict[str, str] = {}
         self.log = call_logger("-", "switchboard.esl")
+        self._unsolicited = Throttle()
         super().__init__(address, sock)
+        self._esl_event_queue = Inbox()  # greenswitch's handler registry (register_handle) reads this one
 
     # ---------------------------------------------------------------- reading
     def receive_events(self) -> None:
-        """Replaces greenswitch's reader: whole frames, per-value decoding, completions resolved here."""
+        """Replaces greenswitch's reader: whole frames, per-value decoding, completions resolved here.
+
+        It yields after every frame: gevent's recv returns at once while data is buffered, so a connection that
+        keeps its socket full would otherwise hold every other call still until its bound ends it.
+        """
         self._frames = FrameReader(self.sock_file)
         while self._run:
             try:
                 frame = self._frames.read()
             except ProtocolError as exc:
-                self.log.error("malformed ESL frame, ending this call: %s", exc)
-                self._connection_lost("PROTOCOL_ERROR")
+                self._abort("PROTOCOL_ERROR", "malformed ESL frame: %s", exc)
                 return
             except (OSError, ValueError) as exc:
                 if self._run:
@@ -141,14 +92,23 @@ class EslSession(gs.OutboundSession):
                 self._connection_lost("SOCKET_CLOSED")
                 return
             self._dispatch(frame)
+            gevent.sleep(0)
 
     def _dispatch(self, frame: Frame) -> None:
         ctype = frame.content_type
+        if not self._connect_answered:
+            if ctype == "command/reply" and self._commands_sent:
+                self._connect_answered = True  # the reply to `connect`, every session's first command
+            elif ctype != "text/disconnect-notice":
+                self._abort("PROTOCOL_ERROR", "a %s frame before `connect` was answered (FreeSWITCH's outbound "
+                            "socket sends nothing first but the connect reply)", ctype or "untyped")
+                return
         if ctype in ("command/reply", "api/response"):
             if self._commands_sent:
                 self._commands_sent.pop(0).set(frame)
-            else:
-                self.log.warning("reply with no command waiting: %s", frame.headers.get("Reply-Text", frame.body)[:80])
+            elif count := self._unsolicited.hit():
+                self.log.warning("%d reply(ies) with no command waiting since the last such line, the latest: %r",
+                                 count, frame.headers.get("Reply-Text", frame.body)[:80])
             return
         if ctype == "text/disconnect-notice":
             if frame.get("Content-Disposition") == "linger":
@@ -171,10 +131,13 @@ class EslSession(gs.OutboundSession):
                 execution.result.set(frame)
         elif name in HANGUP_EVENTS and self._is_mine(frame):
             self._mark_hangup(frame.get("Hangup-Cause") or "NORMAL_CLEARING")
-        self.events.put(frame)
-        for queue in list(self._listeners):
-            queue.put(frame)
-        self._esl_event_queue.put(frame)  # greenswitch's handler registry (register_handle) still works
+        for inbox in (self.events, self._esl_event_queue, *self._listeners):
+            if not inbox.offer(frame):
+                self._abort("EVENT_FLOOD", "%d events (%.1f MB) this call has not read: past the bound of %d events "
+                            "or %.0f MB (controller/esl/inbox.py)", inbox.qsize(), inbox.bytes / 2**20,
+                            inbox.max_events, inbox.max_bytes / 2**20)
+                self._drop_unread()
+                return
 
     def _is_mine(self, frame: Frame) -> bool:
         uid = frame.get("Unique-ID")
@@ -191,7 +154,27 @@ class EslSession(gs.OutboundSession):
                 execution.result.set_exception(CallHangup(cause))
         self._executions.clear()
 
+    def _abort(self, reason: str, message: str, *args: object) -> None:
+        """End this connection from the reader: log why, close our end now (FreeSWITCH ends the `socket` app and
+        the dialplan's next action takes the call), fail every wait of the call with CallHangup(reason)."""
+        self.log.error(message + "; closing this call's socket, the dialplan's next action takes the call", *args)
+        try:
+            self.sock.shutdown(pysocket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._connection_lost(reason)
+
+    def _drop_unread(self) -> None:
+        """Free the frames nobody will read now: the session lives on in reference cycles until a garbage
+        collection, and with it every frame still queued (up to the inbox bound, per queue)."""
+        for inbox in (self.events, self._esl_event_queue, *self._listeners):
+            inbox.drop()
+        for inbox in (self.events, *self._listeners):
+            inbox.offer(None)
+
     def _connection_lost(self, reason: str) -> None:
+        if count := self._unsolicited.flush():
+            self.log.warning("%d more reply(ies) with no command waiting before the connection ended", count)
         self.connected = False
         self._run = False
         self._mark_hangup(self.hangup_cause or reason)
@@ -200,9 +183,8 @@ class EslSession(gs.OutboundSession):
                 pending.set_exception(CallHangup(self.hangup_cause or reason))
         self._commands_sent.clear()
         self.closed.set()
-        self.events.put(None)
-        for queue in list(self._listeners):
-            queue.put(None)
+        for inbox in (self.events, *self._listeners):
+            inbox.offer(None)
 
     # greenswitch's own hang-up and disconnect handlers are superseded by the reader above.
     def on_hangup(self, event: Any) -> None:  # noqa: D401 - greenswitch hook
@@ -255,6 +237,9 @@ class EslSession(gs.OutboundSession):
     def connect(self, timeout: float | None = None) -> dict[str, str]:
         """`connect`: the reply's headers are the channel's data (uuid, caller, variables, Answer-State)."""
         reply = self.send(commands.connect(), timeout)
+        if not reply.get("Unique-ID"):
+            raise ProtocolError("the connect reply carries no Unique-ID: this call cannot have state of its own "
+                                "(is the peer FreeSWITCH's outbound socket?)")
         self.channel = dict(reply.headers)
         self._outbound_connected = True
         self.session_data = self.channel
@@ -334,11 +319,12 @@ class EslSession(gs.OutboundSession):
         return self.flush_queued()
 
     def listen(self) -> gevent.queue.Queue:
-        """A queue receiving every event frame of this session from now on (None when the socket closes)."""
-        queue: gevent.queue.Queue = gevent.queue.Queue()
+        """A queue (an Inbox, bounded) receiving every event frame of this session from now on (None when the
+        socket closes)."""
+        queue = Inbox()
         self._listeners.append(queue)
         if self.closed.is_set():
-            queue.put(None)
+            queue.offer(None)
         return queue
 
     def unlisten(self, queue: gevent.queue.Queue) -> None:
@@ -380,7 +366,12 @@ class EslSession(gs.OutboundSession):
         return closed
 
     def close(self) -> None:
-        """Send `exit` when still connected (bounded wait), then close the socket and stop the reader."""
+        """Send `exit` when still connected (bounded wait), stop the reader, then close the socket and its file.
+
+        The reader's file holds a reference on the socket: closing the socket alone keeps its descriptor open (the
+        connection stays in CLOSE-WAIT) until a garbage collection frees the session. A file cannot be closed
+        under a read in progress, so shutdown() first wakes the reader with end-of-file, and it is stopped.
+        """
         if self.connected:
             try:
                 self.send(commands.exit_session(), timeout=2.0)
@@ -389,14 +380,20 @@ class EslSession(gs.OutboundSession):
         self._run = False
         self.connected = False
         try:
-            self.sock.close()
+            self.sock.shutdown(pysocket.SHUT_RDWR)
         except OSError:
             pass
         self.closed.set()
         if self._receive_events_greenlet is not None:
             self._receive_events_greenlet.join(timeout=1.0)
-            self._receive_events_greenlet.kill(block=False)
+            self._receive_events_greenlet.kill(block=True, timeout=1.0)
         if self._process_events_greenlet is not None:
-            self._process_events_greenlet.kill(block=False)
+            self._process_events_greenlet.kill(block=True, timeout=1.0)
+        for handle in (self.sock_file, self.sock):
+            try:
+                handle.close()
+            except OSError:
+                pass
+        self._drop_unread()
 
     stop = close
