@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from controller.cli.main import main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "agent.yaml"
+MINIMAL = Path(__file__).resolve().parent / "configs" / "minimal.yaml"
 
 
 def run(*args: str, env: dict | None = None):
@@ -48,3 +50,20 @@ def test_a_bad_scenario_file_exits_2_naming_the_file_and_field(tmp_path):
     result = run("simulate", str(scenario), "--config", str(EXAMPLE))
     assert result.exit_code == 2
     assert "bad.yaml" in result.stderr and "dtmf" in result.stderr
+
+
+
+@pytest.mark.parametrize("state_dir, problem", [
+    ("state", "{state} is a file, not a directory"),
+    ("state/sub", "{state} is a file, so {state}/sub cannot be a directory"),
+])
+def test_a_state_dir_that_is_a_file_exits_2_from_check_and_serve_naming_the_field_and_the_fix(
+        tmp_path, state_dir, problem):
+    (tmp_path / "state").write_text("not a directory\n", encoding="utf-8")
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"server: {{state_dir: {state_dir}}}\n" + MINIMAL.read_text(encoding="utf-8"), encoding="utf-8")
+    for command in (["check", str(config)], ["serve", "--config", str(config)]):
+        result = run(*command)
+        assert result.exit_code == 2, result.output
+        assert f"server.state_dir: {problem.format(state=tmp_path / 'state')}; allowed: a directory" in result.stderr
+        assert "Traceback" not in result.output

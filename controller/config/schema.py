@@ -8,6 +8,7 @@ defaults) and never re-validates operator input. Reading a file is config.load's
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -52,7 +53,15 @@ class ServerSettings(ConfigModel):
     @field_validator("state_dir")
     @classmethod
     def _state_dir(cls, value: Path, info: ValidationInfo) -> Path:
-        return resolve_path(value, info)
+        """A directory, or a path one can be created at: the embedded Redis and the spool live there."""
+        path = resolve_path(value, info)
+        existing = next((p for p in (path, *path.parents) if os.path.exists(p)), None)  # os.path: never raises
+        if existing is not None and not os.path.isdir(existing):
+            problem = (f"{path} is a file, not a directory" if existing == path
+                       else f"{existing} is a file, so {path} cannot be a directory")
+            raise fail(problem, "a directory (created if missing) for the embedded Redis and the call-record spool: "
+                                "move the file away or point state_dir elsewhere")
+        return path
 
 
 def _redis_url(value: Optional[str]) -> Optional[str]:
