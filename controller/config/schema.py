@@ -80,8 +80,14 @@ class RedisSettings(ConfigModel):
     key_prefix: KeyName = "switchboard"
     stream: KeyName = "calls"
     dead_letter_stream: KeyName = "calls:dead"
-    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
-    retry_backoff_s: Annotated[float, Field(ge=0, le=3600)] = 2
+    # After-call retries (aftercall/worker.py): 12 attempts 5 s apart doubling to at most 5 min span about
+    # 30 min, so a relay or a CRM down for 15 min loses nothing; a record that still failed for transient
+    # reasons is put back in the queue every 30 min, 3 times, before it stays dead for `switchboard jobs`.
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 12
+    retry_backoff_s: Annotated[float, Field(ge=0, le=3600)] = 5
+    retry_backoff_max_s: Annotated[float, Field(ge=0, le=86400)] = 300
+    requeue_dead_after_s: Annotated[float, Field(ge=0, le=6 * 86400)] = 1800  # below the progress TTL (7 days)
+    max_requeues: Annotated[int, Field(ge=0, le=100)] = 3
 
 
 class FreeSwitchSettings(ConfigModel):
