@@ -35,6 +35,7 @@ from controller.config.schema import Config, KnowledgeSource
 from controller.esl.listener import Listener
 from controller.esl.modules import ModuleChecker
 from controller.esl.session import EslSession
+from controller.state.private import write_private
 from controller.state.store import Store
 
 log = logging.getLogger("switchboard.runtime")
@@ -187,8 +188,7 @@ class Runtime:
         (log.info if ok else log.error)(message)
         status = self.state_dir / "reload.json"
         tmp = status.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"at": self.clock.wall(), "ok": ok, "message": message, "pid": os.getpid()}),
-                       encoding="utf-8")
+        write_private(tmp, json.dumps({"at": self.clock.wall(), "ok": ok, "message": message, "pid": os.getpid()}))
         os.replace(tmp, status)
         return ok, message
 
@@ -217,7 +217,7 @@ class Runtime:
 
         gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(reload))
         pid_file = self.state_dir / "serve.pid"
-        pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        write_private(pid_file, f"{os.getpid()}\n")
         try:
             stop.wait()
             log.info("signal received: no new calls; draining live calls for up to %ss",

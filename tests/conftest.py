@@ -1,5 +1,5 @@
 """Shared fixtures; real peers live in tests.support.peers."""
-from tests.support.peers import http_server, redis_settings, smtp_server, state_dir, store  # noqa: F401
+from tests.support.peers import http_server, redis_settings, smtp_outage, smtp_server, state_dir, store  # noqa: F401
 
 import pytest  # noqa: E402
 

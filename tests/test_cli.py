@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gevent
 import gevent.subprocess
+import pytest
 from click.testing import CliRunner
 from gevent.server import StreamServer
 
@@ -16,6 +17,7 @@ from tests.support.controller import ALIAS_BOMB_AGENT, TIME_SCALE, call, running
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "agent.yaml"
 BIN = str(Path(sys.executable).with_name("switchboard"))
+MINIMAL = Path(__file__).resolve().parent / "configs" / "minimal.yaml"
 
 
 def run(*args: str, env: dict | None = None):
@@ -148,3 +150,19 @@ def test_simulate_against_a_peer_that_never_sends_connect_exits_1_saying_so(tmp_
     assert done.returncode == 1
     assert error == (f"no `connect` from the controller at 127.0.0.1:{silent.server_port} (the socket app gave up "
                      "after 25 s): is that `switchboard serve`'s server.host:port?")
+
+
+@pytest.mark.parametrize("state_dir, problem", [
+    ("state", "{state} is a file, not a directory"),
+    ("state/sub", "{state} is a file, so {state}/sub cannot be a directory"),
+])
+def test_a_state_dir_that_is_a_file_exits_2_from_check_and_serve_naming_the_field_and_the_fix(
+        tmp_path, state_dir, problem):
+    (tmp_path / "state").write_text("not a directory\n", encoding="utf-8")
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"server: {{state_dir: {state_dir}}}\n" + MINIMAL.read_text(encoding="utf-8"), encoding="utf-8")
+    for command in (["check", str(config)], ["serve", "--config", str(config)]):
+        result = run(*command)
+        assert result.exit_code == 2, result.output
+        assert f"server.state_dir: {problem.format(state=tmp_path / 'state')}; allowed: a directory" in result.stderr
+        assert "Traceback" not in result.output

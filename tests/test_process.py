@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -197,5 +198,6 @@ def test_reload_gives_new_calls_the_new_configuration_and_a_broken_file_changes_
     finally:
         serve.stop()
     assert not (short_dir / "state" / "serve.pid").exists()
+    assert stat.S_IMODE((short_dir / "state" / "reload.json").stat().st_mode) == 0o600  # whatever the umask
     config.write_text(good)
     assert "no running `switchboard serve`" in _reload(config).stderr

@@ -3,8 +3,9 @@ back for a dead-lettered record once its cause is fixed (SMTP relay down for an 
 
 A retry puts the record back on the stream and clears its failure state in `<p>:after:<record_id>` (attempts,
 dead_at, next_at, last_error) while keeping `done:<action>`, so the actions that had succeeded do not run
-again: a retried record sends only the emails and webhooks that never went. XADD, the progress reset and
-XDEL of the dead letter go in one MULTI, so a crash never leaves the record in both streams or in neither.
+again: a retried record sends only the emails and webhooks that never went. XDEL of the dead letter, XADD and
+the progress reset go in one script (state/records.py), so a crash never leaves the record in both streams or in
+neither, and a worker requeueing it at the same moment (worker.py) cannot add it a second time.
 """
 from __future__ import annotations
 
@@ -74,12 +75,9 @@ def retry(store: Store, entry_ids: list[str]) -> list[tuple[str, str]]:
     moved = []
     for entry_id in entry_ids:
         letter = dead_letter(store, entry_id)
-        pipe = store.redis.pipeline(transaction=True)
-        pipe.xadd(store.stream_key, {"record": letter.raw})
-        if letter.record and letter.record.get("record_id"):
-            pipe.hdel(store.key("after", letter.record["record_id"]), "attempts", "dead_at", "next_at", "last_error")
-        pipe.xdel(store.dead_letter_key, entry_id)
-        moved.append((entry_id, pipe.execute()[0].decode()))
+        new_id = store.requeue_dead_letter(entry_id, letter.raw, (letter.record or {}).get("record_id"))
+        if new_id is not None:  # None: a worker requeued it meanwhile
+            moved.append((entry_id, new_id))
     return moved
 
 

@@ -7,10 +7,15 @@ Delivery is at least once, and actions are remembered per record so a retry does
   - progress lives in `<p>:after:<record_id>` (attempts, `done:<action>`, next_at, classification,
     completed_at or dead_at), kept 7 days, so a retry or a reclaim by another worker skips what already ran,
     and a second copy of a finished record (re-added from the spool after a Redis restart) is dropped;
-  - a failure leaves the entry pending and schedules it after `retry_backoff_s * 2**(attempt-1)` (scaled by
-    the clock); after `max_attempts`, or at once for a permanent failure (a template error, a header
+  - a failure leaves the entry pending and schedules it after `retry_backoff_s * 2**(attempt-1)`, at most
+    `retry_backoff_max_s` (scaled by the clock; the defaults, 12 attempts from 5 s to 5 min, span about
+    30 min); after `max_attempts`, or at once for a permanent failure (a template error, a header
     injection, an HTTP 4xx), the record goes to the dead-letter stream with the reason, then
     `XACK` + `XDEL` in one MULTI; success is `XACK` + `XDEL` too (never trimmed by MAXLEN);
+  - a dead letter whose failures were all transient (the relay or the CRM down for longer than the retries
+    lasted) is put back on the stream `requeue_dead_after_s` after it died, at most `max_requeues` times per
+    record (`requeues` in its progress), with `max_attempts` more attempts each time: once the peer is back,
+    the record goes without an operator; permanent failures stay dead for `switchboard jobs`;
   - entries pending on a dead consumer for `min_idle_ms` are taken over with `XAUTOCLAIM ... JUSTID`, and
     our own entries waiting for their retry are touched (`XCLAIM ... 0 JUSTID`) so nobody else takes them.
 An email can still go twice if Redis fails between the SMTP 250 and recording it: the one window left.
@@ -42,6 +47,7 @@ log = logging.getLogger("switchboard.worker")
 STALE_CONSUMER_MS = 24 * 3600 * 1000
 GROUP = "after-call"
 MAX_BLOCK_MS = 1000  # below the store client's 5 s socket timeout
+DEAD_LETTER_PAGE = 100  # dead letters looked at per reclaim round
 
 
 def _field(action: Any, name: str) -> Any:
@@ -80,6 +86,10 @@ class Worker:
         self.count = count
         self.max_attempts = int(store.settings.max_attempts)
         self.retry_backoff_s = float(store.settings.retry_backoff_s)
+        self.retry_backoff_max_s = float(store.settings.retry_backoff_max_s)
+        self.requeue_dead_after_s = float(store.settings.requeue_dead_after_s)
+        self.max_requeues = int(store.settings.max_requeues)
+        self._dead_cursor = "-"  # where the next look at the dead letters starts (they are oldest first)
         self._due: dict[str, float] = {}  # entry id -> wall time of its next attempt
         self._next_reclaim = 0.0
         self._group_ready = False
@@ -133,6 +143,7 @@ class Worker:
         now = self.clock.wall()
         if now >= self._next_reclaim:
             self.reclaim()
+            self.requeue_dead_letters()
             self._next_reclaim = now + self.reclaim_interval_s
         due = sorted(entry_id for entry_id, at in self._due.items() if at <= now)
         for entry_id in due:
@@ -180,6 +191,38 @@ class Worker:
             if name != self.consumer and consumer["pending"] == 0 and consumer["idle"] > STALE_CONSUMER_MS:
                 r.xgroup_delconsumer(stream, self.group, name)
         return claimed
+
+    def requeue_dead_letters(self) -> int:
+        """Put back on the stream one page of the dead letters that died `requeue_dead_after_s` ago or more of
+        transient failures only and were requeued fewer than `max_requeues` times; the number requeued."""
+        if self.max_requeues == 0:
+            return 0
+        cutoff_ms = (self.clock.wall() - self.clock.scaled(self.requeue_dead_after_s)) * 1000
+        rows = self._r.xrange(self.store.dead_letter_key, self._dead_cursor, count=DEAD_LETTER_PAGE)
+        self._dead_cursor = "-"  # the next round starts over, unless this page ends mid-stream
+        requeued = 0
+        for raw_id, fields in rows:
+            entry_id = raw_id.decode()
+            ms, _, seq = entry_id.partition("-")
+            if int(ms) > cutoff_ms:  # this one and every later one died too recently
+                break
+            if len(rows) == DEAD_LETTER_PAGE:
+                self._dead_cursor = f"{ms}-{int(seq) + 1}"
+            try:
+                failures = json.loads(fields.get(b"failures", b"[]"))
+                record_id = json.loads(fields[b"record"]).get("record_id")
+            except (KeyError, ValueError, AttributeError):  # unreadable: for an operator to look at
+                continue
+            if not failures or not record_id or any(f.get("permanent") for f in failures):
+                continue
+            if int(self._r.hget(self.store.key("after", record_id), "requeues") or 0) >= self.max_requeues:
+                continue
+            if self.store.requeue_dead_letter(entry_id, fields[b"record"], record_id, automatic=True):
+                requeued += 1
+                call_logger((fields.get(b"uuid") or b"-").decode(), "switchboard.worker").info(
+                    "dead letter %s requeued: its failures were transient (%s)", entry_id,
+                    fields.get(b"reason", b"").decode(errors="replace"))
+        return requeued
 
     def _raw(self, *command: Any) -> Any:
         """A command's reply unparsed: redis-py's XAUTOCLAIM JUSTID parser drops the cursor we page with."""
@@ -267,7 +310,7 @@ class Worker:
             self._dead_letter(entry_id, raw, record, failures, attempt, classification, pkey)
             clog.error("record dead-lettered after %d attempt(s): %s", attempt, _reason(failures))
         else:
-            delay = self.clock.scaled(self.retry_backoff_s * 2 ** (attempt - 1))
+            delay = self.clock.scaled(min(self.retry_backoff_s * 2 ** (attempt - 1), self.retry_backoff_max_s))
             self._due[entry_id] = self.clock.wall() + delay
             self._r.hset(pkey, mapping={"next_at": self._due[entry_id], "last_error": _reason(failures),
                                         "classification": classification or ""})

@@ -15,6 +15,7 @@ from controller.config.actions import MOMENTS
 from controller.config.errors import render_path
 from controller.config.base import ID_RE, KEYED_SECTIONS, NAME_RE, RefContext, exists
 from controller.config.schema import Config
+from controller.state.private import open_to_others
 
 Found = tuple[list, str, str, bool]
 
@@ -130,8 +131,20 @@ def config_warnings(cfg: Config) -> list[str]:
         if c.when is None and not c.fallback and i < len(names) - 1:
             found.append((["classifications", name], f"has no rules, so it matches every call and "
                           f"{', '.join(names[i + 1:])} can never match; add `when` or `fallback: true`"))
+    found.extend(_state_warnings(cfg))
     raw = _raw_view(cfg)
     return [f"{cfg.display_path}: {render_path(raw, path)}: {message}" for path, message in found]
+
+
+def _state_warnings(cfg: Config) -> Iterator[tuple[list, str]]:
+    """Call data (the Redis AOF, spooled records) that other local users can read: left wide by an older
+    version or by hand; Switchboard creates it 0700/0600 (state/private.py) but never changes existing modes."""
+    wide = open_to_others(cfg.server.state_dir)
+    if wide:
+        shown = ", ".join(f"{path} {mode:04o}" for path, mode in wide[:3]) + (", ..." if len(wide) > 3 else "")
+        yield ["server", "state_dir"], (f"{len(wide)} path{'s' if len(wide) > 1 else ''} holding call data can be "
+                                        f"read by other local users ({shown}); fix: chmod -R go= "
+                                        f"{cfg.server.state_dir}")
 
 
 def _agent_warnings(cfg: Config, agent_id: str, agent: Any) -> Iterator[tuple[list, str]]:

@@ -8,6 +8,7 @@ defaults) and never re-validates operator input. Reading a file is config.load's
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -52,7 +53,15 @@ class ServerSettings(ConfigModel):
     @field_validator("state_dir")
     @classmethod
     def _state_dir(cls, value: Path, info: ValidationInfo) -> Path:
-        return resolve_path(value, info)
+        """A directory, or a path one can be created at: the embedded Redis and the spool live there."""
+        path = resolve_path(value, info)
+        existing = next((p for p in (path, *path.parents) if os.path.exists(p)), None)  # os.path: never raises
+        if existing is not None and not os.path.isdir(existing):
+            problem = (f"{path} is a file, not a directory" if existing == path
+                       else f"{existing} is a file, so {path} cannot be a directory")
+            raise fail(problem, "a directory (created if missing) for the embedded Redis and the call-record spool: "
+                                "move the file away or point state_dir elsewhere")
+        return path
 
 
 def _redis_url(value: Optional[str]) -> Optional[str]:
@@ -71,8 +80,14 @@ class RedisSettings(ConfigModel):
     key_prefix: KeyName = "switchboard"
     stream: KeyName = "calls"
     dead_letter_stream: KeyName = "calls:dead"
-    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
-    retry_backoff_s: Annotated[float, Field(ge=0, le=3600)] = 2
+    # After-call retries (aftercall/worker.py): 12 attempts 5 s apart doubling to at most 5 min span about
+    # 30 min, so a relay or a CRM down for 15 min loses nothing; a record that still failed for transient
+    # reasons is put back in the queue every 30 min, 3 times, before it stays dead for `switchboard jobs`.
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 12
+    retry_backoff_s: Annotated[float, Field(ge=0, le=3600)] = 5
+    retry_backoff_max_s: Annotated[float, Field(ge=0, le=86400)] = 300
+    requeue_dead_after_s: Annotated[float, Field(ge=0, le=6 * 86400)] = 1800  # below the progress TTL (7 days)
+    max_requeues: Annotated[int, Field(ge=0, le=100)] = 3
 
 
 class FreeSwitchSettings(ConfigModel):

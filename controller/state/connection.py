@@ -45,8 +45,11 @@ class StoreSettings:
     key_prefix: str = "switchboard"
     stream: str = "calls"
     dead_letter_stream: str = "calls:dead"
-    max_attempts: int = 5
+    max_attempts: int = 12
     retry_backoff_s: float = 5.0
+    retry_backoff_max_s: float = 300.0
+    requeue_dead_after_s: float = 1800.0
+    max_requeues: int = 3
 
 
 def client_options(socket_timeout: float) -> dict[str, Any]:

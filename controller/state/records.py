@@ -45,6 +45,19 @@ REPLAY_INTERVAL_S = 5.0
 CONFIRM_AFTER_S = 3.0  # Redis's everysec may postpone the AOF write of an acknowledged command by 2 s
 PROGRESS_TTL_S = 7 * 24 * 3600  # `<p>:after:<record_id>`: the record's marker, then the worker's progress
 
+# A dead letter back on the stream, its failure state cleared (`done:<action>` kept); `requeues` counts the
+# worker's automatic ones. Only the process whose XDEL removed the dead letter adds it: never twice.
+_REQUEUE = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return false end
+local id = redis.call('XADD', KEYS[2], '*', 'record', ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('HDEL', KEYS[3], 'attempts', 'dead_at', 'next_at', 'last_error')
+  if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[3], 'requeues', 1) end
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+return id
+"""
+
 
 class RecordStream(Connection):
     """The after-call stream on Redis, with the spool as its write-ahead log and a greenlet keeping them in step."""
@@ -146,6 +159,15 @@ class RecordStream(Connection):
         pipe.hset(marker, "queued_at", self.clock.now().isoformat())
         pipe.expire(marker, PROGRESS_TTL_S)
         return pipe.execute()[0].decode()
+
+    def requeue_dead_letter(self, entry_id: str, raw: str | bytes, record_id: Optional[str], *,
+                            automatic: bool = False) -> Optional[str]:
+        """Move dead letter `entry_id` back to the stream (XDEL, XADD and the progress reset in one script);
+        the new stream id, or None when the dead letter was already gone (another worker or operator moved it)."""
+        progress = self.key("after", record_id or entry_id)
+        new_id = self.redis.eval(_REQUEUE, 3, self.dead_letter_key, self.stream_key, progress, entry_id, raw,
+                                 "1" if record_id else "0", "1" if automatic else "0", PROGRESS_TTL_S)
+        return new_id.decode() if new_id else None
 
     def sync_spool(self) -> int:
         """Add what Redis lacks, delete the files of what it has held long enough; the number of records added.

@@ -4,7 +4,7 @@ Every record is spooled before its XADD, and its file is deleted only once Redis
 have written it to its append-only file (records.py says when), so neither a Redis outage nor a SIGKILL of Redis
 just after an XADD loses it. One file per record, written so that a crash or a power cut leaves either the
 whole record or nothing:
-write `.<name>.tmp`, fsync it, rename it to `<name>.json`, fsync the directory. Names sort in the order the
+write `.<name>.tmp` (0600, private.py), fsync it, rename it to `<name>.json`, fsync the directory. Names sort in the order the
 records were spooled (`<microseconds>-<seq>.json`, never going backwards even if the wall clock does).
 Deleting is not fsynced: a deletion lost in a crash only brings back a file whose record Redis already has,
 and the store checks that before adding it again. A file lock keeps two processes sharing a
@@ -18,6 +18,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from controller.state.private import private_dir, private_opener
 
 log = logging.getLogger("switchboard.spool")
 
@@ -37,7 +39,7 @@ class Spool:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         for leftover in self.directory.glob(".*.tmp"):  # a crash before the rename: the write never completed
             log.warning("removing incomplete spool file %s", leftover.name)
             leftover.unlink(missing_ok=True)
@@ -54,7 +56,7 @@ class Spool:
         """Durably store one record; returns its path once the file and its directory entry are on disk."""
         name = self._next_name(now_us)
         tmp = self.directory / f".{name}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open(tmp, "w", encoding="utf-8", opener=private_opener) as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
@@ -75,7 +77,7 @@ class Spool:
     @contextmanager
     def exclusive(self) -> Iterator[bool]:
         """Yields True when this process holds the replay lock, False when another process does."""
-        with open(self.directory / ".replay.lock", "a") as fh:
+        with open(self.directory / ".replay.lock", "a", opener=private_opener) as fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

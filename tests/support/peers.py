@@ -95,10 +95,9 @@ class SmtpPeer:
                 "starttls": False, "from_address": "switchboard@example.test", "timeout_s": 5, **overrides}
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpPeer]:
-    mailbox = Mailbox()
-    peer = SmtpPeer("127.0.0.1", free_port(), mailbox, {"robot": "s3cret"})
+def start_smtp(peer: SmtpPeer) -> Controller:
+    """An aiosmtpd server for `peer` on its port, started; the caller stops it."""
+    mailbox = peer.mailbox
 
     def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         login, password = auth_data.login.decode(), auth_data.password.decode()
@@ -109,8 +108,37 @@ def smtp_server() -> Iterator[SmtpPeer]:
     controller = Controller(mailbox, hostname=peer.host, port=peer.port, authenticator=authenticate,
                             auth_require_tls=False, auth_required=False)
     controller.start()
+    return controller
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpPeer]:
+    peer = SmtpPeer("127.0.0.1", free_port(), Mailbox(), {"robot": "s3cret"})
+    controller = start_smtp(peer)
     yield peer
     controller.stop()
+
+
+class SmtpOutage:
+    """An SMTP relay that is down (nothing listens on its port: connection refused) until `up()`."""
+
+    def __init__(self) -> None:
+        self.peer = SmtpPeer("127.0.0.1", free_port(), Mailbox(), {"robot": "s3cret"})
+        self._controller: Optional[Controller] = None
+
+    def up(self) -> None:
+        self._controller = start_smtp(self.peer)
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+
+
+@pytest.fixture
+def smtp_outage() -> Iterator[SmtpOutage]:
+    outage = SmtpOutage()
+    yield outage
+    outage.stop()
 
 
 @dataclass
