@@ -99,7 +99,8 @@ def test_the_example_loads_with_every_action_type():
     assert types == {("before_call", "workflow"), ("during_call", "transfer"), ("during_call", "workflow"),
                      ("during_call", "hangup"), ("during_call", "rag"), ("during_call", "keypad"),
                      ("during_call", "wait"), ("after_call", "email"), ("after_call", "workflow")}
-    assert [w for w in config_warnings(cfg) if "index_dir" not in w] == []
+    # index_dir and state_dir warnings depend on what earlier local runs left on disk, not on the file
+    assert [w for w in config_warnings(cfg) if "index_dir" not in w and "server.state_dir" not in w] == []
 
 
 def test_the_example_resolves_paths_numbers_and_defaults():

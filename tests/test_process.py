@@ -201,3 +201,13 @@ def test_reload_gives_new_calls_the_new_configuration_and_a_broken_file_changes_
     assert stat.S_IMODE((short_dir / "state" / "reload.json").stat().st_mode) == 0o600  # whatever the umask
     config.write_text(good)
     assert "no running `switchboard serve`" in _reload(config).stderr
+
+
+def test_serve_logs_the_warnings_check_prints_when_it_starts(short_dir):
+    config = write_config(short_dir, extra="freeswitch: {host: 192.0.2.10}\n")
+    serve = Serve(config)
+    try:
+        warnings = [line["msg"] for line in serve.lines() if line.get("level") == "warning"]
+    finally:
+        serve.stop()
+    assert any("freeswitch.host: 192.0.2.10 is not loopback" in w for w in warnings)

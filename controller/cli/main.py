@@ -66,6 +66,10 @@ def check(config_arg: str | None, config_path: str | None) -> None:
 def serve(config_path: str | None, port: int | None) -> None:
     """Accept calls from FreeSWITCH's `socket` app until SIGTERM, then drain and exit 0."""
     config = load(config_path)  # bad input exits 2 before the process is monkey-patched
+    import logging
+    from controller.config.checks import config_warnings
+    for warning in config_warnings(config):  # the same warnings `check` prints, in the log of the process
+        logging.getLogger("switchboard.config").warning("%s", warning)
     from controller.process import cooperative
     cooperative()
     from controller.runtime import Runtime
