@@ -31,3 +31,19 @@ class Execution:
             return self.result.get(timeout=timeout)
         except gevent.Timeout:
             raise EslTimeout(f"{self.app} did not complete within {timeout:.1f}s") from None
+
+
+def follow_executions(executions: dict[str, Execution], frame: Frame) -> bool:
+    """Mark an execute started (CHANNEL_EXECUTE) or done (CHANNEL_EXECUTE_COMPLETE), matched on Application-UUID;
+    True when the frame was one of the two."""
+    if frame.name == "CHANNEL_EXECUTE":
+        execution = executions.get(frame.get("Application-UUID", ""))
+        if execution:
+            execution.started = True
+        return True
+    if frame.name == "CHANNEL_EXECUTE_COMPLETE":
+        execution = executions.pop(frame.get("Application-UUID", ""), None)
+        if execution:
+            execution.result.set(frame)
+        return True
+    return False

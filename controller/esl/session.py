@@ -38,7 +38,7 @@ from greenswitch import esl as gs
 from controller.esl import commands
 from controller.esl.frames import (HANGUP_EVENTS, CallHangup, CommandError, EslError, EslTimeout, ExecuteFlushed, Frame,
                          FrameReader, ProtocolError, command_frame)
-from controller.esl.execution import Execution
+from controller.esl.execution import Execution, follow_executions
 from controller.esl.handoff import RELEASE_SETTLE_S, RELEASE_TIMEOUT_S, HandoffGate
 from controller.esl.inbox import Inbox
 from controller.log import Throttle, call_logger
@@ -121,15 +121,7 @@ class EslSession(gs.OutboundSession):
             self.log.debug("ignoring frame of type %r", ctype)
             return
         name = frame.name
-        if name == "CHANNEL_EXECUTE":
-            execution = self._executions.get(frame.get("Application-UUID", ""))
-            if execution:
-                execution.started = True
-        elif name == "CHANNEL_EXECUTE_COMPLETE":
-            execution = self._executions.pop(frame.get("Application-UUID", ""), None)
-            if execution:
-                execution.result.set(frame)
-        elif name in HANGUP_EVENTS and self._is_mine(frame):
+        if not follow_executions(self._executions, frame) and name in HANGUP_EVENTS and self._is_mine(frame):
             self._mark_hangup(frame.get("Hangup-Cause") or "NORMAL_CLEARING")
         for inbox in (self.events, self._esl_event_queue, *self._listeners):
             if not inbox.offer(frame):

@@ -42,7 +42,7 @@ from controller.config.schema import Config
 from controller.esl import commands
 from controller.esl.commands import App
 from controller.esl.frames import HANGUP_EVENTS, CallHangup, CommandError, ExecuteFlushed, Frame, FrameReader
-from controller.esl.session import Execution
+from controller.esl.execution import Execution, follow_executions
 from controller.esl.speech import build_speech
 from controller.log import call_logger
 from controller.state.store import Store
@@ -372,15 +372,7 @@ class FakeContext:
     def _dispatch(self, frame: Frame) -> None:
         """EslSession._dispatch: executions resolved on Application-UUID, hang-up marked, then every queue."""
         name = frame.name
-        if name == "CHANNEL_EXECUTE":
-            execution = self._executions.get(frame.get("Application-UUID", ""))
-            if execution:
-                execution.started = True
-        elif name == "CHANNEL_EXECUTE_COMPLETE":
-            execution = self._executions.pop(frame.get("Application-UUID", ""), None)
-            if execution:
-                execution.result.set(frame)
-        elif name in HANGUP_EVENTS and frame.get("Unique-ID") in ("", None, self.uuid):
+        if not follow_executions(self._executions, frame) and name in HANGUP_EVENTS and frame.get("Unique-ID") in ("", None, self.uuid):
             self._mark_hangup(frame.get("Hangup-Cause") or "NORMAL_CLEARING")
         detail = frame.get("Application") or frame.get("Speech-Type") or frame.get("Hangup-Cause") or ""
         self.timeline.append(f"got {name} {detail}".rstrip())
