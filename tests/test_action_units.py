@@ -19,8 +19,8 @@ from controller.esl.commands import App
 from controller.esl.frames import CallHangup
 from controller.phrases import phrase
 from tests.support.controller import write_config
-from tests.support.fake_context import (FAKE_UUID, Bridge, FakeContext, channel_event, detected_speech,
-                                        services_for)
+from tests.support.event_frames import FAKE_UUID, channel_event, detected_speech
+from tests.support.fake_context import Bridge, FakeContext, services_for
 from tests.support.transfer import SALES, agent_yaml, transfer_config
 
 SCALE = 0.02  # call seconds -> real seconds: a 5 s wait takes 0.1 s

@@ -12,7 +12,7 @@ conversation's semantics (controller/call/conversation.py) where an action could
   leg ends it with the kill's cause (a FreeSWITCH that never reports, and the transfer guard);
 - api replies are scripted by command prefix; a reply starting with -ERR raises CommandError as
   `EslSession.api` does; after a hand-off FreeSWITCH accepted, every command raises CallHangup (socket released);
-- frames are built as FreeSWITCH writes them and parsed by the product's FrameReader, so they are real Frames.
+- frames come from tests/support/event_frames.py: built as FreeSWITCH writes them, parsed by the product's FrameReader.
 
 What the action did is kept in plain lists (`said`, `apps`, `apis`, `transcript`, `pushed`, `hand_offs`) and a
 readable `timeline`. Every wait is bounded: the action's by its own timeouts (as in production), the channel's
@@ -20,14 +20,11 @@ by the hang-up, a kill, `close()` or `STUCK_S`.
 """
 from __future__ import annotations
 
-import io
 import logging
 import re
 import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
-from urllib.parse import quote
-from xml.sax.saxutils import escape
 
 import gevent
 import gevent.event
@@ -41,14 +38,13 @@ from controller.config.agent import AgentConfig
 from controller.config.schema import Config
 from controller.esl import commands
 from controller.esl.commands import App
-from controller.esl.frames import HANGUP_EVENTS, CallHangup, CommandError, ExecuteFlushed, Frame, FrameReader
+from controller.esl.frames import HANGUP_EVENTS, CallHangup, CommandError, ExecuteFlushed, Frame
 from controller.esl.execution import Execution, follow_executions
 from controller.esl.speech import build_speech
 from controller.log import call_logger
 from controller.state.store import Store
+from tests.support.event_frames import FAKE_UUID, channel_event, event_frame, speech_event
 
-FAKE_UUID = "fa4e0000-0000-4000-8000-00000000ca11"
-CORE_UUID = "fa4e0000-0000-4000-8000-00000000c0de"
 STUCK_S = 3600.0  # call seconds a bridge that never reports rings before the channel gives up on it
 OK = "+OK\n"
 NO_SUCH_CHANNEL = "-ERR No such channel!\n"
@@ -58,51 +54,6 @@ Scripted = Union[Frame, tuple[float, Frame]]
 
 
 # ---------------------------------------------------------------- frames as FreeSWITCH writes them
-def event_frame(name: str, headers: Iterable[tuple[str, str]] = (), body: Optional[str] = None,
-                uuid: str = FAKE_UUID) -> Frame:
-    """A `text/event-plain` event of the call, URL-encoded value by value like FreeSWITCH, read back by the
-    product's FrameReader (so the Frame has exactly what the session would give an action)."""
-    lines = [("Event-Name", name), ("Core-UUID", CORE_UUID), ("Unique-ID", uuid), ("Channel-Call-UUID", uuid),
-             *headers]
-    inner = "".join(f"{k}: {quote(v, safe='')}\n" for k, v in lines).encode()
-    if body is not None:
-        data = body.encode("utf-8")
-        inner += f"Content-Length: {len(data)}\n\n".encode() + data
-    else:
-        inner += b"\n"
-    raw = f"Content-Length: {len(inner)}\nContent-Type: text/event-plain\n\n".encode() + inner
-    frame = FrameReader(io.BytesIO(raw)).read()
-    assert frame is not None
-    return frame
-
-
-def nlsml(text: str, confidence: int = 90, grammar: str = "builtin:speech/transcribe") -> str:
-    """An unimrcp-style NLSML result, as the simulator writes it (fssim/script.py)."""
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<result grammar="{grammar}">\n'
-            f'  <interpretation grammar="{grammar}" confidence="{confidence}">\n'
-            f'    <input mode="speech">{escape(text)}</input>\n'
-            f'    <instance>{escape(text)}</instance>\n'
-            '  </interpretation>\n'
-            '</result>')
-
-
-def detected_speech(text: str, confidence: int = 90, uuid: str = FAKE_UUID) -> Frame:
-    """DETECTED_SPEECH `detected-speech` with the words in an NLSML body (what a wait hears)."""
-    return event_frame("DETECTED_SPEECH", [("Speech-Type", "detected-speech")], nlsml(text, confidence), uuid)
-
-
-def speech_event(speech_type: str, uuid: str = FAKE_UUID) -> Frame:
-    """DETECTED_SPEECH without a result: `begin-speaking`, `closed`."""
-    return event_frame("DETECTED_SPEECH", [("Speech-Type", speech_type)], uuid=uuid)
-
-
-def channel_event(name: str, uuid: str = FAKE_UUID, **headers: str) -> Frame:
-    """A plain channel event: CHANNEL_HOLD, CHANNEL_UNHOLD, CHANNEL_HANGUP (Hangup_Cause='...')..."""
-    return event_frame(name, [(k.replace("_", "-"), v) for k, v in headers.items()], uuid=uuid)
-
-
-# ---------------------------------------------------------------- the script
 @dataclass(frozen=True)
 class Bridge:
     """How the next `bridge` ends. `disposition` travels as `variable_originate_disposition` on its completion.
