@@ -323,7 +323,8 @@ class FakeContext:
     def _dispatch(self, frame: Frame) -> None:
         """EslSession._dispatch: executions resolved on Application-UUID, hang-up marked, then every queue."""
         name = frame.name
-        if not follow_executions(self._executions, frame) and name in HANGUP_EVENTS and frame.get("Unique-ID") in ("", None, self.uuid):
+        mine = frame.get("Unique-ID") in ("", None, self.uuid)
+        if not follow_executions(self._executions, frame) and name in HANGUP_EVENTS and mine:
             self._mark_hangup(frame.get("Hangup-Cause") or "NORMAL_CLEARING")
         detail = frame.get("Application") or frame.get("Speech-Type") or frame.get("Hangup-Cause") or ""
         self.timeline.append(f"got {name} {detail}".rstrip())
