@@ -28,6 +28,7 @@ import gevent.lock
 
 from controller.actions import build_actions
 from controller.actions.context import LoadedSource, Services
+from controller.call.recovery import recover_orphans
 from controller.call.session import CallSession
 from controller.call.version import AgentPieces, ConfigVersion
 from controller.clock import Clock
@@ -36,7 +37,7 @@ from controller.esl.listener import Listener
 from controller.esl.modules import ModuleChecker
 from controller.esl.session import EslSession
 from controller.state.private import write_private
-from controller.state.store import Store
+from controller.state.store import HEARTBEAT_S, Store
 
 log = logging.getLogger("switchboard.runtime")
 
@@ -117,18 +118,34 @@ class Runtime:
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> int:
-        """Connect Redis, build brains and actions, bind the socket; returns the bound port."""
+        """Connect Redis, write the records of calls a dead process left, build brains and actions, bind the
+        socket; returns the bound port."""
         if self._own_store:
             self.store.start()
+        self.store.hold_state_dir()
+        self._recover_orphans()  # before the first call: the heartbeat exists before any call names this start
         self.version = self._build(self.config)
         port = self.listener.bind()
         self._greenlets.append(gevent.spawn(self.listener.listen))
+        self._greenlets.append(gevent.spawn(self._own_calls))
         if self.run_worker:
             from controller.aftercall.worker import build_worker
             self.worker = build_worker(self.config, self.store, self.clock)
             self._greenlets.append(gevent.spawn(self.worker.run, self.stopped))
         self.listener.ready.wait(5)
         return port
+
+    def _own_calls(self) -> None:
+        """Every HEARTBEAT_S until stopped: stay alive for other processes, and recover the calls of dead ones
+        (another host's serve, whose heartbeat expires)."""
+        while not self.stopped.wait(HEARTBEAT_S):
+            self._recover_orphans()
+
+    def _recover_orphans(self) -> None:
+        try:
+            recover_orphans(self.store, self.clock)
+        except Exception:  # never stops the process; the next round tries again
+            log.exception("recovering the calls of a dead process failed; next try in %.0f s", HEARTBEAT_S)
 
     def _build(self, config: Config) -> ConfigVersion:
         """A configuration version: sources loaded, each agent's actions and brain built (descriptions embedded
@@ -200,6 +217,7 @@ class Runtime:
         gevent.joinall(self._greenlets, timeout=5)
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
+        self.store.release_ownership()
         if self._own_store:
             self.store.close()
         return left

@@ -211,3 +211,51 @@ def test_serve_logs_the_warnings_check_prints_when_it_starts(short_dir):
     finally:
         serve.stop()
     assert any("freeswitch.host: 192.0.2.10 is not loopback" in w for w in warnings)
+
+
+def _embedded_redis(short_dir: Path):
+    import redis
+    return redis.Redis(unix_socket_path=str(short_dir / "state" / "redis" / "redis.sock"), socket_timeout=5)
+
+
+def _records_of(client, uuid: str) -> list[dict]:
+    records = [json.loads(fields[b"record"]) for _, fields in client.xrange("switchboard:calls")]
+    return [record for record in records if record["uuid"] == uuid]
+
+
+def test_a_call_in_progress_when_serve_is_sigkilled_gets_its_record_once_when_serve_starts_again(short_dir):
+    config = write_config(short_dir, time_scale=SCALE, run_worker=False)
+    serve = Serve(config)
+    try:
+        sim = Simulator(("127.0.0.1", serve.port), time_scale=SCALE)
+        live = gevent.spawn(sim.run, Scenario.from_dict({
+            "name": "long", "agent": "support", "script": [{"say": "Bonjour, j'ai une question."}, {"silence": 400}]}))
+        client = _embedded_redis(short_dir)
+        deadline = time.monotonic() + 30
+        state = {}
+        while time.monotonic() < deadline:  # until the caller's words are in the call's state
+            keys = [k for k in client.keys("switchboard:call:*") if k.count(b":") == 2]
+            if keys and any(b"j'ai une question" in item for item in client.lrange(keys[0] + b":transcript", 0, -1)):
+                state = {k.decode(): json.loads(v) for k, v in client.hgetall(keys[0]).items()}
+                break
+            gevent.sleep(0.05)
+        assert state.get("state") == "in_call", state
+        assert state["owner"]["pid"] == serve.proc.pid and state["owner"]["instance"]
+        serve.proc.kill()
+        serve.proc.wait(10)
+        rec = live.get(timeout=30)
+    finally:
+        serve.stop()
+    assert rec.uuid == state["uuid"] and _records_of(client, rec.uuid) == []  # SIGKILL: nothing wrote it
+
+    for _ in range(2):  # the restart writes it; a second restart finds nothing left to write
+        serve = Serve(config)  # listening once its start-up round has turned dead processes' calls into records
+        serve.proc.kill()
+        serve.proc.wait(10)
+        serve.stop()
+        [record] = _records_of(client, rec.uuid)
+        assert record["hangup_by"] == "system" and record["hangup_cause"] == "controller_restart"
+        assert record["agent"] == "support" and record["caller"] == "+33612345678"
+        assert "j'ai une question" in json.dumps(record["transcript"], ensure_ascii=False)
+        assert record["moments"]["in_call"] and record["duration_s"] > 0
+    client.close()

@@ -78,17 +78,21 @@ class CallRecord:
     def enter(self, moment: Moment) -> None:
         self.moments.setdefault(moment.value, self.clock.wall())  # a hand-off's second session keeps the first
         self.log.info("moment: %s", moment.value)
-        self.store.update_call(self.uuid, state=moment.value)
+        self.store.update_call(self.uuid, state=moment.value, moments=self.moments)  # a recovery reads them
 
     def resume(self, previous: dict[str, Any]) -> None:
-        """Continue the record a hand-off's first session stored (capture 12)."""
+        """Continue the record a hand-off's first session stored (capture 12); this process owns the call now."""
+        self.restore(previous)
+        self.variables["agent"] = self.agent_id
+        self.store.take_call(self.uuid, agent=self.agent_id, handoff_to="")
+
+    def restore(self, previous: dict[str, Any]) -> None:
+        """Variables, transcript, moments and actions as the call's state in Redis holds them."""
         now = self.clock.wall()
         self.variables = dict(previous.get("variables") or {})
-        self.variables["agent"] = self.agent_id
         self.transcript = list(previous.get("transcript") or [])
         self.moments = {k: float(v) for k, v in (previous.get("moments") or {}).items()}
         self.actions = [ActionLog.from_stored(entry, now) for entry in previous.get("actions") or []]
-        self.store.update_call(self.uuid, agent=self.agent_id, handoff_to="")
 
     def start_action(self, moment: str, name: str, type_: str, **detail: Any) -> ActionLog:
         entry = ActionLog(moment, name, type_, self.clock.wall(), detail=dict(detail))
@@ -115,12 +119,17 @@ class CallRecord:
                 "actions": [a.stored() for a in self.actions]}
 
     def as_record(self) -> dict[str, Any]:
-        """The after-call record: everything the worker, emails and webhooks may use."""
+        """The after-call record: everything the worker, emails and webhooks may use.
+
+        Its id is the call's: a call has one record (a hand-off continues it), so a copy written twice (once
+        from the spool after a Redis outage, once by a recovery, call/recovery.py) is known as the same one.
+        """
         started = self.moments.get("ringing") or self.moments.get("in_call") or self.clock.wall()
         ended = self.moments.get("ended", self.clock.wall())
         answered = self.moments.get("in_call")
         return {
             "uuid": self.uuid,
+            "record_id": f"call-{self.uuid}",
             "agent": self.agent_id or None,
             "caller": self.caller,
             "caller_name": self.variables.get("caller_name", ""),

@@ -186,6 +186,7 @@ class CallSession:
         record.enter(Moment.ENDED)
         data = record.as_record()
         stream_id = self.services.store.append_record(data)
+        self.services.store.call_ended(self.uuid)
         self.log.info("call ended (%s by %s); record %s", record.hangup_cause, record.hangup_by or "caller",
                       stream_id or "not in redis yet (the line above says where it is)")
         if self.on_ended is not None:

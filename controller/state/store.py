@@ -6,24 +6,63 @@ Keys (`<p>` is `redis.key_prefix`; the stream's keys are in records.py):
   `<p>:call:<uuid>:transcript`  list of JSON entries, same TTL
   `<p>:call:<uuid>:actions`     list of JSON entries, same TTL
   `<p>:counters`                hash of global counters (`calls:refused`, `action:<agent>.<action>:<result>`)
+  `<p>:live`                    set of the uuids of calls in progress (added at call_started, removed once the
+                                call's record is written)
+  `<p>:owner:<instance>`        the heartbeat of one `serve` start: JSON pid, host, state_dir; TTL `owner_ttl_s`
+
+Who owns a call: each call hash has `owner` = {pid, instance} of the `serve` start that runs it (the instance id
+is new at every start, so a reused pid is never mistaken for the old process). That start is alive while its
+heartbeat key exists: `serve` sets it before its first call and then every `HEARTBEAT_S` (5 s) for
+`OWNER_TTL_S` (15 s), and deletes it on a clean stop. The heartbeat alone would leave a SIGKILLed `serve`
+looking alive for up to 15 s; so a `serve` that holds its state dir's lock (`<state_dir>/serve.lock`, an
+flock the kernel drops with the process) knows at once that an earlier start on the same host and state dir is
+dead. A call whose owner is dead is claimed with one Lua script (the owner compared, then replaced), so when
+several processes look at once exactly one writes its record (call/recovery.py).
 
 Every method here goes through the connection's outage guard (connection.py): while Redis is down it
 returns its default at once and the call carries on.
 """
 from __future__ import annotations
 
+import fcntl
 import json
-from typing import Any, Optional
+import logging
+import os
+import socket
+import uuid as uuidlib
+from typing import IO, Any, Optional
 
 import redis
 
 from controller.clock import Clock
 from controller.state.connection import dumps
+from controller.state.private import private_opener
 from controller.state.records import RecordStream
+
+log = logging.getLogger("switchboard.store")
+
+HEARTBEAT_S = 5.0
+OWNER_TTL_S = 15.0  # three heartbeats: one late refresh does not make a live serve look dead
+LIVE_STATES = ("ringing", "in_call")
+
+# Take a call from its dead owner: only if the owner is still the one judged dead and the call still running.
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= '"ringing"' and state ~= '"in_call"' then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+return 1
+"""
 
 
 class Store(RecordStream):
     """Per-call state and counters on Redis; the after-call stream and the connection come from the bases."""
+
+    def __init__(self, *args: Any, owner_ttl_s: float = OWNER_TTL_S, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = {"pid": os.getpid(), "instance": uuidlib.uuid4().hex}
+        self.owner_ttl_s = owner_ttl_s
+        self._dir_lock: Optional[IO[str]] = None
 
     @classmethod
     def open(cls, cfg: Any, clock: Optional[Clock] = None) -> "Store":
@@ -40,19 +79,33 @@ class Store(RecordStream):
         return self.key("call", uuid) + (f":{suffix}" if suffix else "")
 
     def call_started(self, uuid: str, agent: str, caller: str, variables: dict[str, Any]) -> None:
+        """A new call, owned by this process."""
         now = self.clock.now().isoformat()
         self._write_fields(uuid, "call_started", {"uuid": uuid, "agent": agent, "caller": caller, "state": "ringing",
-                                                  "started_at": now, "updated_at": now, "variables": variables})
+                                                  "started_at": now, "updated_at": now, "variables": variables},
+                           own=True)
+
+    def take_call(self, uuid: str, **fields: Any) -> None:
+        """`update_call`, and this process owns the call from now on (a hand-off's next session)."""
+        self._write_fields(uuid, "take_call", {**fields, "updated_at": self.clock.now().isoformat()}, own=True)
 
     def update_call(self, uuid: str, **fields: Any) -> None:
         """Set hash fields (each stored as JSON), e.g. `update_call(u, state="answered", answered_at=...)`."""
         self._write_fields(uuid, "update_call", {**fields, "updated_at": self.clock.now().isoformat()})
 
-    def _write_fields(self, uuid: str, op: str, fields: dict[str, Any]) -> None:
+    def call_ended(self, uuid: str) -> None:
+        """The call's record is written (or handed to the spool): no longer a call in progress."""
+        self._safe(uuid, "call_ended", lambda r: r.srem(self.key("live"), uuid), None)
+
+    def _write_fields(self, uuid: str, op: str, fields: dict[str, Any], own: bool = False) -> None:
         key, ttl = self._call_key(uuid), int(self.settings.call_ttl_s)
+        fields = {**fields, "owner": self.owner} if own else fields
 
         def write(r: redis.Redis) -> None:
             pipe = r.pipeline(transaction=False)
+            if own:  # the heartbeat first: a call never names an owner other processes would find dead
+                self._beat(pipe)
+                pipe.sadd(self.key("live"), uuid)
             pipe.hset(key, mapping={name: dumps(value) for name, value in fields.items()})
             pipe.expire(key, ttl)
             pipe.execute()
@@ -110,6 +163,89 @@ class Store(RecordStream):
         """Seconds left before the call's state expires (None when unknown or Redis is down)."""
         ttl = self._safe(uuid, "call_ttl", lambda r: r.ttl(self._call_key(uuid)), None)
         return ttl if ttl is not None and ttl >= 0 else None
+
+    # -- ownership of calls (the module docstring says how dead is told from alive) ----------------------------
+
+    def hold_state_dir(self) -> bool:
+        """Take `<state_dir>/serve.lock` for this process's life; False (and a warning) when another holds it."""
+        fh = open(self.state_dir / "serve.lock", "a", opener=private_opener)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            log.warning("another process holds %s: is a second serve running on this state_dir? Calls of a "
+                        "dead serve are then recovered only once its heartbeat expires", fh.name)
+            return False
+        self._dir_lock = fh
+        return True
+
+    def heartbeat(self) -> None:
+        """This start is alive, for `owner_ttl_s` more seconds."""
+        def beat(r: redis.Redis) -> None:
+            pipe = r.pipeline(transaction=False)
+            self._beat(pipe)
+            pipe.execute()
+
+        self._safe(None, "heartbeat", beat, None)
+
+    def _beat(self, pipe: Any) -> None:
+        value = dumps({**self.owner, "host": socket.gethostname(), "state_dir": str(self.state_dir)})
+        pipe.set(self.key("owner", self.owner["instance"]), value, px=int(self.owner_ttl_s * 1000))
+
+    def release_ownership(self) -> None:
+        """A clean stop: the heartbeat goes at once, so any call this start still owned is recovered at once."""
+        self._safe(None, "release_ownership", lambda r: r.delete(self.key("owner", self.owner["instance"])), None)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._dir_lock is not None:
+            self._dir_lock.close()
+            self._dir_lock = None
+
+    def close(self) -> bool:
+        self._unlock()
+        return super().close()
+
+    def orphaned_calls(self) -> list[tuple[str, bytes]]:
+        """(uuid, owner as stored) of the calls in progress whose owner is dead; calls that ended or expired
+        leave the live set on the way."""
+        def find(r: redis.Redis) -> list[tuple[str, bytes]]:
+            found, verdicts = [], {}
+            uuids = [raw.decode() for raw in r.smembers(self.key("live"))]
+            pipe = r.pipeline(transaction=False)
+            for uuid in uuids:
+                pipe.hmget(self._call_key(uuid), "owner", "state")
+            for uuid, (owner, state) in zip(uuids, pipe.execute()):
+                if state is None or json.loads(state) not in LIVE_STATES:
+                    r.srem(self.key("live"), uuid)  # expired, or ended just before its process died
+                    continue
+                if owner is not None:
+                    if owner not in verdicts:
+                        verdicts[owner] = self._owner_dead(r, json.loads(owner))
+                    if verdicts[owner]:
+                        found.append((uuid, owner))
+            return found
+
+        return self._safe(None, "orphaned_calls", find, [])
+
+    def _owner_dead(self, r: redis.Redis, owner: dict[str, Any]) -> bool:
+        if owner.get("instance") == self.owner["instance"]:
+            return False
+        beat = r.get(self.key("owner", str(owner.get("instance"))))
+        if beat is None:
+            return True
+        beat = json.loads(beat)  # fresh, but if it is an earlier start on our lock, that start is gone
+        return self._dir_lock is not None and beat.get("host") == socket.gethostname() \
+            and beat.get("state_dir") == str(self.state_dir)
+
+    def claim_call(self, uuid: str, dead_owner: bytes) -> bool:
+        """Make this process the owner of a dead owner's call; False when another process claimed it first."""
+        return bool(self._safe(uuid, "claim_call", lambda r: r.eval(_CLAIM, 1, self._call_key(uuid), dead_owner,
+                                                                    dumps(self.owner)), 0))
+
+    def has_record(self, record_id: str) -> bool:
+        """Whether a record with this id was added to the stream (its marker, records.py)."""
+        return bool(self._safe(None, "has_record", lambda r: r.exists(self.key("after", record_id)), 0))
 
     # -- global counters -------------------------------------------------------------------------------------
 
