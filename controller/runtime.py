@@ -108,7 +108,8 @@ class Runtime:
         self.listener = Listener(self.handle, host=config.server.host,
                                  port=config.server.port if port is None else port,
                                  max_connections=config.server.max_connections,
-                                 command_timeout=config.server.command_timeout_s)
+                                 command_timeout=config.server.command_timeout_s,
+                                 connect_timeout=config.server.connect_timeout_s)
         self.run_worker = config.server.run_worker if run_worker is None else run_worker
         self.version: ConfigVersion | None = None
         self.observers: list[Callable[[CallSession, dict[str, Any]], None]] = []

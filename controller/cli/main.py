@@ -70,7 +70,10 @@ def serve(config_path: str | None, port: int | None) -> None:
     from controller.config.checks import config_warnings
     for warning in config_warnings(config):  # the same warnings `check` prints, in the log of the process
         logging.getLogger("switchboard.config").warning("%s", warning)
-    from controller.process import cooperative
+    from controller.process import cooperative, fit_descriptors
+    problem = fit_descriptors(config.server.max_connections)
+    if problem:
+        fail(problem)
     cooperative()
     from controller.runtime import Runtime
     runtime = Runtime(config, port=port)

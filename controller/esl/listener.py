@@ -8,6 +8,11 @@ moment FreeSWITCH connects, and port 0 binds an ephemeral port (tests, the simul
 A failing `accept()` (EMFILE at the open-file limit, ENOBUFS...) does not end the loop, which would leave the port
 listening with nobody taking calls: it is counted (`accept_errors`), logged at most once per 10 s, and retried after
 10 ms doubling up to 1 s; connections meanwhile wait in the kernel's backlog.
+
+With `connect_timeout` the listener does the set-up itself, before a connection takes a call slot: `connect` and
+its reply within that bound (FreeSWITCH answers in milliseconds). A peer that connects and says nothing holds no
+slot, and at most `max_connections` such set-ups wait at once: a new one closes the oldest. So a flood of idle or
+slow connections cannot starve real calls, and each costs a descriptor for `connect_timeout` seconds at most.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import gevent.socket
 from greenswitch import esl as gs
 
 from controller.esl.handoff import RELEASE_TIMEOUT_S, HandoffGate
+from controller.esl.frames import EslTimeout
 from controller.esl.session import EslError, EslSession
 from controller.log import Throttle
 
@@ -33,11 +39,16 @@ class Listener(gs.OutboundESLServer):
     """Accepts FreeSWITCH outbound connections and runs `handler(session)` in one greenlet per call."""
 
     def __init__(self, handler: Callable[[EslSession], None], host: str = "127.0.0.1", port: int = 8084,
-                 max_connections: int = 200, command_timeout: float = 10.0) -> None:
+                 max_connections: int = 200, command_timeout: float = 10.0,
+                 connect_timeout: float | None = None) -> None:
         super().__init__(bind_address=host, bind_port=[port], application=handler,
                          max_connections=max_connections)
         self.handler = handler
         self.command_timeout = command_timeout
+        self.connect_timeout = connect_timeout
+        self._setting_up: dict[EslSession, None] = {}  # connections awaiting their connect reply, oldest first
+        self.setup_failures = 0
+        self._setup_log = Throttle()
         self.refused = 0
         self.accepted = 0
         self.accept_errors = 0
@@ -107,6 +118,8 @@ class Listener(gs.OutboundESLServer):
         if not self.gate.wait():
             log.warning("a hand-off's old session is still leaving its channel after %.0f s; starting this call "
                         "anyway", RELEASE_TIMEOUT_S)
+        if self.connect_timeout is not None and not self._set_up(session):
+            return
         if self.connection_count >= self.max_connections:
             self._refuse(session)
             return
@@ -125,11 +138,36 @@ class Listener(gs.OutboundESLServer):
             self._sessions.pop(greenlet, None)
             session.close()
 
+    def _set_up(self, session: EslSession) -> bool:
+        """`connect` within `connect_timeout`, holding no call slot; False (socket closed) when the peer is silent,
+        is not FreeSWITCH's outbound socket, or a newer set-up pushed it out."""
+        if len(self._setting_up) >= self.max_connections:
+            oldest = next(iter(self._setting_up))
+            self._setting_up.pop(oldest)
+            oldest.connected = False  # no `exit` to a peer that answers nothing
+            oldest.close()  # its connect() fails at once: the slow peer gives way to the new connection
+        self._setting_up[session] = None
+        try:
+            session.connect(timeout=self.connect_timeout)
+            return True
+        except EslError as exc:
+            self.setup_failures += 1
+            if isinstance(exc, EslTimeout):
+                session.connected = False  # no `exit` to a peer that did not answer `connect`
+            if count := self._setup_log.hit():
+                log.warning("closing a connection without a call: %s (%d such since the last line; a peer that "
+                            "is not FreeSWITCH, or one slower than server.connect_timeout_s=%s)", exc, count,
+                            self.connect_timeout)
+            session.close()
+            return False
+        finally:
+            self._setting_up.pop(session, None)
+
     def _refuse(self, session: EslSession) -> None:
         """Over `max_connections`: read the uuid for the log, then hand the call back to the dialplan."""
         self.refused += 1
         try:
-            session.connect(timeout=2.0)
+            session.connect(timeout=2.0 if self.connect_timeout is None else self.connect_timeout)
         except EslError:
             pass
         log.warning("refusing call: %d/%d calls in progress (server.max_connections); the dialplan's "

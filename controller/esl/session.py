@@ -227,7 +227,12 @@ class EslSession(gs.OutboundSession):
         return text
 
     def connect(self, timeout: float | None = None) -> dict[str, str]:
-        """`connect`: the reply's headers are the channel's data (uuid, caller, variables, Answer-State)."""
+        """`connect`: the reply's headers are the channel's data (uuid, caller, variables, Answer-State).
+
+        Sent once: when the listener already connected the session (its bounded set-up), this returns that data.
+        """
+        if self.channel.get("Unique-ID"):
+            return self.channel
         reply = self.send(commands.connect(), timeout)
         if not reply.get("Unique-ID"):
             raise ProtocolError("the connect reply carries no Unique-ID: this call cannot have state of its own "
