@@ -385,3 +385,34 @@ def test_warnings_point_at_configurations_that_will_surprise(tmp_path):
     assert any("(workflow \"order_status\").arguments: the semantic brain cannot fill arguments (order_id)" in w
                for w in warnings)
     assert any("knowledge_sources.faq.index_dir" in w and "switchboard knowledge index faq" in w for w in warnings)
+
+
+@pytest.mark.parametrize("given", ["../outside.txt", "templates/../../outside.txt", "templates/link.txt"])
+def test_a_relative_template_path_may_not_lead_out_of_the_config_directory(tmp_path, given):
+    config_dir = tmp_path / "conf"
+    (config_dir / "templates").mkdir(parents=True)
+    (tmp_path / "outside.txt").write_text("secret {{ caller }}\n")
+    (config_dir / "templates" / "link.txt").symlink_to(tmp_path / "outside.txt")
+    path = write(config_dir, variant("template: {text: \"Summary: {{ classification }}\"}",
+                                     f"template: {{text: {given}}}"))
+    problem = only_problem(path)
+    assert f"template.text: {given} leads out of the configuration directory {config_dir}" in problem
+    assert "write an absolute path to use a file elsewhere on purpose" in problem
+    absolute = write(config_dir, variant("template: {text: \"Summary: {{ classification }}\"}",
+                                         f"template: {{text: {tmp_path / 'outside.txt'}}}"))
+    assert load_config(absolute)  # the operator's absolute path is taken as meant
+
+
+def test_an_email_template_swapped_for_a_symlink_after_load_is_not_read(tmp_path):
+    from controller.aftercall.email import template_source
+    from controller.delivery import DeliveryError
+    config_dir = tmp_path / "conf"
+    (config_dir / "templates").mkdir(parents=True)
+    (config_dir / "templates" / "body.txt").write_text("Bonjour {{ caller }}\n")
+    assert template_source("templates/body.txt", config_dir) == "Bonjour {{ caller }}\n"
+    (tmp_path / "outside.txt").write_text("secret\n")
+    (config_dir / "templates" / "body.txt").unlink()
+    (config_dir / "templates" / "body.txt").symlink_to(tmp_path / "outside.txt")
+    with pytest.raises(DeliveryError, match="leads out of the configuration directory") as refused:
+        template_source("templates/body.txt", config_dir)
+    assert refused.value.permanent

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from controller.clock import Clock
-from controller.config.base import looks_like_path
+from controller.config.base import inside, looks_like_path
 from controller.delivery import DeliveryError
 from controller.log import call_logger
 from controller.templating import TemplateError, render
@@ -45,7 +45,10 @@ def template_source(value: Optional[str], base_dir: Optional[Path]) -> Optional[
     """The template text: `value` itself, or the file it names (config_types.looks_like_path, the check's rule)."""
     if not value or not looks_like_path(value):
         return value
-    path = (base_dir / value) if base_dir and not Path(value).is_absolute() else Path(value)
+    path = inside(base_dir, Path(value)) if base_dir else Path(value)
+    if path is None:  # checked at load; a symlink changed since then must not reach another file either
+        raise DeliveryError(f"email template {value} leads out of the configuration directory {base_dir}; "
+                            "keep it inside, or write an absolute path", permanent=True)
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:

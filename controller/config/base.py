@@ -249,11 +249,26 @@ def exists(path: Path, kind: str = "file") -> bool:
         return False
 
 
+def inside(base_dir: Path, value: Path) -> Path | None:
+    """`value` made absolute against `base_dir`; None when a relative path leads out of it (`..`, a symlink): a
+    config author's relative path never reaches files elsewhere. An absolute path is the operator's choice."""
+    if value.is_absolute():
+        return value
+    base = base_dir.resolve()
+    path = (base / value).resolve()
+    return path if path.is_relative_to(base) else None
+
+
 def resolve_path(value: Path, info: ValidationInfo) -> Path:
-    """A path relative to the configuration file's directory, made absolute."""
+    """A path relative to the configuration file's directory, made absolute; it must stay inside that directory."""
     if "\0" in str(value):
         raise fail("contains a NUL byte", "a file system path")
-    return value if value.is_absolute() else (refs(info).base_dir / value).resolve()
+    path = inside(refs(info).base_dir, value)
+    if path is None:
+        raise fail(f"{value} leads out of the configuration directory {refs(info).base_dir.resolve()}",
+                   "a relative path stays inside that directory; write an absolute path to use a file elsewhere "
+                   "on purpose")
+    return path
 
 
 def looks_like_path(value: str) -> bool:
