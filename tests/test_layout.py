@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("controller", "controller.log", "controller.clock", "controller.templating", "controller.text",
-                    "controller.phrases", "controller.process", "controller.delivery")),
+                    "controller.phrases", "controller.process", "controller.delivery", "controller.address_policy")),
     ("esl", ("controller.esl",)),
     ("state", ("controller.state",)),
     ("transfer", ("controller.transfer",)),

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Iterator, Literal, Optional, Union
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (AfterValidator, BeforeValidator, Field, PrivateAttr, ValidationInfo, field_validator,
+                      model_validator)
 
+from controller.address_policy import AddressPolicy
 from controller.config.transfer import TransferActionConfig
 from controller.config.base import (ActionBase, ConfigModel, EmailList, LineTemplate, SpokenText, UrlTemplate,
                                      VarName, check_jinja, check_ref, check_template_text, fail, no_yaml_number,
@@ -61,6 +63,18 @@ class HttpRequest(ConfigModel):
     def _body(cls, value: Any) -> Any:
         _check_json(value, [])
         return value
+
+    _policy: AddressPolicy = PrivateAttr(default=AddressPolicy())
+
+    @property
+    def policy(self) -> AddressPolicy:
+        """The configuration's `webhooks.allow`, checked on the address every request connects to."""
+        return self._policy
+
+    @model_validator(mode="after")
+    def _keep_policy(self, info: ValidationInfo) -> "HttpRequest":
+        self._policy = refs(info).webhook_policy
+        return self
 
     @model_validator(mode="after")
     def _method(self) -> "HttpRequest":

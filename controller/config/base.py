@@ -7,6 +7,7 @@ problem sits deeper than the validated value (a key inside a JSON body, one dest
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       model_validator)
 from pydantic_core import PydanticCustomError
 
+from controller.address_policy import AddressPolicy, parse_allowed
 from controller.esl.values import DialStringError
 from controller.config.sample import SAMPLE_VARIABLES
 from controller.templating import (TemplateError, TemplateLimitError, TemplateRefused, check_template, is_template,
@@ -93,6 +95,7 @@ class RefContext:
     sip_connections: Optional[frozenset[str]] = None
     default_sip_connection: Optional[str] = None
     action_names: Optional[frozenset[str]] = None
+    webhook_policy: AddressPolicy = AddressPolicy()
 
     @classmethod
     def from_raw(cls, data: dict, base_dir: Path) -> "RefContext":
@@ -119,7 +122,20 @@ class RefContext:
             sip_connections=frozenset(connections),
             default_sip_connection=default_conn if isinstance(default_conn, str) else None,
             action_names=frozenset(actions),
+            webhook_policy=_webhook_policy(data.get("webhooks")),
         )
+
+
+def _webhook_policy(section: Any) -> AddressPolicy:
+    """The valid `webhooks.allow` entries (WebhookSettings reports the others with their line)."""
+    entries = _mapping(section).get("allow")
+    valid = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            valid.append(parse_allowed(entry) if isinstance(entry, str) else None)
+        except ValueError:
+            continue
+    return AddressPolicy(tuple(v for v in valid if v is not None))
 
 
 def _mapping(value: Any) -> dict:
@@ -199,9 +215,10 @@ LineTemplate = Annotated[str, AfterValidator(_single_line), AfterValidator(check
 SpokenText = Annotated[str, AfterValidator(_spoken)]
 
 
-def _url(value: str) -> str:
+def _url(value: str, info: ValidationInfo) -> str:
     """An http(s) URL whose scheme and host are literal (templates only after the host), so call
-    data can never choose which server receives a request."""
+    data can never choose which server receives a request; a literal address must pass `webhooks.allow`
+    (a host name is checked on the address each request connects to)."""
     _single_line(value)
     if any(c.isspace() for c in _TEMPLATE_PART.sub("", value)):
         raise fail("contains spaces", "an URL like http://127.0.0.1:8099/customers/{{ caller_number }}")
@@ -210,6 +227,15 @@ def _url(value: str) -> str:
         raise fail(f"{value!r} is not an http(s) URL", "http://host[:port]/path or https://...")
     if is_template(parts.netloc) or "{" in parts.netloc:
         raise fail("has a template in the host", "a literal scheme and host; templates only in the path or query")
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        refusal = refs(info).webhook_policy.refusal(host, host)
+        if refusal:
+            raise fail(f"{value!r}: {refusal}", "a public address, loopback, or one listed in webhooks.allow")
     return check_jinja(value)
 
 

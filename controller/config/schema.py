@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from controller.address_policy import parse_allowed
 from controller.config.agent import AgentConfig
 from controller.config.base import (ConfigModel, EmailAddress, Embedder, EnvVarName, KeyId, Slug, builder, check_ref,
                                      fail, keys_are_ids, pattern, refs, resolve_path)
@@ -125,6 +126,20 @@ class SipConnection(ConfigModel):
     codecs: Optional[Annotated[str, builder(_codecs, "e.g. PCMU,PCMA")]] = None
 
 
+def _allowed(value: str) -> str:
+    try:
+        parse_allowed(value)
+    except ValueError as exc:
+        raise fail(str(exc), "a host name (tools.example.net), an address (10.0.0.7) or a network (10.0.0.0/24)")
+    return value
+
+
+class WebhookSettings(ConfigModel):
+    """Where workflows and webhooks may go besides public addresses and loopback (controller/address_policy.py)."""
+
+    allow: list[Annotated[str, AfterValidator(_allowed)]] = []
+
+
 class KnowledgeSource(ConfigModel):
     """A FAISS index built by `switchboard knowledge index`, searched by rag actions.
 
@@ -226,6 +241,7 @@ class Config(ConfigModel):
     default_sip_connection: Optional[str] = Field(None, validate_default=True)
     knowledge_sources: dict[Slug, KnowledgeSource] = {}
     classifications: dict[Slug, Classification] = {}
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     _path: Path = PrivateAttr(default=Path("switchboard.yaml"))
     _display: str = PrivateAttr(default="switchboard.yaml")

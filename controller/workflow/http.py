@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
+from controller.address_policy import AddressPolicy
+
 MAX_BODY = 1024 * 1024
 _CHUNK = 64 * 1024
 
@@ -47,8 +49,11 @@ def safe_url(url: str) -> str:
 
 
 def request(method: str, url: str, *, headers: Optional[Mapping[str, str]] = None, body: Optional[bytes] = None,
-            timeout_s: float, max_body: int = MAX_BODY) -> HttpResponse:
-    """Send one request and read the whole response within `timeout_s`; raises HttpError otherwise."""
+            timeout_s: float, max_body: int = MAX_BODY, policy: Optional[AddressPolicy] = None) -> HttpResponse:
+    """Send one request and read the whole response within `timeout_s`; raises HttpError otherwise.
+
+    With `policy`, the address the socket connected to must pass it before anything of the request is sent.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HttpError(f"URL {safe_url(url)!r} must be http:// or https:// with a host", permanent=True)
@@ -74,6 +79,9 @@ def request(method: str, url: str, *, headers: Optional[Mapping[str, str]] = Non
     try:
         conn.connect()
         sock = conn.sock  # kept: http.client drops conn.sock when the response says Connection: close
+        refusal = policy.refusal(parts.hostname, sock.getpeername()[0]) if policy is not None else None
+        if refusal:
+            raise HttpError(f"{method} {safe_url(url)}: not sent: {refusal}", permanent=True)
         sock.settimeout(left())
         conn.request(method, target, body=body, headers=dict(headers or {}))
         sock.settimeout(left())

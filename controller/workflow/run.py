@@ -113,7 +113,8 @@ def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Op
         timeout_s = min(timeout_s, max_s)
     try:
         method, url, headers, payload = render_request(action, variables, body)
-        response = request(method, url, headers=headers, body=payload, timeout_s=clock.scaled(timeout_s))
+        response = request(method, url, headers=headers, body=payload, timeout_s=clock.scaled(timeout_s),
+                           policy=_get(_get(action, "request"), "policy"))
     except (DeliveryError, HttpError) as exc:
         log.warning("workflow failed: %s", exc)
         return WorkflowResult(ok=False, error=str(exc), permanent=exc.permanent,
