@@ -7,7 +7,7 @@ import pytest
 
 from controller.address_policy import AddressPolicy
 from controller.workflow.http import request
-from tests.support.peers import Reply, ScriptedHttp
+from tests.support.peers import Reply
 from tests.test_config import BASE, only_problem, variant, write
 
 REFUSED = [("169.254.169.254", "link-local"), ("10.0.0.5", "private"), ("192.168.1.1", "private"),
