@@ -76,7 +76,13 @@ def read_yaml(path: Path) -> YamlDocument:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlProblem(f"is not UTF-8 text (bad byte at offset {exc.start})", "save the file as UTF-8") from None
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # its reader refuses control characters at once
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlProblem(f"contains the control character {exc.character:#06x}, which YAML does not allow",
+                          "remove it (an editor shows it with `cat -A`), or write it as \\x.. inside double quotes",
+                          line) from None
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
