@@ -42,6 +42,7 @@ def load(config_path: str | None) -> Any:
 @click.option("--log-level", default=lambda: os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"), show_default="INFO",
               help="DEBUG, INFO, WARNING or ERROR")
 @click.option("--log-json/--log-text", default=None, help="JSON log lines (default: when stderr is not a terminal)")
+@click.version_option(package_name="switchboard", message="%(prog)s %(version)s")
 def main(log_level: str, log_json: bool | None) -> None:
     """Switchboard: the on-premise action engine for AI phone agents on FreeSWITCH."""
     from controller.log import setup_logging
