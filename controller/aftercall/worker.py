@@ -39,7 +39,7 @@ from controller.aftercall.classify import applies, classify, duration_s
 from controller.clock import Clock
 from controller.delivery import DeliveryError
 from controller.log import call_logger
-from controller.state.records import PROGRESS_TTL_S
+from controller.state.retention import expire_dead_letters
 from controller.state.store import Store
 
 log = logging.getLogger("switchboard.worker")
@@ -89,6 +89,7 @@ class Worker:
         self.retry_backoff_max_s = float(store.settings.retry_backoff_max_s)
         self.requeue_dead_after_s = float(store.settings.requeue_dead_after_s)
         self.max_requeues = int(store.settings.max_requeues)
+        self.retention_days = float(store.settings.retention_days)
         self._dead_cursor = "-"  # where the next look at the dead letters starts (they are oldest first)
         self._due: dict[str, float] = {}  # entry id -> wall time of its next attempt
         self._next_reclaim = 0.0
@@ -144,6 +145,7 @@ class Worker:
         if now >= self._next_reclaim:
             self.reclaim()
             self.requeue_dead_letters()
+            expire_dead_letters(self.store, self.retention_days, now)
             self._next_reclaim = now + self.reclaim_interval_s
         due = sorted(entry_id for entry_id, at in self._due.items() if at <= now)
         for entry_id in due:
@@ -278,7 +280,7 @@ class Worker:
             return
         done = {k.decode()[5:] for k in keys if k.startswith(b"done:")}
         attempt = int(self._r.hincrby(pkey, "attempts", 1))
-        self._r.expire(pkey, PROGRESS_TTL_S)
+        self._r.expire(pkey, self.store.progress_ttl_s)
         try:
             classification = classify(record, self.classifications)
             variables = template_vars(record, classification)
@@ -331,7 +333,7 @@ class Worker:
         pipe.xack(self.store.stream_key, self.group, entry_id)
         pipe.xdel(self.store.stream_key, entry_id)
         pipe.hset(pkey, mapping={"completed_at": self.clock.now().isoformat(), "classification": classification or ""})
-        pipe.expire(pkey, PROGRESS_TTL_S)
+        pipe.expire(pkey, self.store.progress_ttl_s)
         pipe.execute()
         self._due.pop(entry_id, None)
 

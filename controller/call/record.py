@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -55,10 +56,28 @@ class ActionLog:
                    entry.get("result", ""), entry.get("detail") or {})
 
 
-class CallRecord:
-    """The state of one call, written through to the store; the call session and its conversation share it."""
+_DIGIT_RUN = re.compile(r"\d(?:[ .\-/]?\d)*")
 
-    def __init__(self, store: Store, clock: Clock, log: logging.LoggerAdapter) -> None:
+
+def redact_digit_runs(text: str, min_digits: int) -> str:
+    """Every run of at least `min_digits` digits (spaces, dots, dashes and slashes between them allowed: a card,
+    an IBAN's digits, a PIN typed on the keypad) becomes `•` per digit, its separators kept."""
+    def hide(match: re.Match[str]) -> str:
+        run = match.group()
+        return re.sub(r"\d", "•", run) if sum(c.isdigit() for c in run) >= min_digits else run
+    return _DIGIT_RUN.sub(hide, text)
+
+
+class CallRecord:
+    """The state of one call, written through to the store; the call session and its conversation share it.
+
+    With `redact_digits` (`privacy.redact_digit_runs`), the transcript is stored and recorded with long digit runs
+    hidden; the brain still gets each turn as heard.
+    """
+
+    def __init__(self, store: Store, clock: Clock, log: logging.LoggerAdapter,
+                 redact_digits: Optional[int] = None) -> None:
+        self.redact_digits = redact_digits
         self.store = store
         self.clock = clock
         self.log = log
@@ -108,6 +127,8 @@ class CallRecord:
         self.log.info("action %s (%s): %s", entry.name, entry.type, result)
 
     def add_turn(self, who: str, text: str, **extra: Any) -> dict[str, Any]:
+        if self.redact_digits:
+            text = redact_digit_runs(text, self.redact_digits)
         turn = {"who": who, "text": text, "at": iso(self.clock.wall()), **extra}
         self.transcript.append(turn)
         self.store.append_transcript(self.uuid, turn)

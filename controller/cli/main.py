@@ -1,4 +1,5 @@
-"""The `switchboard` command: serve, reload, call, worker, check, simulate, demo, jobs ..., numbers ..., knowledge ...
+"""The `switchboard` command: serve, reload, call, worker, check, simulate, demo, jobs ..., numbers ..., knowledge ...,
+calls purge.
 
 Bad input (a config that does not validate, a missing file, a bad argument) prints what is wrong and how to
 fix it, and exits 2; nothing here lets a traceback reach the operator.
@@ -7,35 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
 
 import click
 
-CONFIG_HELP = "the YAML configuration (default: $SWITCHBOARD_CONFIG)"
-
-
-def config_option(func: Any) -> Any:
-    return click.option("--config", "config_path", envvar="SWITCHBOARD_CONFIG", type=click.Path(dir_okay=False),
-                        help=CONFIG_HELP)(func)
-
-
-def fail(message: str, code: int = 2) -> None:
-    click.echo(message.rstrip("\n"), err=True)
-    sys.exit(code)
-
-
-def load(config_path: str | None) -> Any:
-    """Load and validate the configuration, or exit 2 listing every problem."""
-    from controller.config.errors import ConfigError
-    from controller.config.load import load_config
-    if not config_path:
-        fail("no configuration given: pass --config CONFIG or set SWITCHBOARD_CONFIG")
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        fail(str(exc))
+from controller.cli.common import config_option, fail, load, open_store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -230,33 +207,13 @@ def jobs() -> None:
     """The after-call queue: what waits, what failed and why; retry or drop dead letters."""
 
 
-@contextmanager
-def _queue(config_path: str | None) -> Iterator[Any]:
-    """The configured Redis (the embedded one is started if nobody runs it), or exit 2 saying why not."""
-    import redis
-
-    from controller.state.embedded_redis import EmbeddedRedisError
-    from controller.state.store import Store
-    config = load(config_path)
-    try:
-        store = Store(config.redis, config.server.state_dir).start(maintain=False)
-    except (EmbeddedRedisError, redis.RedisError, OSError, ValueError) as exc:
-        fail(f"cannot reach redis: {exc}")
-    try:
-        yield store
-    except redis.RedisError as exc:
-        fail(f"redis ({store.url or store.embedded.url}): {exc}")
-    finally:
-        store.close()
-
-
 @jobs.command("list")
 @config_option
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="dead letters shown")
 def jobs_list(config_path: str | None, limit: int) -> None:
     """Queued and pending records per worker, records still on disk, and the dead letters with their reason."""
     from controller.aftercall.queue import dead_letters, queue_state
-    with _queue(config_path) as store:
+    with open_store(config_path) as store:
         state = queue_state(store)
         letters = dead_letters(store, limit)
     held = ", ".join(f"{name} {count}" for name, count in sorted(state.pending.items())) or "none"
@@ -277,7 +234,7 @@ def jobs_show(entry_id: str, config_path: str | None) -> None:
     import json
 
     from controller.aftercall.queue import JobsError, dead_letter
-    with _queue(config_path) as store:
+    with open_store(config_path) as store:
         try:
             letter = dead_letter(store, entry_id)
         except JobsError as exc:
@@ -299,7 +256,7 @@ def jobs_retry(entry_ids: tuple[str, ...], retry_all: bool, config_path: str | N
     from controller.aftercall.queue import JobsError, dead_letters, retry
     if bool(entry_ids) == retry_all:
         fail("give the dead letters' IDs (`switchboard jobs list`), or --all")
-    with _queue(config_path) as store:
+    with open_store(config_path) as store:
         ids = [letter.id for letter in dead_letters(store, 10_000)] if retry_all else list(entry_ids)
         try:
             moved = retry(store, ids)
@@ -316,7 +273,7 @@ def jobs_retry(entry_ids: tuple[str, ...], retry_all: bool, config_path: str | N
 def jobs_drop(entry_ids: tuple[str, ...], config_path: str | None) -> None:
     """Delete dead letters for good (`show` them first: their records go with them)."""
     from controller.aftercall.queue import JobsError, drop
-    with _queue(config_path) as store:
+    with open_store(config_path) as store:
         try:
             dropped = drop(store, list(entry_ids))
         except JobsError as exc:
@@ -328,8 +285,10 @@ def _register_groups() -> None:
     """The command groups that live in their own modules."""
     from controller.cli.knowledge import knowledge
     from controller.cli.numbers import numbers
+    from controller.cli.purge import calls
     main.add_command(knowledge)
     main.add_command(numbers)
+    main.add_command(calls)
 
 
 _register_groups()

@@ -89,6 +89,8 @@ class RedisSettings(ConfigModel):
     retry_backoff_max_s: Annotated[float, Field(ge=0, le=86400)] = 300
     requeue_dead_after_s: Annotated[float, Field(ge=0, le=6 * 86400)] = 1800  # below the progress TTL (7 days)
     max_requeues: Annotated[int, Field(ge=0, le=100)] = 3
+    # Dead letters older than this are removed, and progress markers expire by then (state/retention.py).
+    retention_days: Annotated[float, Field(ge=1, le=3650)] = 30
 
 
 class FreeSwitchSettings(ConfigModel):
@@ -138,6 +140,13 @@ class WebhookSettings(ConfigModel):
     """Where workflows and webhooks may go besides public addresses and loopback (controller/address_policy.py)."""
 
     allow: list[Annotated[str, AfterValidator(_allowed)]] = []
+
+
+class PrivacySettings(ConfigModel):
+    """What call records keep: `redact_digit_runs: 6` hides every run of 6 or more digits (cards, account numbers,
+    PINs typed on the keypad) in stored transcripts, records, emails and webhooks."""
+
+    redact_digit_runs: Optional[Annotated[int, Field(ge=3, le=32)]] = None
 
 
 class KnowledgeSource(ConfigModel):
@@ -242,6 +251,7 @@ class Config(ConfigModel):
     knowledge_sources: dict[Slug, KnowledgeSource] = {}
     classifications: dict[Slug, Classification] = {}
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     _path: Path = PrivateAttr(default=Path("switchboard.yaml"))
     _display: str = PrivateAttr(default="switchboard.yaml")

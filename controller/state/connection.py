@@ -50,6 +50,7 @@ class StoreSettings:
     retry_backoff_max_s: float = 300.0
     requeue_dead_after_s: float = 1800.0
     max_requeues: int = 3
+    retention_days: float = 30.0
 
 
 def client_options(socket_timeout: float) -> dict[str, Any]:

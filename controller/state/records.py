@@ -44,6 +44,7 @@ log = logging.getLogger("switchboard.store")
 REPLAY_INTERVAL_S = 5.0
 CONFIRM_AFTER_S = 3.0  # Redis's everysec may postpone the AOF write of an acknowledged command by 2 s
 PROGRESS_TTL_S = 7 * 24 * 3600  # `<p>:after:<record_id>`: the record's marker, then the worker's progress
+# (shorter when redis.retention_days is)
 
 # A dead letter back on the stream, its failure state cleared (`done:<action>` kept); `requeues` counts the
 # worker's automatic ones. Only the process whose XDEL removed the dead letter adds it: never twice.
@@ -75,6 +76,7 @@ class RecordStream(Connection):
         self._maintainer: Optional[gevent.Greenlet] = None
         self.stream_key = self.key(settings.stream)
         self.dead_letter_key = self.key(settings.dead_letter_stream)
+        self.progress_ttl_s = int(min(PROGRESS_TTL_S, settings.retention_days * 86400))
 
     def start(self, *, maintain: bool = True) -> Self:
         """Connect (or start the embedded Redis); with `maintain`, a greenlet restarts a dead embedded Redis
@@ -157,7 +159,7 @@ class RecordStream(Connection):
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(self.stream_key, {"record": payload})
         pipe.hset(marker, "queued_at", self.clock.now().isoformat())
-        pipe.expire(marker, PROGRESS_TTL_S)
+        pipe.expire(marker, self.progress_ttl_s)
         return pipe.execute()[0].decode()
 
     def requeue_dead_letter(self, entry_id: str, raw: str | bytes, record_id: Optional[str], *,
@@ -166,7 +168,7 @@ class RecordStream(Connection):
         the new stream id, or None when the dead letter was already gone (another worker or operator moved it)."""
         progress = self.key("after", record_id or entry_id)
         new_id = self.redis.eval(_REQUEUE, 3, self.dead_letter_key, self.stream_key, progress, entry_id, raw,
-                                 "1" if record_id else "0", "1" if automatic else "0", PROGRESS_TTL_S)
+                                 "1" if record_id else "0", "1" if automatic else "0", self.progress_ttl_s)
         return new_id.decode() if new_id else None
 
     def sync_spool(self) -> int:
