@@ -109,7 +109,8 @@ class Runtime:
                                  port=config.server.port if port is None else port,
                                  max_connections=config.server.max_connections,
                                  command_timeout=config.server.command_timeout_s,
-                                 connect_timeout=config.server.connect_timeout_s)
+                                 connect_timeout=config.server.connect_timeout_s,
+                                 on_refusal=lambda what: self.store.incr(f"calls:{what}"))
         self.run_worker = config.server.run_worker if run_worker is None else run_worker
         self.version: ConfigVersion | None = None
         self.observers: list[Callable[[CallSession, dict[str, Any]], None]] = []

@@ -94,7 +94,7 @@ def test_calls_over_max_connections_are_refused_counted_and_the_others_served(tm
         long_call = gevent.spawn(call, runtime, {"agent": "support", "script": [{"silence": 20}]})
         gevent.sleep(0.3)
         refused = call(runtime, {"agent": "support", "script": [{"silence": 1}]})
-        assert runtime.listener.refused == 1
+        assert runtime.listener.refused == 1 and runtime.store.counters()["calls:refused"] == 1
         long_call.join(timeout=10)
     assert sent(refused)[-1] == "exit"
     assert "answer" not in sent(refused, "answer")

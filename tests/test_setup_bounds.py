@@ -39,6 +39,7 @@ def test_idle_connections_hold_no_call_slot_and_a_real_call_is_served(tmp_path, 
         assert "Bonjour, que puis-je faire pour vous ?" in rec.spoken  # served while 3 idle set-ups still wait
         closed = [_closed_by_controller(peer) for peer in idle[:7]]  # the oldest gave way to newer connections
         assert all(closed) and runtime.listener.setup_failures >= 7
+        assert runtime.store.counters()["calls:setup_failed"] >= 7  # where metrics and operators read counters
         for peer in idle:
             peer.close()
 

@@ -40,12 +40,13 @@ class Listener(gs.OutboundESLServer):
 
     def __init__(self, handler: Callable[[EslSession], None], host: str = "127.0.0.1", port: int = 8084,
                  max_connections: int = 200, command_timeout: float = 10.0,
-                 connect_timeout: float | None = None) -> None:
+                 connect_timeout: float | None = None, on_refusal: Callable[[str], None] | None = None) -> None:
         super().__init__(bind_address=host, bind_port=[port], application=handler,
                          max_connections=max_connections)
         self.handler = handler
         self.command_timeout = command_timeout
         self.connect_timeout = connect_timeout
+        self.on_refusal = on_refusal  # told "refused" (over max_connections) or "setup_failed" (no connect reply)
         self._setting_up: dict[EslSession, None] = {}  # connections awaiting their connect reply, oldest first
         self.setup_failures = 0
         self._setup_log = Throttle()
@@ -152,6 +153,7 @@ class Listener(gs.OutboundESLServer):
             return True
         except EslError as exc:
             self.setup_failures += 1
+            self._count("setup_failed")
             if isinstance(exc, EslTimeout):
                 session.connected = False  # no `exit` to a peer that did not answer `connect`
             if count := self._setup_log.hit():
@@ -166,6 +168,7 @@ class Listener(gs.OutboundESLServer):
     def _refuse(self, session: EslSession) -> None:
         """Over `max_connections`: read the uuid for the log, then hand the call back to the dialplan."""
         self.refused += 1
+        self._count("refused")
         try:
             session.connect(timeout=2.0 if self.connect_timeout is None else self.connect_timeout)
         except EslError:
@@ -174,6 +177,13 @@ class Listener(gs.OutboundESLServer):
                     "next action takes it", self.connection_count, self.max_connections,
                     extra={"uuid": session.uuid or "-"})
         session.close()
+
+    def _count(self, what: str) -> None:
+        if self.on_refusal is not None:
+            try:
+                self.on_refusal(what)
+            except Exception:  # counting must never cost a call
+                log.exception("counting a %s connection failed", what)
 
     def stop(self) -> None:
         """Stop accepting new calls; live calls go on."""

@@ -5,7 +5,8 @@ Keys (`<p>` is `redis.key_prefix`; the stream's keys are in records.py):
                                 variables, `count:<name>` per-call counters; TTL `call_ttl_s`, refreshed on write
   `<p>:call:<uuid>:transcript`  list of JSON entries, same TTL
   `<p>:call:<uuid>:actions`     list of JSON entries, same TTL
-  `<p>:counters`                hash of global counters (`calls:refused`, `action:<agent>.<action>:<result>`)
+  `<p>:counters`                hash of global counters (`calls:refused` over max_connections, `calls:setup_failed`
+                                no `connect` reply in time, `action:<agent>.<action>:<result>`)
   `<p>:live`                    set of the uuids of calls in progress (added at call_started, removed once the
                                 call's record is written)
   `<p>:owner:<instance>`        the heartbeat of one `serve` start: JSON pid, host, state_dir; TTL `owner_ttl_s`
