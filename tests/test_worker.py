@@ -349,3 +349,20 @@ def test_the_jobs_command_lists_shows_and_retries_dead_letters(
     state = jobs.queue_state(store)
     assert state.queued == 1 and state.dead == 0 and 0 <= state.oldest_s < 60
     assert "queued: 1, the oldest 0.0 min old" in run("list").stdout
+
+
+def test_a_resent_email_and_webhook_carry_the_same_ids_so_the_receiver_knows_the_repeat(
+        store: Store, smtp_server: SmtpPeer, http_server: ScriptedHttp) -> None:
+    """The first attempts were delivered but their replies lost (451 after the message was kept, 500 after the
+    webhook was taken): the retries are real repeats, and each carries the first attempt's id."""
+    smtp_server.mailbox.fail_next, smtp_server.mailbox.keep_failed = 1, True
+    http_server.then(Reply(status=500), Reply(status=200))
+    worker = _worker(store, smtp_server, [_email(), _webhook(http_server.url)])
+    store.append_record(_record(uuid="7c1e2f0a-1111-4222-8333-944445555666"))
+
+    _drain(worker)
+
+    ids = [m.message["Message-ID"] for m in smtp_server.mailbox.messages]
+    assert ids == ["<7c1e2f0a-1111-4222-8333-944445555666.summary@example.test>"] * 2
+    keys = [r.headers["Idempotency-Key"] for r in http_server.requests]
+    assert keys == ["7c1e2f0a-1111-4222-8333-944445555666.crm"] * 2

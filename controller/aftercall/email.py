@@ -13,6 +13,7 @@ templating.LIMITS; a part that fails or goes over a limit fails the email for go
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -93,8 +94,12 @@ def _body(name: str, kind: str, template: Any, variables: dict[str, Any], base_d
 
 
 def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: Optional[Clock] = None,
-                  base_dir: Optional[Path] = None) -> tuple[EmailMessage, list[str]]:
-    """The message (multipart/alternative when both bodies exist) and its envelope recipients (To+Cc+Bcc)."""
+                  base_dir: Optional[Path] = None, uuid: Optional[str] = None) -> tuple[EmailMessage, list[str]]:
+    """The message (multipart/alternative when both bodies exist) and its envelope recipients (To+Cc+Bcc).
+
+    With the call's `uuid`, the Message-ID is `<uuid>.<action name>@<sender's domain>`: the same on every retry,
+    requeue and worker restart, so a mail system (or a person) sees a resend as the same message.
+    """
     clock = clock or Clock()
     name = _get(action, "name", "?")
     template = _get(action, "template")
@@ -120,7 +125,9 @@ def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: O
     if cc:
         msg["Cc"] = ", ".join(formataddr(pair) for pair in cc)
     msg["Date"] = format_datetime(clock.now())
-    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">"))
+    domain = sender.rpartition("@")[2].strip(">")
+    stable = uuid and re.fullmatch(r"[A-Za-z0-9-]{1,64}", uuid) and re.fullmatch(r"[a-z0-9_]{1,48}", name)
+    msg["Message-ID"] = f"<{uuid}.{name}@{domain}>" if stable else make_msgid(domain=domain)
     msg.set_content(text if text is not None else "This message has an HTML version only.\n")
     if html is not None:
         msg.add_alternative(html, subtype="html")
@@ -131,7 +138,7 @@ def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, 
                base_dir: Optional[Path] = None) -> str:
     """Build and send; returns the Message-ID. Raises DeliveryError (permanent or not) when nothing was sent."""
     log = call_logger(uuid, "switchboard.email", action=_get(action, "name"))
-    msg, recipients = build_message(action, variables, smtp, clock=clock, base_dir=base_dir)
+    msg, recipients = build_message(action, variables, smtp, clock=clock, base_dir=base_dir, uuid=uuid)
     username, password = _get(smtp, "username"), None
     if username:
         env = _get(smtp, "password_env") or "SMTP_PASSWORD"

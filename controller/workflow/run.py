@@ -102,9 +102,10 @@ def extract(data: Any, path: str) -> tuple[bool, Any]:
 
 
 def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Optional[Clock] = None,
-                 body: Any = _UNSET, max_s: Optional[float] = None) -> WorkflowResult:
+                 body: Any = _UNSET, max_s: Optional[float] = None,
+                 headers: Optional[Mapping[str, str]] = None) -> WorkflowResult:
     """Render, send within `timeout_s` (or `max_s` if shorter; call seconds, scaled by the clock), parse, keep;
-    never raises."""
+    never raises. `headers` are sent as given, over the action's own of the same name."""
     clock = clock or Clock()
     log = call_logger(uuid, "switchboard.workflow", action=_get(action, "name"))
     name = _get(action, "name", "?")
@@ -112,8 +113,9 @@ def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Op
     if max_s is not None:
         timeout_s = min(timeout_s, max_s)
     try:
-        method, url, headers, payload = render_request(action, variables, body)
-        response = request(method, url, headers=headers, body=payload, timeout_s=clock.scaled(timeout_s),
+        method, url, rendered, payload = render_request(action, variables, body)
+        sent = {k: v for k, v in rendered.items() if k.lower() not in {h.lower() for h in headers or {}}}
+        response = request(method, url, headers={**sent, **(headers or {})}, body=payload, timeout_s=clock.scaled(timeout_s),
                            policy=_get(_get(action, "request"), "policy"))
     except (DeliveryError, HttpError) as exc:
         log.warning("workflow failed: %s", exc)
@@ -144,10 +146,15 @@ def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Op
 
 def run_after_call(action: Any, record: dict[str, Any], variables: dict[str, Any], *, uuid: str,
                    clock: Optional[Clock] = None) -> WorkflowResult:
-    """The webhook after the call: the record as JSON unless the action sets its own body; raises on failure."""
+    """The webhook after the call: the record as JSON unless the action sets its own body; raises on failure.
+
+    Every attempt carries `Idempotency-Key: <call uuid>.<action name>`, the same across retries, requeues and
+    worker restarts: a receiver that saw the key already knows the delivery is a repeat.
+    """
     spec = _get(action, "request")
     body = _UNSET if _get(spec, "body") is not None else json.dumps(record, ensure_ascii=False, default=str)
-    result = run_workflow(action, variables, uuid=uuid, clock=clock, body=body)
+    result = run_workflow(action, variables, uuid=uuid, clock=clock, body=body,
+                          headers={"Idempotency-Key": f"{uuid}.{_get(action, 'name', 'webhook')}"})
     if not result.ok:
         raise DeliveryError(result.error or "workflow failed", permanent=result.permanent)
     return result
