@@ -416,3 +416,19 @@ def test_an_email_template_swapped_for_a_symlink_after_load_is_not_read(tmp_path
     with pytest.raises(DeliveryError, match="leads out of the configuration directory") as refused:
         template_source("templates/body.txt", config_dir)
     assert refused.value.permanent
+
+
+def test_check_warns_on_workflows_that_leave_the_host_unsigned_or_lack_their_secret(tmp_path, monkeypatch):
+    monkeypatch.delenv("SB_TEST_MISSING_SECRET", raising=False)
+    text = variant("    context: default\n", """    context: default
+    actions:
+      after_call:
+        - {type: workflow, name: crm, description: d, request: {url: "https://crm.example.com/calls"}}
+        - {type: workflow, name: local, description: d, request: {url: "http://127.0.0.1:8099/c"}}
+        - {type: workflow, name: signed, description: d, request: {url: "https://crm.example.com/c"},
+           secret_env: SB_TEST_MISSING_SECRET}
+""")
+    warnings = [w for w in config_warnings(load_config(write(tmp_path, text))) if "secret_env" in w]
+    assert len(warnings) == 2
+    assert 'after_call[0] (workflow "crm").secret_env: requests to crm.example.com are not signed' in warnings[0]
+    assert "SB_TEST_MISSING_SECRET is not set: the requests will not be sent (never unsigned)" in warnings[1]

@@ -121,3 +121,28 @@ def test_keep_paths_follow_dict_keys_and_list_indexes() -> None:
     assert extract(data, "a.b.2.c") == (False, None)
     assert extract(data, "a.x") == (False, None)
     assert extract([10, 20], "1") == (True, 20)
+
+
+def test_a_signed_workflow_carries_a_timestamp_and_an_hmac_the_receiver_can_check(http_server, monkeypatch):
+    import hashlib
+    import hmac
+    import time
+    monkeypatch.setenv("SB_TEST_HOOK_SECRET", "whsec-42")
+    http_server.then(Reply(body={"data": {}}))
+    action = _action(http_server.url)
+    action.secret_env = "SB_TEST_HOOK_SECRET"
+    assert run_workflow(action, VARS, uuid="u-1").ok
+    (sent,) = http_server.requests
+    timestamp, signature = sent.headers["X-Switchboard-Timestamp"], sent.headers["X-Switchboard-Signature"]
+    # the receiver's check, as the README shows it
+    expected = hmac.new(b"whsec-42", timestamp.encode() + b"." + sent.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(signature, "sha256=" + expected) and abs(time.time() - int(timestamp)) < 300
+
+
+def test_a_signed_workflow_whose_secret_is_missing_is_not_sent_at_all(http_server, monkeypatch):
+    monkeypatch.delenv("SB_TEST_HOOK_SECRET", raising=False)
+    action = _action(http_server.url)
+    action.secret_env = "SB_TEST_HOOK_SECRET"
+    result = run_workflow(action, VARS, uuid="u-1")
+    assert not result.ok and result.permanent and "SB_TEST_HOOK_SECRET (secret_env) is not set" in result.error
+    assert http_server.requests == []

@@ -16,9 +16,9 @@ from pydantic import (AfterValidator, BeforeValidator, Field, PrivateAttr, Valid
 
 from controller.address_policy import AddressPolicy
 from controller.config.transfer import TransferActionConfig
-from controller.config.base import (ActionBase, ConfigModel, EmailList, LineTemplate, SpokenText, UrlTemplate,
-                                     VarName, check_jinja, check_ref, check_template_text, fail, no_yaml_number,
-                                     pattern, refs)
+from controller.config.base import (ActionBase, ConfigModel, EmailList, EnvVarName, LineTemplate, SpokenText,
+                                     UrlTemplate, VarName, check_jinja, check_ref, check_template_text, fail,
+                                     no_yaml_number, pattern, refs)
 from controller.esl.values import DialStringError, validate_dtmf
 
 HttpHeaderName = Annotated[str, pattern(r"[A-Za-z0-9-]{1,64}", "an HTTP header name like Authorization", "header")]
@@ -108,12 +108,14 @@ ClassificationRefs = Annotated[list[str], AfterValidator(_classifications)]
 
 class BeforeWorkflowActionConfig(ActionBase):
     """HTTP request while the phone rings, within the agent's ring budget; `keep` turns response
-    fields into call variables (`customer_name: customer.name`)."""
+    fields into call variables (`customer_name: customer.name`). With `secret_env`, every request is signed
+    (workflow/signature.py)."""
 
     type: Literal["workflow"]
     request: HttpRequest
     timeout_s: Annotated[float, Field(ge=0.5, le=30)] = 5
     keep: dict[VarName, DottedPath] = {}
+    secret_env: Optional[EnvVarName] = None
 
 
 class DuringWorkflowActionConfig(BeforeWorkflowActionConfig):
@@ -158,6 +160,7 @@ class AfterWorkflowActionConfig(ActionBase):
     request: WebhookRequest
     timeout_s: Annotated[float, Field(ge=0.5, le=30)] = 5
     when_classified: ClassificationRefs = []
+    secret_env: Optional[EnvVarName] = None
 
 
 class HangupActionConfig(ActionBase):

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 
 from controller.clock import Clock
 from controller.delivery import DeliveryError
+from controller.workflow.signature import SigningError, signed_headers
 from controller.workflow.http import HttpError, request, safe_url
 from controller.log import call_logger
 from controller.templating import TemplateError, render
@@ -105,7 +106,8 @@ def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Op
                  body: Any = _UNSET, max_s: Optional[float] = None,
                  headers: Optional[Mapping[str, str]] = None) -> WorkflowResult:
     """Render, send within `timeout_s` (or `max_s` if shorter; call seconds, scaled by the clock), parse, keep;
-    never raises. `headers` are sent as given, over the action's own of the same name."""
+    never raises. `headers` (and the signature headers of an action with `secret_env`) are sent as given, over
+    the action's own of the same name."""
     clock = clock or Clock()
     log = call_logger(uuid, "switchboard.workflow", action=_get(action, "name"))
     name = _get(action, "name", "?")
@@ -114,9 +116,13 @@ def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Op
         timeout_s = min(timeout_s, max_s)
     try:
         method, url, rendered, payload = render_request(action, variables, body)
-        sent = {k: v for k, v in rendered.items() if k.lower() not in {h.lower() for h in headers or {}}}
-        response = request(method, url, headers={**sent, **(headers or {})}, body=payload, timeout_s=clock.scaled(timeout_s),
+        ours = {**(headers or {}), **signed_headers(_get(action, "secret_env"), payload, clock.wall())}
+        sent = {k: v for k, v in rendered.items() if k.lower() not in {h.lower() for h in ours}}
+        response = request(method, url, headers={**sent, **ours}, body=payload, timeout_s=clock.scaled(timeout_s),
                            policy=_get(_get(action, "request"), "policy"))
+    except SigningError as exc:
+        log.error("workflow not sent: %s", exc)
+        return WorkflowResult(ok=False, error=str(exc), permanent=True)
     except (DeliveryError, HttpError) as exc:
         log.warning("workflow failed: %s", exc)
         return WorkflowResult(ok=False, error=str(exc), permanent=exc.permanent,
