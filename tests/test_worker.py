@@ -366,3 +366,35 @@ def test_a_resent_email_and_webhook_carry_the_same_ids_so_the_receiver_knows_the
     assert ids == ["<7c1e2f0a-1111-4222-8333-944445555666.summary@example.test>"] * 2
     keys = [r.headers["Idempotency-Key"] for r in http_server.requests]
     assert keys == ["7c1e2f0a-1111-4222-8333-944445555666.crm"] * 2
+
+
+def test_worker_drain_processes_the_queue_then_exits_saying_what_is_left(store: Store, smtp_server: SmtpPeer,
+                                                                         tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+    config = tmp_path / "sb.yaml"
+    config.write_text(f"server: {{state_dir: {store.state_dir}, time_scale: 0.01}}\n"
+                      f"redis: {{url: '{store.embedded.url}', key_prefix: {store.settings.key_prefix}}}\n"
+                      f"smtp: {{host: 127.0.0.1, port: {smtp_server.port}, from: bot@example.test}}\n"
+                      "agents:\n  sales:\n    language: en\n    actions:\n      after_call:\n"
+                      "        - {type: email, name: summary, description: d, subject: 'Call {{ caller }}',\n"
+                      "           to: [sales@example.test], template: {text: 'Bonjour'}}\n", encoding="utf-8")
+    switchboard = str(Path(sys.executable).with_name("switchboard"))
+
+    def drain() -> subprocess.CompletedProcess:
+        return subprocess.run([switchboard, "--log-text", "worker", "--drain", "--config", str(config)],
+                              capture_output=True, text=True, timeout=60)
+
+    for uuid in ("u-1", "u-2", "u-3"):
+        store.append_record(_record(uuid=uuid))
+    clean = drain()
+    assert clean.returncode == 0, clean.stderr
+    assert "drained: 3 delivered, 0 to the dead letters" in clean.stdout and len(smtp_server.mailbox.messages) == 3
+
+    smtp_server.mailbox.fail_next, smtp_server.mailbox.fail_code = 1, "550 5.1.1 no such mailbox"
+    store.append_record(_record(uuid="u-4"))
+    store.append_record(_record(uuid="u-5"))
+    dirty = drain()
+    assert dirty.returncode == 1 and "drained: 1 delivered, 1 to the dead letters" in dirty.stdout
+    assert len(_dead(store)) == 1 and store.redis.xlen(store.stream_key) == 0

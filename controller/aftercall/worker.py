@@ -94,6 +94,7 @@ class Worker:
         self._due: dict[str, float] = {}  # entry id -> wall time of its next attempt
         self._next_reclaim = 0.0
         self._group_ready = False
+        self.finished = self.dead_lettered = 0  # records this worker completed, and sent to the dead letters
 
     def configure(self, actions_for_agent: Callable[[Optional[str]], Iterable[Any]],
                   classifications: Mapping[str, Any], smtp: Any, base_dir: Optional[Path]) -> None:
@@ -336,6 +337,7 @@ class Worker:
         pipe.expire(pkey, self.store.progress_ttl_s)
         pipe.execute()
         self._due.pop(entry_id, None)
+        self.finished += 1
 
     def _drop(self, entry_id: str) -> None:
         pipe = self._r.pipeline(transaction=True)
@@ -360,6 +362,11 @@ class Worker:
         pipe.xdel(self.store.stream_key, entry_id)
         pipe.execute()
         self._due.pop(entry_id, None)
+        self.dead_lettered += 1
+
+    def waiting(self) -> dict[str, float]:
+        """Entries of this worker awaiting a retry: entry id -> wall time it is due."""
+        return dict(self._due)
 
 
 def after_call_settings(config: Any) -> tuple[Callable[[Optional[str]], list[Any]], Mapping[str, Any], Any,

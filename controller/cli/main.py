@@ -147,7 +147,9 @@ def call(number: str, agent_id: str, country: str | None, connection: str | None
 
 @main.command()
 @config_option
-def worker(config_path: str | None) -> None:
+@click.option("--drain", "drain_only", is_flag=True, help="process what the queue holds now (due retries included), "
+              "then exit: 0 all delivered, 1 something went to the dead letters or waits for a later retry")
+def worker(config_path: str | None, drain_only: bool) -> None:
     """Run the after-call worker alone: classify, email, webhooks, with retries and a dead-letter stream."""
     config = load(config_path)
     from controller.process import cooperative
@@ -166,6 +168,13 @@ def worker(config_path: str | None) -> None:
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
     try:
+        if drain_only:
+            from controller.aftercall.drain import drain
+            report = drain(build_worker(config, store, clock))
+            later = f", the next retry in {report.next_retry_s:.0f} s" if report.next_retry_s is not None else ""
+            click.echo(f"drained: {report.finished} delivered, {report.dead} to the dead letters (switchboard jobs "
+                       f"list), {report.waiting} waiting for a retry{later}, {report.elsewhere} held by other workers")
+            sys.exit(0 if report.clean else 1)
         build_worker(config, store, clock).run(stop)
     finally:
         store.close()
