@@ -432,3 +432,17 @@ def test_check_warns_on_workflows_that_leave_the_host_unsigned_or_lack_their_sec
     assert len(warnings) == 2
     assert 'after_call[0] (workflow "crm").secret_env: requests to crm.example.com are not signed' in warnings[0]
     assert "SB_TEST_MISSING_SECRET is not set: the requests will not be sent (never unsigned)" in warnings[1]
+
+
+def test_smtp_security_replaces_the_starttls_flag_and_ca_file_must_exist(tmp_path):
+    smtp = "smtp: {host: 127.0.0.1, port: 8025, from: bot@example.com}"
+    assert "smtp.starttls: starttls is replaced by security; allowed: security: starttls" in only_problem(
+        write(tmp_path, variant(smtp, "smtp: {host: 127.0.0.1, port: 8025, from: bot@example.com, starttls: true}")))
+    problem = only_problem(write(tmp_path, variant(smtp, "smtp: {host: 127.0.0.1, from: b@example.com, "
+                                                         "security: tls, ca_file: certs/ca.pem}")))
+    assert f"smtp.ca_file: {tmp_path}/certs/ca.pem is not a file" in problem
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    cfg = load_config(write(tmp_path, variant(smtp, "smtp: {host: 127.0.0.1, from: b@example.com, security: tls, "
+                                                    "ca_file: certs/ca.pem}")))
+    assert cfg.smtp.security == "tls" and cfg.smtp.ca_file == tmp_path / "certs" / "ca.pem"

@@ -147,11 +147,16 @@ def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, 
             raise DeliveryError(f"smtp.username is set but environment variable {env} (smtp.password_env) is not",
                                 permanent=True)
     host, port = _get(smtp, "host"), int(_get(smtp, "port") or 25)
+    security, ca_file = _get(smtp, "security") or "none", _get(smtp, "ca_file")
+    timeout = float(_get(smtp, "timeout_s") or 30)
     try:
-        with smtplib.SMTP(host, port, timeout=float(_get(smtp, "timeout_s") or 30)) as server:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        connection = (smtplib.SMTP_SSL(host, port, timeout=timeout, context=context) if security == "tls"
+                      else smtplib.SMTP(host, port, timeout=timeout))
+        with connection as server:
             server.ehlo()
-            if _get(smtp, "starttls"):
-                server.starttls(context=ssl.create_default_context())
+            if security == "starttls":
+                server.starttls(context=context)
                 server.ehlo()
             if username:
                 server.login(username, password)
@@ -164,7 +169,7 @@ def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, 
         raise DeliveryError(f"SMTP {host}:{port} answered {exc.smtp_code}: {exc.smtp_error!r}",
                             permanent=exc.smtp_code >= 500) from None
     except smtplib.SMTPNotSupportedError as exc:
-        raise DeliveryError(f"SMTP {host}:{port}: {exc} (check smtp.starttls / smtp.username)",
+        raise DeliveryError(f"SMTP {host}:{port}: {exc} (check smtp.security / smtp.username)",
                             permanent=True) from None
     except ssl.SSLCertVerificationError as exc:
         raise DeliveryError(f"SMTP {host}:{port}: certificate rejected: {exc.verify_message}", permanent=True) from None

@@ -96,7 +96,7 @@ class SmtpPeer:
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "username": None, "password_env": "SMTP_PASSWORD",
-                "starttls": False, "from_address": "switchboard@example.test", "timeout_s": 5, **overrides}
+                "security": "none", "from_address": "switchboard@example.test", "timeout_s": 5, **overrides}
 
 
 def start_smtp(peer: SmtpPeer) -> Controller:
