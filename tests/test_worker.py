@@ -398,3 +398,17 @@ def test_worker_drain_processes_the_queue_then_exits_saying_what_is_left(store: 
     dirty = drain()
     assert dirty.returncode == 1 and "drained: 1 delivered, 1 to the dead letters" in dirty.stdout
     assert len(_dead(store)) == 1 and store.redis.xlen(store.stream_key) == 0
+
+
+def test_a_call_matching_several_classifications_gets_the_actions_of_each(store: Store, smtp_server: SmtpPeer) -> None:
+    """Transferred and a lead at once: the email for leads goes too, and templates see both names."""
+    for_leads = _email(name="to_sales", subject="{{ classifications | join('+') }}", when_classified=["lead"])
+    for_transfers = _email(name="to_ops", subject="ops {{ classification }}", when_classified=["transferred"])
+    for_others = _email(name="to_archive", subject="other", when_classified=["other"])
+    worker = _worker(store, smtp_server, [for_leads, for_transfers, for_others])
+    store.append_record(_record(transferred=True))
+
+    _drain(worker)
+
+    subjects = sorted(m.message["Subject"] for m in smtp_server.mailbox.messages)
+    assert subjects == ["ops transferred", "transferred+lead"]  # the fallback is not one of them

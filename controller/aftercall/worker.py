@@ -35,7 +35,7 @@ import redis
 
 from controller.aftercall.email import send_email
 from controller.workflow.run import run_after_call
-from controller.aftercall.classify import applies, classify, duration_s
+from controller.aftercall.classify import applies, classify_all, duration_s
 from controller.clock import Clock
 from controller.delivery import DeliveryError
 from controller.log import call_logger
@@ -62,9 +62,11 @@ def action_kind(action: Any) -> str:
     return "workflow" if _field(action, "request") is not None else "email" if _field(action, "to") else "unknown"
 
 
-def template_vars(record: Mapping[str, Any], classification: Optional[str]) -> dict[str, Any]:
-    """What after-call templates see: every record field at top level, plus `record` and `classification`."""
-    return {**record, "duration_s": duration_s(record), "record": dict(record), "classification": classification}
+def template_vars(record: Mapping[str, Any], classifications: list[str]) -> dict[str, Any]:
+    """What after-call templates see: every record field at top level, plus `record`, the main `classification`
+    and all of its `classifications`."""
+    return {**record, "duration_s": duration_s(record), "record": dict(record),
+            "classification": classifications[0] if classifications else None, "classifications": classifications}
 
 
 class Worker:
@@ -283,8 +285,9 @@ class Worker:
         attempt = int(self._r.hincrby(pkey, "attempts", 1))
         self._r.expire(pkey, self.store.progress_ttl_s)
         try:
-            classification = classify(record, self.classifications)
-            variables = template_vars(record, classification)
+            names = classify_all(record, self.classifications)
+            classification = names[0] if names else None
+            variables = template_vars(record, names)
         except (TypeError, ValueError) as exc:  # a field of the wrong type (duration_s: "abc"): no retry can help
             self._dead_letter(entry_id, raw, record, [("classify", f"record cannot be classified: {exc}", True)],
                               attempt, None, pkey)
@@ -298,7 +301,7 @@ class Worker:
                                       False)]
         for action in actions:
             name = _field(action, "name")
-            if name in done or not applies(action, classification):
+            if name in done or not applies(action, names):
                 continue
             try:
                 self._run(action, record, variables, uuid)

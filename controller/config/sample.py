@@ -42,4 +42,5 @@ SAMPLE_RECORD: dict[str, Any] = {
     "metrics": {"turn_latency_ms": [412.0, 388.5]}, "missing_modules": [],
 }
 SAMPLE_VARIABLES: dict[str, Any] = {**_VARIABLES, "arguments": {}, **SAMPLE_RECORD, "record": SAMPLE_RECORD,
-                                    "classification": "transferred"}
+                                    "classification": "transferred",
+                                    "classifications": ["transferred"]}
