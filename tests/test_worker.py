@@ -412,3 +412,20 @@ def test_a_call_matching_several_classifications_gets_the_actions_of_each(store:
 
     subjects = sorted(m.message["Subject"] for m in smtp_server.mailbox.messages)
     assert subjects == ["ops transferred", "transferred+lead"]  # the fallback is not one of them
+
+
+def test_an_email_without_a_template_sends_the_built_in_call_summary(store: Store, smtp_server: SmtpPeer) -> None:
+    worker = _worker(store, smtp_server, [_email(template=None)])
+    store.append_record(_record(transcript=[{"who": "caller", "text": "<script>alert(1)</script> a quote"}],
+                                actions=[{"name": "to_sales", "type": "transfer", "result": "bridged"}],
+                                hangup_cause="NORMAL_CLEARING", started_at="2026-12-03T09:00:00+00:00"))
+
+    _drain(worker)
+
+    [sent] = smtp_server.mailbox.messages
+    text = sent.message.get_body(("plain",)).get_content()
+    html = sent.message.get_body(("html",)).get_content()
+    assert "Call u-1: transferred, lead" in text and "Caller: +33612345678 for agent sales" in text
+    assert "Duration: 42 s" in text and "caller: <script>alert(1)</script> a quote" in text
+    assert "to_sales (transfer): bridged" in text and "Ended by: caller (NORMAL_CLEARING)" in text
+    assert "&lt;script&gt;" in html and "<script>" not in html

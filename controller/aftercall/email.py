@@ -7,7 +7,8 @@ HTML bodies are rendered with autoescaping. Bcc recipients get the message throu
 
 Bodies come from `template.html` / `template.text`: template source, or a single-line path (relative to
 the config's base dir) to a `.html`, `.htm`, `.txt`, `.j2` or `.jinja` file, read at send time so an edited
-template applies to the next email. Either may be absent, not both. Every part renders off the hub within
+template applies to the next email. Either may be absent, not both; an action with no template at all sends
+the built-in call summary (summary_email.py). Every part renders off the hub within
 templating.LIMITS; a part that fails or goes over a limit fails the email for good, and the reason names it.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from controller.clock import Clock
+from controller.aftercall.summary_email import SUMMARY
 from controller.config.base import inside, looks_like_path
 from controller.delivery import DeliveryError
 from controller.log import call_logger
@@ -102,7 +104,7 @@ def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: O
     """
     clock = clock or Clock()
     name = _get(action, "name", "?")
-    template = _get(action, "template")
+    template = _get(action, "template") or SUMMARY  # no template: the built-in call summary
     if smtp is None:
         raise DeliveryError(f"email {name}: the configuration has no smtp section", permanent=True)
     subject = _header(name, "subject", _get(action, "subject") or "", variables)

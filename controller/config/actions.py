@@ -247,7 +247,7 @@ class EmailActionConfig(ActionBase):
     to: Annotated[EmailList, Field(min_length=1)]
     cc: EmailList = []
     bcc: EmailList = []
-    template: EmailTemplates
+    template: Optional[EmailTemplates] = None  # None: the built-in call summary (aftercall/summary_email.py)
     when_classified: ClassificationRefs = []
 
 
