@@ -146,3 +146,19 @@ def test_a_signed_workflow_whose_secret_is_missing_is_not_sent_at_all(http_serve
     result = run_workflow(action, VARS, uuid="u-1")
     assert not result.ok and result.permanent and "SB_TEST_HOOK_SECRET (secret_env) is not set" in result.error
     assert http_server.requests == []
+
+
+def test_call_data_in_the_path_and_query_is_encoded_so_it_cannot_add_segments_or_parameters(
+        http_server: ScriptedHttp) -> None:
+    http_server.then(Reply(body={}), Reply(body={}))
+    action = _action(http_server.url, method="GET", body=None,
+                     url=http_server.url + "/orders/{{ order }}?q={{ words }}&tag={{ tag | urlencode }}")
+    hostile = {**VARS, "order": "../admin/x?role=root#", "words": "où est ma commande & co", "tag": "a b"}
+
+    assert run_workflow(action, hostile, uuid="u-1").ok
+    assert run_workflow(action, {**VARS, "order": "A-42", "words": None, "tag": "x"}, uuid="u-1").ok
+
+    first, second = (r.path for r in http_server.requests)
+    assert first == ("/orders/..%2Fadmin%2Fx%3Frole%3Droot%23?q=o%C3%B9%20est%20ma%20commande%20%26%20co"
+                     "&tag=a%20b")  # `| urlencode` still works: an encoded value is not encoded twice
+    assert second == "/orders/A-42?q=&tag=x"

@@ -71,7 +71,7 @@ def render_request(action: Any, variables: dict[str, Any],
         else:
             payload = None
         method = render(_get(spec, "method") or ("POST" if payload is not None else "GET"), variables).strip().upper()
-        url = render(_get(spec, "url"), variables).strip()
+        url = render(_get(spec, "url"), variables, url=True).strip()
         headers = {str(k): render(str(v), variables) for k, v in (_get(spec, "headers") or {}).items()}
     except TemplateError as exc:
         raise DeliveryError(f"workflow {name}: {exc}", permanent=True) from None
