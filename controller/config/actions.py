@@ -123,6 +123,7 @@ class DuringWorkflowActionConfig(BeforeWorkflowActionConfig):
 
     arguments: Optional[dict[str, Any]] = None
     say_result: Optional[SpokenText] = None
+    say_while_running: Optional[SpokenText] = None  # said as the request starts ("Je regarde votre dossier.")
 
     @field_validator("arguments")
     @classmethod
