@@ -74,6 +74,14 @@ class CallRecord:
         self.hangup_by: Optional[str] = None
         self.hangup_cause: Optional[str] = None
         self.missing_modules: list[str] = []
+        self.answered_by: Optional[str] = None  # machine detection's verdict (call/detection.py); None: not run
+        self.answered_detail: dict[str, Any] = {}
+
+    def answered(self, who: str, **detail: Any) -> None:
+        """Machine detection's verdict: human, machine, ivr or unknown, with how it was decided."""
+        self.answered_by, self.answered_detail = who, dict(detail)
+        self.store.update_call(self.uuid, answered_by=who, answered_detail=self.answered_detail)
+        self.log.info("answered by: %s (%s)", who, ", ".join(f"{k}={v}" for k, v in detail.items()))
 
     def enter(self, moment: Moment) -> None:
         self.moments.setdefault(moment.value, self.clock.wall())  # a hand-off's second session keeps the first
@@ -144,6 +152,8 @@ class CallRecord:
             "transferred": any(a.type == "transfer" and a.result in ("answered", "handed_off", "transferred")
                                for a in self.actions),
             "hangup_cause": self.hangup_cause,
+            "answered_by": self.answered_by,
+            "answered_detail": self.answered_detail,
             "variables": self.variables,
             "sip_headers": self.sip_headers,
             "transcript": self.transcript,
