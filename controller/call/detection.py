@@ -39,6 +39,7 @@ class Detection:
         self.speaking = False
         self.quiet_since = 0.0
         self.sequences: set[str] = set()
+        self.avmd_events: list[str] = []  # distinct avmd:: events, in order: avmd::start says avmd really runs
 
     def wanted(self) -> bool:
         direction, enabled = self.conv.variables.get("direction", "inbound"), self.settings.enabled
@@ -85,6 +86,7 @@ class Detection:
             if sequence in self.sequences:
                 return None  # the copy with channel data of avmd::start/stop (capture 14)
             self.sequences.add(sequence)
+            self.avmd_events.append(frame.get("Event-Subclass") or "")
             if frame.get("Event-Subclass") == "avmd::beep":
                 self.beeped = True
                 conv.add_turn("system", "beep")
@@ -137,8 +139,10 @@ class Detection:
     def on_machine(self, action: Optional[Action], answered_by: str = "machine") -> None:
         """The answerer's hang-up action (the message after the beep first), or the brain's turn."""
         conv = self.conv
-        if action is None:
+        if action is None:  # the brain's turn once the greeting is over: its words are not a caller's turn
+            self.wait_for_beep()
             self.stop_avmd()
+            conv.restart_silence()
             conv.handle(Turn("event", "machine"))
             return
         config = action.config
@@ -177,7 +181,7 @@ def detect_answerer(conv: Any) -> bool:
         return False
     verdict = detection.listen()
     conv.record.answered(verdict.answered_by, how=verdict.how, decision_s=round(verdict.at_s, 2),
-                         heard=verdict.heard, avmd=detection.avmd)
+                         heard=verdict.heard, avmd_events=list(detection.avmd_events))
     conv.restart_silence()
     if verdict.answered_by == "machine":
         detection.on_machine(machine_action(conv, "machine"))
