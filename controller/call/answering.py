@@ -29,6 +29,7 @@ MACHINE_PHRASES = tuple(fold_words(p) for p in (
     "pas joignable", "injoignable", "indisponible", "absent pour le moment", "absents pour le moment",
     "je suis absent", "nous sommes absents", "vous êtes bien chez", "vous êtes bien sur", "je vous rappellerai",
     "je vous rappelle dès", "nous vous rappellerons", "rappelez plus tard", "rappelle moi", "rappelle-moi",
+    "laisse un message", "laisse moi un message", "je te rappelle", "rappeler plus tard", "vous êtes bien au",
     "le numéro que vous avez demandé", "votre correspondant", "vos coordonnées", "ne peux pas répondre",
     "ne pouvons pas répondre", "ne peut pas prendre votre appel",
     # English
@@ -132,6 +133,14 @@ class GreetingDetector:
         if at_s - began >= LONG_SPEECH_S or len(fold_words(self.heard).split()) >= LONG_WORDS:
             return self._decide("machine", "length", at_s)
         return None
+
+    def partial(self, text: str, at_s: float) -> Optional[Verdict]:
+        """A partial result while the callee still speaks: a voicemail phrase decides at once (an IVR waits for
+        its whole menu, which the brain gets as one turn)."""
+        found = self.verdict is None and from_words(" ".join([*self.texts, text]))
+        if found and found[0] == "machine":
+            return self._decide("machine", "phrase", at_s)
+        return self.verdict
 
     def beep(self, at_s: float) -> Verdict:
         return self._decide("machine", "beep", at_s)

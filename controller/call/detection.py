@@ -105,6 +105,10 @@ class Detection:
             if heard.kind == "speech":
                 conv.add_turn("caller", heard.text, confidence=heard.confidence)
                 return self.detector.words(heard.text, at)
+        elif kind == "detected-partial-speech":
+            heard = parse_heard(frame.body)
+            if heard.kind == "speech":
+                return self.detector.partial(heard.text, at)
         elif kind == "closed" and conv.asr_on:
             conv.start_asr()
         return None
