@@ -151,3 +151,11 @@ def test_bad_machine_detection_settings_name_the_field(tmp_path, old, new, expec
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, AGENT.replace(old, new, 1))
     assert any(expected in str(issue) for issue in caught.value.issues), [str(i) for i in caught.value.issues]
+
+
+def test_a_long_ivr_menu_first_taken_for_a_machine_by_its_length_is_an_ivr_once_its_words_are_heard():
+    detector = GreetingDetector(6.0)
+    detector.begin_speaking(1.0)
+    assert detector.tick(4.5).how == "length"
+    verdict = detector.words("Bienvenue chez TransExpress. Pour le suivi de votre colis, tapez 1.", 5.0)
+    assert (verdict.answered_by, verdict.how) == ("ivr", "phrase")

@@ -121,18 +121,27 @@ class GreetingDetector:
 
     def words(self, text: str, at_s: float) -> Optional[Verdict]:
         """A recognition result (`at_s`: when it arrived, the end of that speech)."""
-        if self.verdict:
-            return self.verdict
         began = self.speaking_since if self.speaking_since is not None else at_s
         self.speaking_since, self.last_words_at = None, at_s
         if text.strip():
             self.texts.append(text.strip())
+        if self.verdict:
+            return self._revised(at_s)
         found = from_words(self.heard)
         if found:
             return self._decide(found[0], found[1], at_s)
         if at_s - began >= LONG_SPEECH_S or len(fold_words(self.heard).split()) >= LONG_WORDS:
             return self._decide("machine", "length", at_s)
         return None
+
+    def _revised(self, at_s: float) -> Verdict:
+        """A machine by length, decided while it still spoke, is an IVR if its whole words say so (menus are
+        long too)."""
+        verdict = self.verdict
+        found = from_words(self.heard)
+        if verdict is not None and verdict.how == "length" and found and found[0] == "ivr":
+            self.verdict = Verdict("ivr", "phrase", round(at_s, 3), self.heard)
+        return self.verdict
 
     def partial(self, text: str, at_s: float) -> Optional[Verdict]:
         """A partial result while the callee still speaks: a voicemail phrase decides at once (an IVR waits for

@@ -114,13 +114,20 @@ class Detection:
         return None
 
     def listen(self) -> Verdict:
-        while True:
+        verdict = None
+        while verdict is None:
             wait = self.clock.scaled(max(0.0, self.detector.due() - self.at()))
             frame = self.conv.next_event(wait)
             verdict = self.feed(frame) if frame is not None else None
             verdict = verdict or self.detector.tick(self.at())
-            if verdict is not None:
-                return verdict
+        if verdict.how == "length" and self.speaking:  # an IVR reads long menus too: its words may revise it
+            deadline = self.at() + self.settings.max_beep_wait_s
+            while self.speaking and self.at() < deadline:
+                frame = self.conv.next_event(self.clock.scaled(deadline - self.at()))
+                if frame is not None:
+                    self.feed(frame)
+            verdict = self.detector.verdict or verdict
+        return verdict
 
     # ------------------------------------------------------------------ acting on the verdict
     def wait_for_beep(self) -> str:
