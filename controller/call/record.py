@@ -95,12 +95,14 @@ class CallRecord:
         self.store.take_call(self.uuid, agent=self.agent_id, handoff_to="")
 
     def restore(self, previous: dict[str, Any]) -> None:
-        """Variables, transcript, moments and actions as the call's state in Redis holds them."""
+        """Variables, transcript, moments, actions and who answered, as the call's state in Redis holds them."""
         now = self.clock.wall()
         self.variables = dict(previous.get("variables") or {})
         self.transcript = list(previous.get("transcript") or [])
         self.moments = {k: float(v) for k, v in (previous.get("moments") or {}).items()}
         self.actions = [ActionLog.from_stored(entry, now) for entry in previous.get("actions") or []]
+        self.answered_by = previous.get("answered_by")
+        self.answered_detail = dict(previous.get("answered_detail") or {})
 
     def start_action(self, moment: str, name: str, type_: str, **detail: Any) -> ActionLog:
         entry = ActionLog(moment, name, type_, self.clock.wall(), detail=dict(detail))
