@@ -133,7 +133,7 @@ def test_with_detection_on_all_calls_avmd_gets_the_inbound_argument(tmp_path, se
 
 
 def test_without_mod_avmd_the_classifier_decides_and_the_message_follows_the_end_of_the_greeting(
-        tmp_path, session_redis):
+        tmp_path, session_redis, caplog):
     config = write_config(tmp_path, {"support": BASE_AGENT + VOICEMAIL_ACTION})
     modules = ["mod_dptools", "mod_commands", "mod_flite", "mod_unimrcp", "mod_event_socket", "mod_sofia"]
     with running(config, session_redis) as runtime:
@@ -145,6 +145,7 @@ def test_without_mod_avmd_the_classifier_decides_and_the_message_follows_the_end
     [action] = [a for a in record["actions"] if a["name"] == "voicemail"]
     assert action["result"] == "message_left" and action["detail"]["waited_for"] == "silence"
     assert sent(rec, "speak") == [f"speak flite|kal|{MESSAGE}"]
+    assert len([r for r in caplog.records if "mod_avmd not loaded" in r.getMessage()]) == 1
 
 
 def test_an_ivr_menu_reaches_the_brain_as_speech_and_the_keypad_follows(tmp_path, session_redis):
@@ -167,3 +168,14 @@ def test_a_beep_alone_decides_machine(tmp_path, session_redis, answered_by, how)
                                      {"silence": 2}))
         record = record_of(runtime, rec)
     assert (record["answered_by"], record["answered_detail"]["how"]) == (answered_by, how)
+
+
+def test_a_person_who_says_more_than_hello_gets_the_greeting_then_an_answer_to_those_words(tmp_path, session_redis):
+    config = write_config(tmp_path)
+    with running(config, session_redis) as runtime:
+        rec = call(runtime, outbound({"say": "Merci pour tout, au revoir"}, end="wait"))
+        record = record_of(runtime, rec)
+    assert (record["answered_by"], record["answered_detail"]["how"]) == ("human", "pause")
+    lines = [(t["who"], t["text"]) for t in record["transcript"]]
+    assert lines[:2] == [("caller", "Merci pour tout, au revoir"), ("agent", "Bonjour, que puis-je faire pour vous ?")]
+    assert [a["result"] for a in record["actions"] if a["name"] == "end_call"] == ["hung_up"]

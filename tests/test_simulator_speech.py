@@ -67,6 +67,25 @@ def test_with_divert_events_the_caller_can_barge_in_on_a_prompt():
     assert rec.heard == [("stop talking please", True)]
 
 
+def test_a_voicemail_greeting_talks_over_the_agent_instead_of_waiting_for_a_pause():
+    """`talk_over: true`: a machine's greeting starts `after` seconds after the answer, whatever the agent does."""
+    def controller(s):
+        start(s)
+        s.command("divert_events on")
+        s.execute("detect_speech", "unimrcp default default")
+        s.execute("speak", "flite|kal|" + "A long prompt the voicemail does not wait for. " * 5)
+        s.wait_event("DETECTED_SPEECH", Speech_Type="begin-speaking")
+        s.wait_event("DETECTED_SPEECH", Speech_Type="detected-speech")
+        finish(s)
+
+    rec, (s,) = play({"name": "over", "speech_format": "json", "script": [
+        {"wait_for": {"app": "speak"}}, {"say": "vous êtes bien chez Paul", "talk_over": True, "after": 0.2}]},
+        controller)
+    speaking = next(f.t for f in rec.frames if f.event.get("Speech-Type") == "begin-speaking")
+    ended = [f.t for f in rec.frames if f.event.get("Application") == "speak"][-1]
+    assert speaking < ended  # the greeting began while the agent's prompt still played
+
+
 def test_the_recogniser_waits_for_resume_after_each_result():
     def controller(s):
         start(s)
