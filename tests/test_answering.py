@@ -159,3 +159,10 @@ def test_a_long_ivr_menu_first_taken_for_a_machine_by_its_length_is_an_ivr_once_
     assert detector.tick(4.5).how == "length"
     verdict = detector.words("Bienvenue chez TransExpress. Pour le suivi de votre colis, tapez 1.", 5.0)
     assert (verdict.answered_by, verdict.how) == ("ivr", "phrase")
+
+
+def test_check_warns_that_a_voicemail_hangup_never_runs_with_detection_off(tmp_path):
+    from controller.config.checks import config_warnings
+    config = load(tmp_path, AGENT.replace("enabled: outbound", "enabled: off"))
+    [warning] = [w for w in config_warnings(config) if "answered_by" in w]
+    assert "machine detection is off for this agent" in warning

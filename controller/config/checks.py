@@ -165,6 +165,9 @@ def _agent_warnings(cfg: Config, agent_id: str, agent: Any) -> Iterator[tuple[li
             if moment == "before_call" and action.timeout_s > agent.ring_budget_s:
                 yield path + ["timeout_s"], (f"{action.timeout_s:g} s is longer than the ring budget "
                                              f"({agent.ring_budget_s:g} s): the call is answered without its result")
+            if action.type == "hangup" and action.answered_by and agent.machine_detection.enabled == "off":
+                yield path + ["answered_by"], ("machine detection is off for this agent "
+                                               "(machine_detection.enabled), so this never runs")
             if action.type == "transfer" and action.dials_numbers and action.sip_connection and agent.number is None:
                 conn = cfg.sip_connections.get(action.sip_connection)
                 if conn is not None and conn.caller_id == "agent":

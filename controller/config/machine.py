@@ -5,11 +5,16 @@ The detector listens before the agent greets: avmd's beep (mod_avmd) and the fir
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from controller.config.base import ConfigModel
+
+
+def _off(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted `off` as false: that is what the operator wrote."""
+    return "off" if value is False else value
 
 
 class MachineDetection(ConfigModel):
@@ -17,6 +22,6 @@ class MachineDetection(ConfigModel):
     `max_detect_s`: call seconds after the answer before an undecided call is treated as a person (`unknown`).
     `max_beep_wait_s`: how long a `leave_message` waits for the beep after a voicemail was recognised."""
 
-    enabled: Literal["outbound", "all", "off"] = "outbound"
+    enabled: Annotated[Literal["outbound", "all", "off"], BeforeValidator(_off)] = "outbound"
     max_detect_s: Annotated[float, Field(ge=1, le=30)] = 6
     max_beep_wait_s: Annotated[float, Field(ge=1, le=60)] = 10
