@@ -47,6 +47,7 @@ class Step:
     value: Any
     after: float | None = None
     barge_in: bool = False
+    talk_over: bool = False  # `say` only: start `after` s after the previous step whatever the agent does
 
 
 @dataclass(frozen=True)
@@ -240,9 +241,10 @@ class _Reader:
             value = {value: True}
         value = self.mapping(where, value)
         actions = [key for key in value if key in STEP_ACTIONS]
-        extra = sorted(set(value) - set(STEP_ACTIONS) - {"after", "barge_in"})
+        extra = sorted(set(value) - set(STEP_ACTIONS) - {"after", "barge_in", "talk_over"})
         if len(actions) != 1 or extra:
-            raise self.fail(where, f"needs exactly one of {', '.join(STEP_ACTIONS)} (plus after, barge_in)")
+            raise self.fail(where, f"needs exactly one of {', '.join(STEP_ACTIONS)} (plus after, barge_in, "
+                            "talk_over)")
         action = actions[0]
         arg = value[action]
         after = self.number(f"{where}.after", value["after"]) if "after" in value else None
@@ -264,4 +266,6 @@ class _Reader:
         elif action == "wait_for":
             spec = self.mapping(at, arg)
             arg = (self.text(f"{at}.app", spec.get("app")), int(self.number(f"{at}.count", spec.get("count", 1), 1)))
-        return Step(action, arg, after, bool(value.get("barge_in", False)))
+        if value.get("talk_over") and action != "say":
+            raise self.fail(f"{where}.talk_over", "only a `say` step talks over the agent")
+        return Step(action, arg, after, bool(value.get("barge_in", False)), bool(value.get("talk_over", False)))

@@ -2,7 +2,8 @@
 
 A `say` waits for a pause of `after` seconds (default 1.0) in the agent's audio, like a person waiting for
 the prompt to end; with `barge_in: true` it starts `after` seconds (default 0.5) into the agent's next
-prompt instead. The words reach the controller only if `detect_speech` is listening: begin-speaking, then
+prompt instead; with `talk_over: true` (a voicemail's greeting) it starts `after` seconds (default 0) after the
+previous step, whatever the agent does. The words reach the controller only if `detect_speech` is listening: begin-speaking, then
 detected-speech after the speaking time; after a result the recogniser waits for `detect_speech resume`.
 Other steps wait `after` seconds (default 0.5) first. When the script ends the caller hangs up once the
 agent has been idle for `end_after_s`, unless the scenario says `end: wait`.
@@ -13,7 +14,7 @@ import json
 from typing import Callable
 from xml.sax.saxutils import escape
 
-from fssim.avmd import avmd_beep
+from fssim.avmd import avmd_beep, hears_far_end
 from fssim.ports import CallPort
 from fssim.scenario import Step
 
@@ -57,7 +58,9 @@ class CallerScript:
 
     def _say(self, step: Step) -> None:
         call = self.call
-        if step.barge_in:
+        if step.talk_over:
+            self._pause(step, 0.0)
+        elif step.barge_in:
             call.wait_until(lambda: call.session.agent_talking or not self.up)
             self._pause(step, 0.5)
         else:
@@ -168,5 +171,8 @@ class CallerScript:
         call = self.call
         if not call.avmd_running:
             call.note("voicemail beep: avmd is not running, nothing detects it")
+            return
+        if not hears_far_end(call):
+            call.note("voicemail beep: avmd on this inbound channel taps only what the leg plays (capture 14)")
             return
         avmd_beep(call)

@@ -93,7 +93,7 @@ def only_problem(path: Path) -> str:
 
 def test_the_example_loads_with_every_action_type():
     cfg = load_config(EXAMPLE)
-    assert check_summary(cfg) == ("OK: 2 agents, 13 actions (before 1, during 10, after 2), "
+    assert check_summary(cfg) == ("OK: 2 agents, 14 actions (before 1, during 11, after 2), "
                                   "1 SIP connection, 1 knowledge source")
     types = {(moment, action.type) for agent in cfg.agents.values() for moment, action in agent.actions.all()}
     assert types == {("before_call", "workflow"), ("during_call", "transfer"), ("during_call", "workflow"),

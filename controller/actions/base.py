@@ -66,6 +66,11 @@ class Action:
         self.services = services
         self.name: str = config.name
 
+    @property
+    def offered(self) -> bool:
+        """Whether brains see this action (one that only machine detection runs is not theirs to call)."""
+        return True
+
     def schema(self) -> dict[str, Any]:
         return self.parameters
 

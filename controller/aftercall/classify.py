@@ -6,6 +6,7 @@ the calls no rule matched. Conditions (all optional, all must hold):
   transferred          bool   the caller was handed to a person or another agent
   hangup_by            str or list   who ended the call: "caller", "agent", "system" (record["hangup_by"])
   direction            str    "inbound" (a caller called) or "outbound" (the agent placed the call)
+  answered_by          str or list   who machine detection found answered: human, machine, ivr, unknown
   action_called        str or list   one of these action names appears in record["actions"]
   transcript_contains  str or list   one of these phrases appears (case-insensitive) in any transcript text
   min_duration_s / max_duration_s    bounds on record["duration_s"] (or ended_at - started_at)
@@ -63,6 +64,9 @@ def matches(when: Any, record: Mapping[str, Any]) -> bool:
         return False
     direction = _get(when, "direction")
     if direction is not None and record.get("direction", "inbound") != direction:
+        return False
+    answerers = _as_list(_get(when, "answered_by"))
+    if answerers and record.get("answered_by") not in answerers:
         return False
     who = _as_list(_get(when, "hangup_by"))
     if who and record.get("hangup_by") not in who:

@@ -19,6 +19,7 @@ import gevent.queue
 from controller.actions.base import ActionOutcome, ActionRefused
 from controller.actions.context import Services
 from controller.brain.base import ActionCall, BrainContext, Decision, Turn
+from controller.call.detection import detect_answerer
 from controller.call.loop_guard import LoopGuard
 from controller.call.record import ActionLog, CallRecord
 from controller.call.version import AgentPieces
@@ -82,7 +83,8 @@ class Conversation:
         if not self.tts_on:
             self.log.error("TTS module %s not loaded: the agent cannot speak; load it in modules.conf.xml",
                            self.speech.tts.module)
-        self.say(self._greeting())
+        if not detect_answerer(self):  # outbound: a voicemail or an IVR is not greeted (call/detection.py)
+            self.say(self._greeting())
         while not self.ending:
             turn = self.next_turn()
             if turn is None:
@@ -121,7 +123,7 @@ class Conversation:
 
     def decide(self, turn: Turn) -> Decision:
         context = BrainContext(self.uuid, self.agent.id, self.language, self.record.transcript,
-                               self.variables, [a.spec(self) for a in self.actions.values()])
+                               self.variables, [a.spec(self) for a in self.actions.values() if a.offered])
         decision = self.brain.decide(turn, context)
         if decision.note or decision.detail:
             self.log.info("brain: %s", decision.note or decision.detail)

@@ -165,12 +165,28 @@ class AfterWorkflowActionConfig(ActionBase):
 
 
 class HangupActionConfig(ActionBase):
-    """End the call once `condition` (natural language) has been met `min_attempts` times."""
+    """End the call once `condition` (natural language) has been met `min_attempts` times, and/or as soon as
+    machine detection finds the call `answered_by` one of those (outbound calls): for a machine with
+    `leave_message`, that message is spoken after the beep first. Without `condition` the brain never calls it."""
 
     type: Literal["hangup"]
-    condition: Annotated[str, Field(min_length=1, max_length=500)]
+    condition: Optional[Annotated[str, Field(min_length=1, max_length=500)]] = None
     min_attempts: Annotated[int, Field(ge=1, le=5)] = 1
     message: Optional[SpokenText] = None
+    answered_by: list[Literal["machine", "ivr"]] = []
+    leave_message: Optional[SpokenText] = None
+
+    @model_validator(mode="after")
+    def _when(self) -> "HangupActionConfig":
+        if self.condition is None and not self.answered_by:
+            raise fail("a hang-up needs a condition, an answered_by, or both",
+                       "condition: <when the brain should hang up>, or answered_by: [machine]", ["condition"])
+        if len(set(self.answered_by)) != len(self.answered_by):
+            raise fail("lists an answerer twice", "each of machine, ivr at most once", ["answered_by"])
+        if self.leave_message is not None and "machine" not in self.answered_by:
+            raise fail("leave_message is spoken to an answering machine after its beep",
+                       "add answered_by: [machine], or remove leave_message", ["leave_message"])
+        return self
 
 
 class MessageBefore(ConfigModel):

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from controller.config.actions import Actions
+from controller.config.machine import MachineDetection
 from controller.config.base import (ConfigModel, Embedder, EnvVarName, KeyId, Language, SpokenText, builder,
                                      check_ref, fail, no_yaml_number, pattern, refs)
 from controller.esl.values import validate_e164
@@ -120,6 +121,7 @@ class AgentConfig(ConfigModel):
     speech: Speech = Field(default_factory=Speech)
     ring_budget_s: Annotated[float, Field(ge=0, le=30)] = 3
     limits: Limits = Field(default_factory=Limits)
+    machine_detection: MachineDetection = Field(default_factory=MachineDetection)
     actions: Actions = Field(default_factory=Actions)
 
     @model_validator(mode="before")

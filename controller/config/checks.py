@@ -168,6 +168,9 @@ def _agent_warnings(cfg: Config, agent_id: str, agent: Any) -> Iterator[tuple[li
                                              f"({agent.ring_budget_s:g} s): the call is answered without its result")
             if action.type == "workflow":
                 yield from _signing_warnings(action, path)
+            if action.type == "hangup" and action.answered_by and agent.machine_detection.enabled == "off":
+                yield path + ["answered_by"], ("machine detection is off for this agent "
+                                               "(machine_detection.enabled), so this never runs")
             if action.type == "transfer" and action.dials_numbers and action.sip_connection and agent.number is None:
                 conn = cfg.sip_connections.get(action.sip_connection)
                 if conn is not None and conn.caller_id == "agent":

@@ -218,6 +218,7 @@ class ClassificationRules(ConfigModel):
     transferred: Optional[bool] = None
     hangup_by: Optional[Literal["caller", "agent"]] = None
     direction: Optional[Literal["inbound", "outbound"]] = None
+    answered_by: Optional[Literal["human", "machine", "ivr", "unknown"]] = None
     action_called: Optional[str] = None
     transcript_contains: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
     min_duration_s: Optional[Annotated[float, Field(ge=0)]] = None

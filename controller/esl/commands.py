@@ -114,6 +114,24 @@ def detect_speech_control(word: Literal["pause", "resume", "stop"]) -> App:
     return App("detect_speech", word)
 
 
+AVMD_EVENTS = ("CUSTOM avmd::beep avmd::start avmd::stop",)
+AVMD_ARGS = {"inbound": "inbound_channel=1,outbound_channel=0", "outbound": "inbound_channel=0,outbound_channel=1"}
+
+
+def avmd_start(direction: Literal["inbound", "outbound"]) -> App:
+    """`avmd_start inbound_channel=0,outbound_channel=1` on a channel `originate ... &socket(...)` placed (an
+    outbound channel, capture 13), `avmd_start inbound_channel=1,outbound_channel=0` on an inbound one: avmd.conf
+    skips inbound channels by default and nothing on the wire says it did not start (capture 14)."""
+    if direction not in AVMD_ARGS:
+        raise DialStringError("avmd direction", direction, "allowed: inbound, outbound")
+    return App("avmd_start", AVMD_ARGS[direction])
+
+
+def avmd_stop() -> App:
+    """`avmd_stop`: the beep detector off once the answerer is known (it fires avmd::stop, twice, capture 14)."""
+    return App("avmd_stop")
+
+
 def send_dtmf(digits: str, tone_ms: int) -> App:
     """`send_dtmf 1w2#@100`: keys to an IVR (`w` waits 0.5 s, `W` 1 s), each tone `tone_ms` long."""
     if isinstance(tone_ms, bool) or not isinstance(tone_ms, int) or not 40 <= tone_ms <= 1000:
