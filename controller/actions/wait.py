@@ -38,6 +38,7 @@ class WaitAction(Action):
     the agent's `limits.max_hold_s`: past it the call ends with the built-in hang-up."""
 
     type = "wait"
+    events = HOLD_EVENTS  # hold hints on by default: the call hears a hold before any wait runs
 
     def run(self, ctx: ActionContext, arguments: dict[str, Any]) -> ActionOutcome:
         clock = ctx.clock

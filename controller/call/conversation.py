@@ -75,6 +75,9 @@ class Conversation:
     # ----------------------------------------------------------------- the loop
     def run(self) -> None:
         self.execute(commands.set_variable("playback_terminators", "none"))
+        wanted = sorted({name for action in self.actions.values() for name in action.events})
+        if wanted:
+            self.subscribe(wanted)
         if self.asr_on:
             self.start_asr()
         else:
