@@ -239,6 +239,7 @@ class SimCall:
     def start_unicast(self, command: wire.Command) -> None:
         self.stop_unicast()
         self.unicast = start_unicast(self, command)
+        self.notify()  # a script may wait for it (`wait_for: {unicast: N}`)
 
     def stop_unicast(self) -> None:
         """An app runs (or the channel is gone): the stream ends for good (capture 15)."""

@@ -266,7 +266,14 @@ class _Reader:
                 raise self.fail(at, f"{arg!r} is not a FreeSWITCH hangup cause (e.g. NORMAL_CLEARING, USER_BUSY)")
         elif action == "wait_for":
             spec = self.mapping(at, arg)
-            arg = (self.text(f"{at}.app", spec.get("app")), int(self.number(f"{at}.count", spec.get("count", 1), 1)))
+            extra = sorted(set(spec) - {"app", "unicast", "count"})
+            if extra or ("app" in spec) == ("unicast" in spec):
+                raise self.fail(f"{at}.{extra[0]}" if extra else at,
+                                "expected {app: NAME, count: N} or {unicast: N} (the controller's Nth unicast)")
+            if "unicast" in spec:
+                arg = ("unicast", int(self.number(f"{at}.unicast", spec["unicast"], 1)))
+            else:
+                arg = (self.text(f"{at}.app", spec["app"]), int(self.number(f"{at}.count", spec.get("count", 1), 1)))
         return Step(action, arg, after, bool(value.get("barge_in", False)))
 
     def sound(self, where: str, value: Any) -> str:

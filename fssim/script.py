@@ -182,8 +182,15 @@ class CallerScript:
     def _wait_for(self, step: Step) -> None:
         call = self.call
         app, count = step.value
-        call.wait_until(lambda: call.started_apps[app] >= count or not self.up)
+        if app == "unicast":  # not an app: the controller's `sendmsg call-command: unicast` requests
+            call.wait_until(lambda: self._unicasts() >= count or not self.up)
+        else:
+            call.wait_until(lambda: call.started_apps[app] >= count or not self.up)
         self._pause(step, 0.0)
+
+    def _unicasts(self) -> int:
+        return sum(1 for c in self.call.rec.commands if c.name == "sendmsg"
+                   and (c.headers.get("call-command") or "").lower() == "unicast")
 
     def _beep(self, step: Step) -> None:
         self._pause(step)

@@ -280,7 +280,7 @@ def test_wait_gives_the_brain_a_wait_timeout_turn_at_max_wait_and_keeps_the_call
     assert (clock.monotonic() - started) / SCALE == pytest.approx(5.0, abs=1.0)
     [turn] = ctx.pushed
     assert (turn.kind, turn.text, turn.result["waited_s"]) == ("event", "wait_timeout", 5)
-    assert ctx.hold_s == pytest.approx(5.0, abs=1.0)
+    assert ctx.hold_s == pytest.approx(5.0, abs=1.0) and ctx.silence_restarts == 1
 
 
 def test_wait_subscribes_the_hold_events_itself_and_streams_the_audio_again_after_each_app(utility, run):

@@ -113,3 +113,6 @@ def test_scenario_audio_fields_are_checked_with_their_path():
         Scenario.from_dict({"name": "x", "script": [{"hold": {"seconds": 3, "volume": 2}}]})
     with pytest.raises(ScenarioError, match=r"script\[0\].audio.sound: missing"):
         Scenario.from_dict({"name": "x", "script": [{"audio": {"seconds": 3}}]})
+    assert Scenario.from_dict({"name": "x", "script": [{"wait_for": {"unicast": 2}}]}).script[0].value == ("unicast", 2)
+    with pytest.raises(ScenarioError, match=r"script\[0\].wait_for: expected"):
+        Scenario.from_dict({"name": "x", "script": [{"wait_for": {"app": "speak", "unicast": 1}}]})

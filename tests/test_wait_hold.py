@@ -76,7 +76,7 @@ def test_the_hold_events_are_subscribed_because_the_agent_has_a_wait(config, ses
 def test_a_menu_heard_during_a_wait_becomes_a_turn_and_the_key_follows(long_wait, session_redis):
     with running(long_wait, session_redis) as runtime:
         rec = call(runtime, {"agent": "support", "script": [
-            {"say": PLEASE_HOLD}, {"audio": "music", "after": 0.5},
+            {"say": PLEASE_HOLD}, {"wait_for": {"unicast": 1}}, {"audio": "music"},
             {"say": "Pour le suivi de votre colis, tapez 1", "after": 2}, {"audio": "silence", "after": 0},
             {"silence": 6}]})
         record = record_of(runtime, rec)
@@ -90,8 +90,9 @@ def test_a_menu_heard_during_a_wait_becomes_a_turn_and_the_key_follows(long_wait
 def test_unicast_is_started_again_after_each_app_the_wait_runs(long_wait, session_redis):
     with running(long_wait, session_redis) as runtime:
         rec = call(runtime, {"agent": "support", "script": [
-            {"say": PLEASE_HOLD}, {"audio": "music", "after": 0.5},
-            {"say": "Tous nos conseillers sont occupés", "after": 1.5}, {"say": PERSON, "after": 1.5}]})
+            {"say": PLEASE_HOLD}, {"wait_for": {"unicast": 1}}, {"audio": "music"},
+            {"say": "Tous nos conseillers sont occupés", "after": 1.5}, {"wait_for": {"unicast": 2}},
+            {"say": PERSON, "after": 1.5}]})
         record = record_of(runtime, rec)
     [wait] = waits(record)
     assert wait["detail"]["reason"] == "person_speaking"  # a person after the hold music: the brain gets it

@@ -82,6 +82,7 @@ class WaitAction(Action):
                     return self._resume(ctx, "menu_end", prompts, audio)
                 limits.append(menu_end - now)
             if now >= deadline:
+                ctx.restart_silence()
                 ctx.push_turn(Turn("event", "wait_timeout", result={
                     "audio": audio.last, "waited_s": self.config.max_wait_s}))
                 return ActionOutcome("timed_out", detail={"reason": "max_wait", "recorded_prompts": prompts[-5:],
