@@ -121,3 +121,15 @@ def test_hold_time_past_max_hold_s_ends_the_call_with_the_builtin_hangup(tmp_pat
     assert sum(1 for a in waits(record)) >= 5
     assert phrase("fr", "max_hold") in " ".join(sent(rec, "speak"))
     assert record["hangup_by"] == "agent" and not any(STILL_THERE in s for s in sent(rec, "speak"))
+
+
+def test_without_speech_recognition_a_voice_after_the_hold_music_ends_the_wait(long_wait, session_redis):
+    modules = ["mod_dptools", "mod_commands", "mod_sofia", "mod_flite"]
+    with running(long_wait, session_redis) as runtime:
+        rec = call(runtime, {"agent": "support", "modules": modules, "script": [
+            {"hold": {"audio": "music"}, "after": 1}, {"wait_for": {"unicast": 1}}, {"silence": 3},
+            {"audio": {"sound": "speech", "seconds": 5}}, {"unhold": True, "after": 1}]})
+        record = record_of(runtime, rec)
+    [wait] = waits(record)
+    assert wait["detail"]["reason"] == "voice" and wait["detail"]["audio_seconds"]["music"] >= 2
+    assert wait["detail"]["unicast_starts"] == 1 and len(unicasts(rec)) == 1  # no app ran: one stream

@@ -75,7 +75,7 @@ class WaitAction(Action):
             limits = [deadline - now, hold_end - now, clock.scaled(POLL_S)]
             if menu and "menu_end" in resume_on:
                 menu_end = max(menu_at, voice_at or 0.0) + clock.scaled(MENU_SILENCE_S)
-                if now >= menu_end:
+                if now >= min(menu_end, deadline):  # a menu heard is passed on, even at max_wait_s
                     text = " ".join(menu)
                     ctx.add_turn("caller", text, recorded_prompt=True)
                     ctx.push_turn(Turn("speech", text))
@@ -99,9 +99,10 @@ class WaitAction(Action):
                     audio.start()  # detect_speech resume is an app: it ended the stream
                 if heard.kind != "speech":
                     continue
-                if _MENU.search(heard.text) or _HOLD.search(heard.text):
+                is_menu = bool(_MENU.search(heard.text))
+                if is_menu or _HOLD.search(heard.text):
                     prompts.append(heard.text)
-                    if _MENU.search(heard.text):
+                    if is_menu:
                         menu.append(heard.text)
                         menu_at, voice_at = clock.monotonic(), None
                     continue
