@@ -5,6 +5,8 @@ from __future__ import annotations
 import gevent
 import pytest
 
+from controller.config.errors import ConfigError
+from controller.config.load import load_config
 from controller.phrases import phrase
 from tests.support.controller import BASE_AGENT, call, records, running, sent, write_config
 
@@ -133,3 +135,13 @@ def test_without_speech_recognition_a_voice_after_the_hold_music_ends_the_wait(l
     [wait] = waits(record)
     assert wait["detail"]["reason"] == "voice" and wait["detail"]["audio_seconds"]["music"] >= 2
     assert wait["detail"]["unicast_starts"] == 1 and len(unicasts(rec)) == 1  # no app ran: one stream
+
+
+def test_a_max_hold_s_out_of_range_names_the_field_and_the_allowed_range(tmp_path):
+    agent = hold_agent(5).replace("actions:\n", "limits: {max_hold_s: 10}\nactions:\n")
+    path = write_config(tmp_path, {"support": agent})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [issue] = caught.value.issues
+    assert issue.field_path == "agents.support.limits.max_hold_s" and "10 is out of range" in issue.problem
+    assert issue.allowed.startswith("30..14400")
