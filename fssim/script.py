@@ -75,6 +75,14 @@ class CallerScript:
             call.sleep(speaking)
             return
         call.note(f"caller says {text!r}")
+        playing, call.far_audio = call.far_audio, "speech"
+        try:
+            self._speak(text, speaking)
+        finally:
+            call.far_audio = playing
+
+    def _speak(self, text: str, speaking: float) -> None:
+        call = self.call
         self._deliver("begin-speaking")
         if call.scenario.speech_partials:
             call.sleep(speaking / 2)
@@ -128,11 +136,25 @@ class CallerScript:
             self.call.sleep(DTMF_GAP_S)
 
     def _hold(self, step: Step) -> None:
+        seconds, audio = step.value
         self._pause(step)
         self._set_hold(True)
-        if step.value is not None:
-            self.call.sleep(step.value)
+        if audio is not None:
+            self.call.far_audio = audio
+        if seconds is not None:
+            self.call.sleep(seconds)
             self._set_hold(False)
+            if audio is not None:
+                self.call.far_audio = "silence"
+
+    def _audio(self, step: Step) -> None:
+        sound, seconds = step.value
+        self._pause(step, 0.0)
+        self.call.note(f"the far end plays {sound}")
+        self.call.far_audio = sound
+        if seconds is not None:
+            self.call.sleep(seconds)
+            self.call.far_audio = "silence"
 
     def _unhold(self, step: Step) -> None:
         self._pause(step, 0.0)
@@ -163,8 +185,15 @@ class CallerScript:
     def _wait_for(self, step: Step) -> None:
         call = self.call
         app, count = step.value
-        call.wait_until(lambda: call.started_apps[app] >= count or not self.up)
+        if app == "unicast":  # not an app: the controller's `sendmsg call-command: unicast` requests
+            call.wait_until(lambda: self._unicasts() >= count or not self.up)
+        else:
+            call.wait_until(lambda: call.started_apps[app] >= count or not self.up)
         self._pause(step, 0.0)
+
+    def _unicasts(self) -> int:
+        return sum(1 for c in self.call.rec.commands if c.name == "sendmsg"
+                   and (c.headers.get("call-command") or "").lower() == "unicast")
 
     def _beep(self, step: Step) -> None:
         self._pause(step)

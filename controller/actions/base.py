@@ -59,6 +59,7 @@ class Action:
     type: ClassVar[str] = ""
     parameters: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}, "additionalProperties": False}
     fillable: ClassVar[tuple[str, ...]] = ()
+    events: ClassVar[tuple[str, ...]] = ()  # event types the call subscribes at its start for this action
 
     def __init__(self, config: ActionBase, agent: AgentConfig, services: Services) -> None:
         self.config = config

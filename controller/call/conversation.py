@@ -70,10 +70,15 @@ class Conversation:
         self.asr_on = bool(asr and asr.module and asr.engine and modules.has(asr.module))
         self.deadline = self.clock.monotonic() + self.clock.scaled(self.agent.limits.max_call_s)
         self.language = self.agent.language
+        self.subscribed = set(services.extra_events)
+        self.hold_s = 0.0
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> None:
         self.execute(commands.set_variable("playback_terminators", "none"))
+        wanted = sorted({name for action in self.actions.values() for name in action.events})
+        if wanted:
+            self.subscribe(wanted)
         if self.asr_on:
             self.start_asr()
         else:
@@ -361,6 +366,20 @@ class Conversation:
 
     def restart_silence(self) -> None:
         self.audio_ended_at = self.clock.monotonic()
+        self.guard.silences = 0  # silences before a wait were not the caller's (a hold has no caller)
+
+    def subscribe(self, events: Sequence[str]) -> None:
+        new = [name for name in events if name not in self.subscribed]
+        if new:
+            self.esl.command(commands.event_plain(new))
+            self.subscribed.update(new)
+
+    def unicast(self, local_port: int, remote_port: int) -> None:
+        self.esl.unicast(commands.unicast(local_port, remote_port))
+
+    def held(self, seconds: float) -> float:
+        self.hold_s += seconds
+        return self.hold_s
 
     def ended_by_agent(self) -> None:
         self.record.hangup_by = "agent"

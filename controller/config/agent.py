@@ -101,6 +101,7 @@ class Limits(ConfigModel):
     max_turns_without_progress: Annotated[int, Field(ge=1, le=100)] = 8
     max_repeated_turns: Annotated[int, Field(ge=1, le=20)] = 3
     max_consecutive_silences: Annotated[int, Field(ge=1, le=20)] = 3
+    max_hold_s: Annotated[int, Field(ge=30, le=14400)] = 1800  # the call's total time in wait actions
 
 
 def default_brain_embedder(language: Any) -> str:

@@ -6,6 +6,7 @@ can influence goes through the validators of `values.py` here, so nothing else i
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal, NamedTuple, Optional, Sequence
 
@@ -58,6 +59,23 @@ def event_plain(names: Sequence[str]) -> str:
     if not names:
         raise DialStringError("events", names, "name at least one event")
     return "event plain " + " ".join(names)
+
+
+def unicast(local_port: int, remote_port: int, host: str = "127.0.0.1", native: bool = False) -> list[tuple[str, str]]:
+    """The headers of `sendmsg` / `call-command: unicast` / `local-ip: 127.0.0.1` / `local-port: 19501` /
+    `remote-ip: 127.0.0.1` / `remote-port: 19502` / `transport: udp` (/ `flags: native`): the parked channel's
+    audio as 320-byte L16 datagrams from local-port to remote-port; `+OK`, no event, and the first app that
+    runs ends it for good (capture 15)."""
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise DialStringError("unicast ip", host, "must be an IPv4 address like 127.0.0.1") from None
+    for name, port in (("local-port", local_port), ("remote-port", remote_port)):
+        if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
+            raise DialStringError(f"unicast {name}", port, "must be a UDP port between 1024 and 65535")
+    headers = [("call-command", "unicast"), ("local-ip", str(address)), ("local-port", str(local_port)),
+               ("remote-ip", str(address)), ("remote-port", str(remote_port)), ("transport", "udp")]
+    return headers + ([("flags", "native")] if native else [])
 
 
 def auth(password: str) -> str:
