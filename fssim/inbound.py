@@ -31,7 +31,7 @@ from fssim.wire import Command, FrameReader, command_reply, disconnect_notice, e
 
 _DIALSTRING = re.compile(r"^\{(?P<vars>[^}]*)\}(?P<endpoint>\S+)$")
 _SOCKET_ADDRESS = re.compile(r"^(?P<host>[^\s]+):(?P<port>\d+)$")
-_CAUSES = {"busy": "USER_BUSY", "reject": "CALL_REJECTED", "no_answer": "NO_ANSWER", "gateway_down": "GATEWAY_DOWN"}
+_CAUSES = {"busy": "USER_BUSY", "reject": "CALL_REJECTED", "no_answer": "NO_ANSWER", "gateway_down": "NETWORK_OUT_OF_ORDER"}
 
 
 class InboundServer:
