@@ -51,8 +51,9 @@ def read_campaign(path: Path, country: Optional[str]) -> list[Target]:
         raise CampaignError([f"{path}:1: the header row must name a `number` column (e.g. number,country,"
                              "customer_name)"])
     names = [h.strip() for h in header]
-    problems = [f"{path}:1: column {name!r}: {why}" for name in names if name not in ("number", "country")
-                and (why := variable_problem(name, ""))]
+    misnamed = {name: why for name in names if name not in ("number", "country")
+                and (why := variable_problem(name, ""))}
+    problems = [f"{path}:1: column {name!r}: {why}" for name, why in misnamed.items()]
     if len(set(names)) != len(names):
         problems.append(f"{path}:1: a column is named twice; name each column once")
     targets: list[Target] = []
@@ -71,7 +72,7 @@ def read_campaign(path: Path, country: Optional[str]) -> list[Target]:
         except DialStringError as exc:
             problems.append(f"{path}:{line}: {exc}")
             continue
-        bad = [why for name, value in cells.items() if (why := variable_problem(name, value))]
+        bad = [why for name, value in cells.items() if name not in misnamed and (why := variable_problem(name, value))]
         problems += [f"{path}:{line}: {why}" for why in bad]
         if not bad:
             targets.append(Target(line, number, row_country, cells))
@@ -103,8 +104,8 @@ class Result:
     def as_dict(self) -> dict[str, Any]:
         placed = self.placed
         return {"line": self.target.line, "number": placed.number if placed else self.target.number,
-                "outcome": self.outcome, "cause": placed.cause if placed else "", "uuid": placed.uuid if placed else None,
-                "error": self.error}
+                "outcome": self.outcome, "cause": placed.cause if placed else "",
+                "uuid": placed.uuid if placed else None, "error": self.error}
 
 
 def run_campaign(dialer: Dialer, agent_id: str, targets: list[Target], concurrency: int, *,

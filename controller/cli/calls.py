@@ -56,6 +56,8 @@ def call(number: Optional[str], agent_id: str, country: Optional[str], connectio
         fail("give a NUMBER to call, or --from-csv FILE for a batch (not both)")
     if csv_path and pairs:
         fail("--var is for one call; in a batch, give each call's variables as CSV columns")
+    from controller.process import cooperative
+    cooperative()  # first: a batch places its calls from greenlets, and redis and ssl must be patched
     config = load(config_path)
     variables = _variables(pairs)
     from controller.call.campaign import CampaignError, read_campaign
@@ -71,8 +73,6 @@ def call(number: Optional[str], agent_id: str, country: Optional[str], connectio
     password = os.environ.get(config.freeswitch.password_env)
     if not password:
         fail(f"set {config.freeswitch.password_env} to the password of FreeSWITCH's event_socket.conf.xml")
-    from controller.process import cooperative
-    cooperative()
     with _dialer(config, password) as dialer:
         if csv_path:
             sys.exit(_batch(dialer, agent_id, targets, concurrency, connection, caller_id, as_json))
