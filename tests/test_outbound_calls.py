@@ -263,22 +263,32 @@ def test_concurrent_originates_on_one_inbound_connection_each_get_their_backgrou
             sock.sendall(f"{text}\n{headers}\n".encode())
 
         send("auth ClueCon")
-        send("event plain BACKGROUND_JOB")
+        send("event plain BACKGROUND_JOB CHANNEL_HANGUP_COMPLETE")
         for i, number in enumerate(OUTCOMES):
             send(f"bgapi originate {{origination_uuid=0b130000-0000-4000-8000-00000000000{i}}}"
                  f"sofia/gateway/carrier_main/{number} &socket('127.0.0.1:9 async full')",
                  f"Job-UUID: 0b13aaaa-0000-4000-8000-00000000000{i}\n")
-        bodies, replies = {}, []
+        bodies, replies, events, hangups = {}, [], [], {}
         while len(bodies) < 4:
             frame = reader.read()
             if frame.content_type == "command/reply":
                 replies.append(frame.get("Reply-Text"))
-            elif frame.name == "BACKGROUND_JOB":
+            if frame.content_type != "text/event-plain":
+                continue
+            events.append(frame.get("Job-UUID") or frame.get("Unique-ID"))
+            if frame.name == "BACKGROUND_JOB":
                 bodies[frame.get("Job-UUID")] = frame.body
+            else:
+                hangups[frame.get("Unique-ID")] = frame.get("Hangup-Cause")
     finally:
         sock.close()
         inbound.stop()
     assert replies[:2] == ["+OK accepted", "+OK event listener enabled plain"]
+    legs = [f"0b130000-0000-4000-8000-00000000000{i}" for i in range(4)]
+    jobs = [f"0b13aaaa-0000-4000-8000-00000000000{i}" for i in range(4)]
+    for leg, job in zip(legs[:3], jobs):  # each failed leg hangs up before its job reports; a down gateway has none
+        assert events.index(leg) < events.index(job)
+    assert hangups == {legs[0]: "USER_BUSY", legs[1]: "CALL_REJECTED", legs[2]: "NO_ANSWER"}
     assert sorted(replies[2:]) == [f"+OK Job-UUID: 0b13aaaa-0000-4000-8000-00000000000{i}" for i in range(4)]
     assert bodies == {"0b13aaaa-0000-4000-8000-000000000000": "-ERR USER_BUSY\n",
                       "0b13aaaa-0000-4000-8000-000000000001": "-ERR CALL_REJECTED\n",
