@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from controller.call.campaign import Target, run_campaign, summary  # noqa: E402
 from controller.call.originate import originate_for  # noqa: E402
-from controller.call.outbound import Dialer  # noqa: E402
+from controller.call.dialer import Dialer  # noqa: E402
 from controller.config.load import load_config  # noqa: E402
 from controller.esl.inbound import originate  # noqa: E402
 from fssim import Scenario  # noqa: E402

@@ -12,8 +12,11 @@ from pathlib import Path
 import gevent
 import gevent.socket
 import gevent.subprocess
+import pytest
 
 from controller.aftercall.classify import classify
+from controller.config.errors import ConfigError
+from controller.config.load import load_config
 from controller.esl.frames import FrameReader
 from fssim import Scenario
 from fssim.inbound import InboundServer
@@ -304,3 +307,13 @@ def test_classification_rules_name_unanswered_outcomes():
     assert classify({"answered": False, "hangup_cause": "USER_BUSY"}, rules) == "busy"
     assert classify({"answered": True, "hangup_cause": "NORMAL_CLEARING"}, rules) == "talked"
     assert classify({"answered": False, "hangup_cause": "CALL_REJECTED"}, rules) == "other"
+
+
+def test_a_cap_out_of_bounds_and_an_unknown_classification_cause_are_refused_naming_the_field(tmp_path):
+    agent = BASE_AGENT + "outbound: {max_concurrent: 0}\n"
+    extra = "classifications:\n  missed:\n    description: x\n    when: {answered: false, hangup_cause: [no answer]}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, {"support": agent}, extra=extra))
+    text = str(caught.value)
+    assert "agents.support.outbound.max_concurrent: 0 is out of range; allowed: 1..200 (default 4)" in text
+    assert "classifications.missed.when.hangup_cause[0]: cause 'no answer' is not allowed" in text

@@ -1,7 +1,7 @@
 """Before-call workflows: concurrently, within the agent's ring budget; their results become call variables.
 
 An inbound call runs them while it rings (session.py); a placed call runs them in `switchboard call` before
-the originate (outbound.py), so whoever answers hears a greeting that already knows them.
+the originate (dialer.py), so whoever answers hears a greeting that already knows them.
 """
 from __future__ import annotations
 

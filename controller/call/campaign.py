@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import gevent.pool
 
-from controller.call.outbound import Dialer, OverCapacity, PlaceError, Placed, variable_problem
+from controller.call.dialer import Dialer, OverCapacity, PlaceError, Placed, variable_problem
 from controller.esl.values import DialStringError, normalise_number
 
 MAX_ROWS = 10_000

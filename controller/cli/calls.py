@@ -20,7 +20,7 @@ from controller.cli.common import config_option, fail, load
 
 
 def _variables(pairs: tuple[str, ...]) -> dict[str, str]:
-    from controller.call.outbound import variable_problem
+    from controller.call.dialer import variable_problem
     variables: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -88,7 +88,7 @@ class _dialer:
     def __enter__(self) -> Any:
         import redis
 
-        from controller.call.outbound import Dialer
+        from controller.call.dialer import Dialer
         from controller.clock import Clock
         from controller.state.embedded_redis import EmbeddedRedisError
         from controller.state.store import Store
@@ -105,7 +105,7 @@ class _dialer:
 
 def _one(dialer: Any, agent_id: str, number: str, variables: dict[str, str], country: Optional[str],
          connection: Optional[str], caller_id: Optional[str]) -> int:
-    from controller.call.outbound import OverCapacity, PlaceError
+    from controller.call.dialer import OverCapacity, PlaceError
     try:
         placed = dialer.place(agent_id, number, variables, country=country, via=connection, caller_id=caller_id)
     except OverCapacity as exc:

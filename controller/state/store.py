@@ -267,7 +267,7 @@ class Store(RecordStream):
         """Whether a record with this id was added to the stream (its marker, records.py)."""
         return bool(self._safe(None, "has_record", lambda r: r.exists(self.key("after", record_id)), 0))
 
-    # -- calls `switchboard call` places (call/outbound.py) -----------------------------------------------------
+    # -- calls `switchboard call` places (call/dialer.py) -----------------------------------------------------
 
     def outbound_reserve(self, agent: str, uuid: str, cap: int, hold_s: float) -> Optional[bool]:
         """Take one of the agent's `cap` outbound slots for `uuid`, for `hold_s` (wall seconds) at most; False
