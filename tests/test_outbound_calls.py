@@ -317,3 +317,37 @@ def test_a_cap_out_of_bounds_and_an_unknown_classification_cause_are_refused_nam
     text = str(caught.value)
     assert "agents.support.outbound.max_concurrent: 0 is out of range; allowed: 1..200 (default 4)" in text
     assert "classifications.missed.when.hangup_cause[0]: cause 'no answer' is not allowed" in text
+
+
+def test_the_worker_runs_after_call_actions_for_a_busy_call_classified_by_its_cause(tmp_path, session_redis,
+                                                                                     http_server):
+    agent = BASE_AGENT + f"""  after_call:
+    - type: workflow
+      name: missed_call
+      description: Tell the CRM nobody took the call.
+      request: {{url: "{http_server.url}/missed"}}
+      when_classified: [busy]
+"""
+    extra = TRUNK + """classifications:
+  busy:
+    description: the line was busy
+    when: {direction: outbound, answered: false, hangup_cause: [USER_BUSY]}
+  other: {description: everything else, fallback: true}
+"""
+    config = write_config(tmp_path, {"support": agent}, extra=extra)
+    inbound = InboundServer("ClueCon", _callee(), TIME_SCALE)
+    with running(config, session_redis, run_worker=True) as runtime:
+        cli = _cli_config(tmp_path, runtime, inbound.start(), agent, extra=extra.replace(TRUNK, ""))
+        try:
+            busy = _run(cli, "call", "+33612345601", "--agent", "support")
+        finally:
+            inbound.stop()
+        for _ in range(200):
+            if http_server.requests:
+                break
+            gevent.sleep(0.05)
+    assert busy.returncode == 1
+    [request] = http_server.requests
+    body = request.json()
+    assert request.path == "/missed" and body["hangup_cause"] == "USER_BUSY" and body["answered"] is False
+    assert body["destination"] == "+33612345601"
