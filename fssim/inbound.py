@@ -44,6 +44,7 @@ class InboundServer:
         self.clock = Clock(time_scale)
         self.switch = Switch()
         self.calls: list[gevent.Greenlet] = []
+        self.answered: list[SimCall] = []  # the calls placed and answered, in order
         self.originates: list[str] = []  # every `originate` argument received, for assertions
         self._server = StreamServer(("127.0.0.1", 0), self._serve)
 
@@ -54,6 +55,11 @@ class InboundServer:
     def stop(self) -> None:
         self._server.stop(timeout=1)
         gevent.killall(self.calls, timeout=5)
+
+    def hang_up(self, cause: str = "NORMAL_CLEARING") -> None:
+        """Every answered callee hangs up now (a test's way to end long calls when it chooses)."""
+        for call in self.answered:
+            call.hangup(cause, "caller")
 
     def recordings(self, timeout: float = 30) -> list[CallRecording]:
         """Wait for every placed call to end; their recordings."""
@@ -166,6 +172,7 @@ class InboundServer:
                                                                  self.callee.caller_number))
         call = SimCall(placed, (address.group("host"), int(address.group("port"))), self.clock, self.switch,
                        socket_data=app_arg)
+        self.answered.append(call)
         self.calls.append(gevent.spawn(call.run))
         for _ in range(100):  # FreeSWITCH reports the job once the socket app has started (capture 13)
             if call.rec.commands:

@@ -29,8 +29,9 @@ sip_connections:
   trunk: {gateway: carrier_main}
 default_sip_connection: trunk
 """
-# The callee stays silent 60 call seconds (3 s here) then hangs up; the agent does not prompt meanwhile.
-PATIENT = BASE_AGENT.replace("  greeting:", "  no_input_s: 60\n  greeting:")
+# An agent that lets a silent callee be for 20 minutes of call time (a minute here): the test ends such calls.
+LONG_CALLS = BASE_AGENT.replace("  greeting:", "  no_input_s: 60\n  greeting:") + (
+    "limits: {max_consecutive_silences: 20}\n")
 OUTCOMES = {"+33612345601": "busy", "+33612345602": "reject", "+33612345603": "no_answer",
             "+33612345604": "gateway_down"}
 
@@ -135,24 +136,26 @@ def test_each_unanswered_outcome_has_one_record_with_its_cause(tmp_path, session
 
 
 def test_the_cap_refuses_the_third_call_and_frees_the_slots_once_calls_end(tmp_path, session_redis):
-    agent = PATIENT + "outbound: {max_concurrent: 2}\n"
+    agent = LONG_CALLS + "outbound: {max_concurrent: 2}\n"
     config = write_config(tmp_path, {"support": agent}, extra=TRUNK)
-    inbound = InboundServer("ClueCon", _callee([{"silence": 60}]), TIME_SCALE)
+    inbound = InboundServer("ClueCon", _callee([{"silence": 3000}]), TIME_SCALE)
     with running(config, session_redis) as runtime:
         cli = _cli_config(tmp_path, runtime, inbound.start(), agent)
         try:
-            jobs = [gevent.spawn(_run, cli, "call", f"+3361234570{i}", "--agent", "support") for i in range(3)]
-            first = [job.get() for job in jobs]
-            inbound.recordings()
+            first = [_run(cli, "call", f"+3361234570{i}", "--agent", "support") for i in range(3)]
+            in_flight = runtime.store.outbound_in_flight("support")
+            inbound.hang_up()  # the two answered calls end: serve writes their records and frees their slots
             _wait_records(runtime, 2)
             again = _run(cli, "call", "+33612345709", "--agent", "support")
+            inbound.hang_up()
         finally:
             inbound.stop()
         assert len(_wait_records(runtime, 3)) == 3  # the refused call has no record
-    refused = [r for r in first if r.returncode == 1]
-    assert sorted(r.returncode for r in first) == [0, 0, 1], [r.stderr for r in first]
-    assert "agent support already has 2 outbound call(s) in progress" in refused[0].stderr
-    assert "max_concurrent: 2" in refused[0].stderr and "Traceback" not in refused[0].stderr
+        assert runtime.store.outbound_in_flight("support") == 0
+    assert [r.returncode for r in first] == [0, 0, 1], [r.stderr for r in first]
+    assert in_flight == 2
+    assert "agent support already has 2 outbound call(s) in progress" in first[2].stderr
+    assert "max_concurrent: 2" in first[2].stderr and "Traceback" not in first[2].stderr
     assert again.returncode == 0, again.stderr
     assert len(inbound.originates) == 3
 
