@@ -86,26 +86,33 @@ class Placed:
 class Dialer:
     """Places an agent's calls through FreeSWITCH's inbound event socket; safe to share between greenlets."""
 
-    def __init__(self, config: Any, store: Store, clock: Clock, password: str) -> None:
+    def __init__(self, config: Any, store: Store, clock: Clock, password: str, *,
+                 event_socket: Optional[tuple[str, int]] = None,
+                 socket_address: Optional[tuple[str, int]] = None) -> None:
+        """`event_socket` (default freeswitch.host/port) and `socket_address` (where the answered call goes,
+        default serve's server.host/port) differ for `switchboard simulate`, whose FreeSWITCH is the simulator."""
         self.config = config
         self.store = store
         self.clock = clock
         self.password = password
+        self.event_socket = event_socket or (config.freeswitch.host, config.freeswitch.port)
+        self.socket_address = socket_address
 
     def place(self, agent_id: str, number: str, variables: dict[str, str], *, country: Optional[str] = None,
-              via: Optional[str] = None, caller_id: Optional[str] = None, wait_for_slot: bool = False) -> Placed:
+              via: Optional[str] = None, caller_id: Optional[str] = None, wait_for_slot: bool = False,
+              call_uuid: Optional[str] = None) -> Placed:
         """Place one call and follow it to its outcome. Raises DialStringError (bad input, nothing done),
         OverCapacity (all slots taken and not `wait_for_slot`) or PlaceError (nothing was dialled)."""
-        call_uuid = str(uuidlib.uuid4())
+        call_uuid = call_uuid or str(uuidlib.uuid4())
         command = originate_for(self.config, agent_id, number, call_uuid, country=country, via=via,
-                                caller_id=caller_id)
+                                caller_id=caller_id, socket_address=self.socket_address)
         target = normalise_number(country, number)
         agent = self.config.agents[agent_id]
         self._reserve(agent, call_uuid, wait_for_slot)
         record = self._before_call(agent, call_uuid, target, caller_id or agent.number or "", variables)
         fs = self.config.freeswitch
         try:
-            placed = originate((fs.host, fs.port), self.password, command, call_uuid, fs.originate_timeout_s + 15,
+            placed = originate(self.event_socket, self.password, command, call_uuid, fs.originate_timeout_s + 15,
                                SESSION_START_S)
         except InboundError as exc:
             self.store.take_placed(call_uuid)
