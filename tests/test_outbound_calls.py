@@ -111,7 +111,7 @@ def test_each_unanswered_outcome_has_one_record_with_its_cause(tmp_path, session
     with running(config, session_redis) as runtime:
         cli = _cli_config(tmp_path, runtime, inbound.start())
         try:
-            jobs = [gevent.spawn(_run, cli, "call", number, "--agent", "support", "--var", f"row={i}")
+            jobs = [gevent.spawn(_run, cli, "call", number, "--agent", "support", "--var", f"row={i}", "--json")
                     for i, number in enumerate(OUTCOMES)]
             done = [job.get() for job in jobs]
         finally:
@@ -131,6 +131,8 @@ def test_each_unanswered_outcome_has_one_record_with_its_cause(tmp_path, session
         assert record["record_id"] == f"call-{record['uuid']}" and record["uuid"] in result.stderr
         assert record["duration_s"] == 0 and list(record["moments"]) == ["before_call", "ended"]
         assert record["variables"]["row"] == str(i) and record["variables"]["direction"] == "outbound"
+        assert json.loads(result.stdout) == {"number": number, "outcome": {"USER_BUSY": "busy", "NO_ANSWER": "no_answer"}
+                                             .get(cause, "failed"), "cause": cause, "uuid": record["uuid"]}
     assert listed.returncode == 0 and "queued: 4" in listed.stdout
     assert inbound.recordings() == []  # nobody answered: no socket ever reached serve
 

@@ -45,7 +45,7 @@ def _variables(pairs: tuple[str, ...]) -> dict[str, str]:
               help="a batch: one call per row (columns: number, optional country, the rest call variables)")
 @click.option("--concurrency", type=click.IntRange(1, 100), default=2, show_default=True,
               help="batch: calls in flight at once (the agent's outbound.max_concurrent also applies)")
-@click.option("--json", "as_json", is_flag=True, help="batch: print the summary as JSON")
+@click.option("--json", "as_json", is_flag=True, help="print the outcome (a batch: the summary) as JSON on stdout")
 @config_option
 def call(number: Optional[str], agent_id: str, country: Optional[str], connection: Optional[str],
          caller_id: Optional[str], pairs: tuple[str, ...], csv_path: Optional[str], concurrency: int, as_json: bool,
@@ -76,7 +76,7 @@ def call(number: Optional[str], agent_id: str, country: Optional[str], connectio
     with _dialer(config, password) as dialer:
         if csv_path:
             sys.exit(_batch(dialer, agent_id, targets, concurrency, connection, caller_id, as_json))
-        sys.exit(_one(dialer, agent_id, number, variables, country, connection, caller_id))
+        sys.exit(_one(dialer, agent_id, number, variables, country, connection, caller_id, as_json))
 
 
 class _dialer:
@@ -104,7 +104,7 @@ class _dialer:
 
 
 def _one(dialer: Any, agent_id: str, number: str, variables: dict[str, str], country: Optional[str],
-         connection: Optional[str], caller_id: Optional[str]) -> int:
+         connection: Optional[str], caller_id: Optional[str], as_json: bool) -> int:
     from controller.call.dialer import OverCapacity, PlaceError
     try:
         placed = dialer.place(agent_id, number, variables, country=country, via=connection, caller_id=caller_id)
@@ -112,8 +112,12 @@ def _one(dialer: Any, agent_id: str, number: str, variables: dict[str, str], cou
         fail(str(exc), code=1)
     except PlaceError as exc:
         fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({"number": placed.number, "outcome": placed.outcome, "cause": placed.cause,
+                               "uuid": placed.uuid}))
     if placed.answered:
-        click.echo(f"answered: call {placed.uuid} is with agent {agent_id}")
+        if not as_json:
+            click.echo(f"answered: call {placed.uuid} is with agent {agent_id}")
         return 0
     if placed.how == "not_answered":
         click.echo(f"not answered: {placed.cause} (call {placed.uuid}; its record is written)", err=True)
