@@ -51,7 +51,14 @@ def call(number: Optional[str], agent_id: str, country: Optional[str], connectio
          caller_id: Optional[str], pairs: tuple[str, ...], csv_path: Optional[str], concurrency: int, as_json: bool,
          config_path: Optional[str]) -> None:
     """Have an agent call NUMBER (or every row of --from-csv): FreeSWITCH dials it and, once answered, hands the
-    call to `serve` (which must run). Every call gets a record, answered or not."""
+    call to `serve` (which must run). Every call gets a record, answered or not.
+
+    \b
+    One call exits 0 once answered and with the agent; 1 not answered, busy, failed (the cause is printed) or
+    over the agent's outbound cap; 2 bad input, or the event socket or Redis cannot be used.
+    A batch exits 0 once it ran (whatever the callees did); 1 when a call failed for a system reason; 2 on bad
+    input (a bad CSV line: nothing is placed).
+    """
     if (number is None) == (csv_path is None):
         fail("give a NUMBER to call, or --from-csv FILE for a batch (not both)")
     if csv_path and pairs:
