@@ -52,7 +52,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="sb-bench-campaign-"))
     session_redis = SessionRedis()
     agent = BASE_AGENT + "outbound: {max_concurrent: 8}\n"
-    callee = Scenario.from_dict({"name": "callee", "end_after_s": 1, "script": [{"silence": 1}],
+    callee = Scenario.from_dict({"name": "callee", "end_after_s": 1, "script": [{"silence": 30}],
                                  "targets": {BUSY: "busy"}})
     inbound = InboundServer("ClueCon", callee, TIME_SCALE)
     try:
