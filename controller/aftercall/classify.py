@@ -3,7 +3,8 @@
 Rules are tried in the order they are written; the first whose every given condition holds wins, and a rule
 marked `fallback: true` names the calls no rule matched. Conditions (all optional, all must hold):
   transferred          bool   the caller was handed to a person or another agent
-  hangup_by            str or list   who ended the call: "caller", "agent", "system" (record["hangup_by"])
+  hangup_by            str or list   who ended the call: "caller", "agent", "system", "callee" (a placed call
+                                     the callee did not take: busy, rejected, no answer)
   direction            str    "inbound" (a caller called) or "outbound" (the agent placed the call)
   answered             bool   someone answered (false: an outbound call nobody took, busy or failed)
   hangup_cause         list   one of these FreeSWITCH causes (NO_ANSWER, USER_BUSY, CALL_REJECTED...)

@@ -168,7 +168,7 @@ class ClassificationRules(ConfigModel):
     """Rules evaluated on the call record; all given rules must match."""
 
     transferred: Optional[bool] = None
-    hangup_by: Optional[Literal["caller", "agent"]] = None
+    hangup_by: Optional[Literal["caller", "agent", "callee", "system"]] = None
     direction: Optional[Literal["inbound", "outbound"]] = None
     answered: Optional[bool] = None
     hangup_cause: list[Annotated[str, pattern(r"[A-Z][A-Z0-9_]{1,40}", "a FreeSWITCH hang-up cause like NO_ANSWER",
