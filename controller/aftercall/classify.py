@@ -4,9 +4,12 @@ Rules are tried in the order they are written; every rule whose every given cond
 first is its main `classification`, all of them its `classifications`), and a rule marked `fallback: true` names
 the calls no rule matched. Conditions (all optional, all must hold):
   transferred          bool   the caller was handed to a person or another agent
-  hangup_by            str or list   who ended the call: "caller", "agent", "system" (record["hangup_by"])
+  hangup_by            str or list   who ended the call: "caller", "agent", "system", "callee" (a placed call
+                                     the callee did not take: busy, rejected, no answer)
   direction            str    "inbound" (a caller called) or "outbound" (the agent placed the call)
   answered_by          str or list   who machine detection found answered: human, machine, ivr, unknown
+  answered             bool   someone answered (false: an outbound call nobody took, busy or failed)
+  hangup_cause         list   one of these FreeSWITCH causes (NO_ANSWER, USER_BUSY, CALL_REJECTED...)
   action_called        str or list   one of these action names appears in record["actions"]
   transcript_contains  str or list   one of these phrases appears (case-insensitive) in any transcript text
   min_duration_s / max_duration_s    bounds on record["duration_s"] (or ended_at - started_at)
@@ -67,6 +70,12 @@ def matches(when: Any, record: Mapping[str, Any]) -> bool:
         return False
     answerers = _as_list(_get(when, "answered_by"))
     if answerers and record.get("answered_by") not in answerers:
+        return False
+    answered = _get(when, "answered")
+    if answered is not None and bool(record.get("answered", True)) != bool(answered):
+        return False
+    causes = _as_list(_get(when, "hangup_cause"))
+    if causes and record.get("hangup_cause") not in causes:
         return False
     who = _as_list(_get(when, "hangup_by"))
     if who and record.get("hangup_by") not in who:

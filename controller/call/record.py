@@ -171,6 +171,7 @@ class CallRecord:
             "ended_at": iso(ended),
             "duration_s": round(ended - started, 3),
             "talk_s": round(ended - answered, 3) if answered else 0.0,
+            "answered": answered is not None,
             "hangup_by": self.hangup_by or "caller",
             "transferred": any(a.type == "transfer" and a.result in ("answered", "handed_off", "transferred")
                                for a in self.actions),

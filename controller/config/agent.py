@@ -104,6 +104,13 @@ class Limits(ConfigModel):
     max_hold_s: Annotated[int, Field(ge=30, le=14400)] = 1800  # the call's total time in wait actions
 
 
+class Outbound(ConfigModel):
+    """Calls this agent places (`switchboard call`): at most `max_concurrent` at once, counted in Redis across
+    processes (a batch waits for a free slot, a single call is refused)."""
+
+    max_concurrent: Annotated[int, Field(ge=1, le=200)] = 4
+
+
 def default_brain_embedder(language: Any) -> str:
     """`minilm` for English, the multilingual `use-m3` otherwise."""
     return "minilm" if isinstance(language, str) and language.startswith("en") else "use-m3"
@@ -123,6 +130,7 @@ class AgentConfig(ConfigModel):
     ring_budget_s: Annotated[float, Field(ge=0, le=30)] = 3
     limits: Limits = Field(default_factory=Limits)
     machine_detection: MachineDetection = Field(default_factory=MachineDetection)
+    outbound: Outbound = Field(default_factory=Outbound)
     actions: Actions = Field(default_factory=Actions)
 
     @model_validator(mode="before")

@@ -216,9 +216,12 @@ class ClassificationRules(ConfigModel):
     """Rules evaluated on the call record; all given rules must match."""
 
     transferred: Optional[bool] = None
-    hangup_by: Optional[Literal["caller", "agent"]] = None
+    hangup_by: Optional[Literal["caller", "agent", "callee", "system"]] = None
     direction: Optional[Literal["inbound", "outbound"]] = None
     answered_by: Optional[Literal["human", "machine", "ivr", "unknown"]] = None
+    answered: Optional[bool] = None
+    hangup_cause: list[Annotated[str, pattern(r"[A-Z][A-Z0-9_]{1,40}", "a FreeSWITCH hang-up cause like NO_ANSWER",
+                                              "cause")]] = []
     action_called: Optional[str] = None
     transcript_contains: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
     min_duration_s: Optional[Annotated[float, Field(ge=0)]] = None
