@@ -81,10 +81,18 @@ def test_a_beep_is_a_machine_and_the_first_verdict_stays():
     assert detector.words("Allô ?", 2.0).how == "beep"
 
 
-def test_silence_until_the_limit_is_unknown():
+def test_nothing_heard_for_2_5_s_is_unknown_and_the_agent_greets():
     detector = GreetingDetector(4.0)
-    assert detector.tick(3.9) is None and detector.due() == 4.0
-    assert (detector.tick(4.0).answered_by, detector.verdict.how) == ("unknown", "timeout")
+    assert detector.tick(2.4) is None and detector.due() == 2.5
+    assert (detector.tick(2.5).answered_by, detector.verdict.how) == ("unknown", "initial_silence")
+
+
+def test_words_with_no_pause_and_no_decision_until_the_limit_are_unknown():
+    detector = GreetingDetector(2.0)
+    detector.words("oui", 0.5)
+    detector.begin_speaking(1.0)
+    assert detector.tick(1.9) is None
+    assert (detector.tick(2.0).answered_by, detector.verdict.how) == ("unknown", "timeout")
 
 
 def test_avmd_arguments_follow_the_channel_direction():

@@ -36,9 +36,13 @@ OUTCOMES = {"+33612345601": "busy", "+33612345602": "reject", "+33612345603": "n
             "+33612345604": "gateway_down"}
 
 
+# A person answers "Allô ?" as soon as the agent listens, then waits (machine detection hears a person).
+HELLO = [{"wait_for": {"app": "detect_speech"}}, {"say": "Allô ?", "talk_over": True}, {"silence": 1}]
+
+
 def _callee(script: list | None = None, end_after_s: float = 1) -> Scenario:
     return Scenario.from_dict({"name": "callee", "end_after_s": end_after_s, "targets": dict(OUTCOMES),
-                               "script": script or [{"silence": 1}]})
+                               "script": script or HELLO})
 
 
 def _cli_config(tmp_path: Path, runtime, inbound_port: int, agent: str = BASE_AGENT, extra: str = "") -> Path:

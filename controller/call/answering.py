@@ -8,6 +8,8 @@ always give the same verdict (tests and bench/machine.py feed it directly). The 
   length                     3.5 s of speech without a pause, or 14 words or more: machine (a person says
                              "Allô ?" or "Oui bonjour, c'est Marie" and waits)
   short greeting, then quiet a pause after the words (0.8 s after a bare hello, 1.2 s otherwise): human
+  nothing heard at all for 2.5 s     unknown: a person who picked up and waits for us (a machine starts talking
+                             within a second); the agent greets rather than leave them in silence
   nothing decisive by max_detect_s: unknown (the call goes on as with a person)
 Phrases are compared folded (controller/text.py), so accents, case and punctuation do not matter.
 """
@@ -58,6 +60,7 @@ LONG_SPEECH_S = 3.5
 LONG_WORDS = 14
 HELLO_PAUSE_S = 0.8
 PAUSE_S = 1.2
+INITIAL_SILENCE_S = 2.5
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ class GreetingDetector:
         if self.last_words_at is not None:
             pause = HELLO_PAUSE_S if is_hello(self.heard) else PAUSE_S
             return min(self.last_words_at + pause, self.max_detect_s)
-        return self.max_detect_s
+        return min(INITIAL_SILENCE_S, self.max_detect_s)
 
     def tick(self, at_s: float) -> Optional[Verdict]:
         """Decide from time alone: a long stretch of speech, a pause after the words, or the end of the wait."""
@@ -173,6 +176,8 @@ class GreetingDetector:
             return None
         if self.speaking_since is None and self.last_words_at is not None:
             return self._decide("human", "short_greeting" if is_hello(self.heard) else "pause", at_s)
+        if self.speaking_since is None and self.last_words_at is None:
+            return self._decide("unknown", "initial_silence", at_s)
         if at_s >= self.max_detect_s:
             return self._decide("unknown", "timeout", at_s)
         return None
