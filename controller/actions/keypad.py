@@ -16,12 +16,14 @@ from controller.brain.base import Turn
 from controller.brain.menu import parse_menu
 from controller.brain.menu_goal import choose_option
 from controller.esl import commands
+from controller.esl.frames import CallHangup
 from controller.esl.speech import parse_heard
 from controller.esl.values import DialStringError
 from controller.templating import TemplateError, render
 from controller.text import fold_words
 
 MENU_GAP_S = 1.0  # call seconds of quiet after the IVR's words before they go to the brain as one turn
+SPEAKING_LIMIT_S = 60.0  # call seconds words begun before listen_after_s may take to end
 PROMPT_CHARS = 300  # how much of a prompt identifies it for the same-keys rule
 PRESSED = "keypad_pressed"  # call variable: [{"keys", "prompt"}] of every press, for the same-keys rule
 DIGITS_PATTERN = r"^[0-9*#A-DwW]{1,99}(@[0-9]{2,4})?$"
@@ -69,8 +71,13 @@ class KeypadAction(Action):
         ctx.wait_quiet()
         ctx.execute(app, self.services.execute_timeout + ctx.clock.scaled(0.6 * len(digits)))
         pressed.append({"keys": digits, "prompt": prompt})
-        heard = self._listen(ctx)
-        return ActionOutcome("sent", detail={"digits": digits, "source": source, **detail, "heard_after": heard})
+        detail = {"digits": digits, "source": source, **detail}
+        try:
+            heard = self._listen(ctx)
+        except CallHangup as hangup:  # the IVR hung up after the keys (a goal reached): they were still sent
+            hangup.outcome = ActionOutcome("sent", detail={**detail, "heard_after": ""})  # type: ignore[attr-defined]
+            raise
+        return ActionOutcome("sent", detail={**detail, "heard_after": heard})
 
     def _goal(self, ctx: ActionContext) -> str:
         if not self.config.goal:
@@ -94,19 +101,26 @@ class KeypadAction(Action):
         return choice.option.keys, "menu", {"option": choice.option.label, "goal": goal, "offered": offered}
 
     def _listen(self, ctx: ActionContext) -> str:
-        """The IVR's words after the keys (pushed as the next turn), or "" after `listen_after_s` of silence."""
+        """The IVR's words after the keys (pushed as the next turn), or "" after `listen_after_s` of silence.
+
+        Words begun before `listen_after_s` are waited for (at most SPEAKING_LIMIT_S more): a long prompt is heard
+        whole instead of being talked over."""
         clock = ctx.clock
-        deadline = clock.monotonic() + clock.scaled(self.config.listen_after_s)
+        start = clock.monotonic()
+        deadline = start + clock.scaled(self.config.listen_after_s)
+        limit = deadline + clock.scaled(SPEAKING_LIMIT_S)
         words: list[str] = []
         confidences: list[float] = []
+        speaking = False
         while True:
             now = clock.monotonic()
-            if now >= deadline:
+            if now >= (limit if speaking else deadline):
                 break
-            frame = ctx.next_event(deadline - now)
+            frame = ctx.next_event((limit if speaking else deadline) - now)
             if frame is None or frame.name != "DETECTED_SPEECH":
                 continue
             kind = frame.get("Speech-Type")
+            speaking = kind == "begin-speaking" or (speaking and kind not in ("detected-speech", "closed"))
             if kind == "closed" and ctx.asr_on:
                 asr = ctx.agent.speech.asr
                 ctx.execute(commands.detect_speech(asr.engine, asr.grammar, asr.params))

@@ -57,6 +57,7 @@ class Conversation:
         self.turn_arrived_at: float | None = None
         self.dtmf = ""
         self.dtmf_deadline: float | None = None
+        self.hearing = False  # the caller (or an IVR) is speaking: between begin-speaking and its result
         self.pending: list[Turn] = []
         self.counts: dict[str, int] = {}
         self.clarifying: tuple[str, str] | None = None
@@ -266,7 +267,7 @@ class Conversation:
                 if now >= self.dtmf_deadline:
                     return self._dtmf_turn()
                 waits.append(self.dtmf_deadline - now)
-            elif not self.is_talking():
+            elif not self.is_talking() and not self.hearing:
                 silence_at = self.audio_ended_at + self.clock.scaled(self.speech.no_input_s)
                 if now >= silence_at:
                     self.audio_ended_at = now
@@ -284,6 +285,7 @@ class Conversation:
         if name == "DETECTED_SPEECH":
             kind = frame.get("Speech-Type", "")
             if kind == "begin-speaking":
+                self.hearing = True
                 if self.speech.barge_in and self.is_talking():
                     dropped = self.esl.break_all()
                     self.talking.clear()
@@ -291,6 +293,9 @@ class Conversation:
                     self.log.info("barge-in: agent stopped (%d queued sentence(s) dropped)", len(dropped))
                     self.record.add_turn("system", "barge-in")
                 return None
+            if kind in ("detected-speech", "closed"):
+                self.hearing = False
+                self.audio_ended_at = self.clock.monotonic()
             if kind == "detected-speech":
                 self.turn_arrived_at = self.clock.monotonic()
                 heard = parse_heard(frame.body)
