@@ -18,6 +18,7 @@ from fssim.script import CallerScript
 
 PROMPT_PAUSE_S = 0.3  # the IVR speaks once the agent's audio has paused this long
 GOAL_HANGUP_S = 0.5
+FIRST_PROMPT_WAIT_S = 10.0
 
 
 class IvrScript:
@@ -36,6 +37,9 @@ class IvrScript:
     def run(self) -> None:
         call, tree, trace = self.call, self.tree, self.trace
         call.wait_until(lambda: call.answered.is_set() or not self.up)
+        # the simulator delivers whole utterances: the first prompt waits for the agent's recogniser (at most
+        # FIRST_PROMPT_WAIT_S), where a real one would hear most of a prompt begun before it started
+        call.wait_until(lambda: call.asr.listening or not self.up, timeout_s=FIRST_PROMPT_WAIT_S)
         menu, failures, retry = tree.menus[tree.start], 0, False
         while self.up:
             trace.path.append(menu.name)

@@ -1,7 +1,8 @@
 """Which option of an IVR menu serves a goal ("suivre un colis", "talk to billing"): lexical overlap, cheap.
 
 Both texts are folded (controller/text.py), cut into content words (no function words, no menu verbs), lightly
-stemmed (plural and verb endings dropped, then the first 5 letters: "réclamation" and "réclamer" meet) and mapped
+stemmed (plural and verb endings dropped, then the first 5 letters: "réclamation" and "réclamer" meet; words every menu
+says, "client", "service", "call", are no terms) and mapped
 through a small French/English synonym table ("facture" = "billing" = "invoice"), so wording may differ. An
 option scores its shared terms, plus half its precision (shared / its own terms) so that "réclamation colis"
 prefers "une réclamation sur un colis" to "le suivi de colis". No shared term, or two options tied at the top:
@@ -20,8 +21,10 @@ le la les l un une des de du d au aux a en et ou sur par pour avec sans dans ce 
 vous votre vos nous notre nos je j me mon ma mes tu te ton ta tes il elle on y si s est etes etre avez avoir
 qui que quoi quel quelle dont ne pas plus tout toute tous toutes veuillez merci svp cas afin
 tapez taper tape appuyez appuyer composez faites touche chiffre parler joindre contacter demande concernant
+client clients clientele appel appelez appelle service services
 the an of to for your you if are is be and or on in at with about by from please would like want need my me i
 press dial key number option speak talk reach get some any regarding want wish this that it
+customer customers client call calling service services
 """.split())
 _SUFFIXES = ("ations", "ation", "ements", "ement", "ments", "ment", "ings", "ing", "ions", "ion", "eurs", "eur",
              "ees", "ee", "es", "er", "ez", "ed", "re", "e", "s", "x")
@@ -60,11 +63,13 @@ _SYNONYMS: tuple[tuple[str, ...], ...] = (
 
 
 def stem(word: str) -> str:
-    """A light stem: one plural or verb ending dropped (keeping 3+ letters), then at most 5 letters."""
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
+    """A light stem: up to two plural or verb endings dropped (keeping 3+ letters: "orders", "order" -> "ord"),
+    then at most 5 letters."""
+    for _ in range(2):
+        suffix = next((x for x in _SUFFIXES if word.endswith(x) and len(word) - len(x) >= 3), None)
+        if suffix is None:
             break
+        word = word[: -len(suffix)]
     return word[:5]
 
 
