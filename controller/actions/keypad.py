@@ -72,10 +72,14 @@ class KeypadAction(Action):
         ctx.execute(app, self.services.execute_timeout + ctx.clock.scaled(0.6 * len(digits)))
         pressed.append({"keys": digits, "prompt": prompt})
         detail = {"digits": digits, "source": source, **detail}
+        words: list[str] = []
         try:
-            heard = self._listen(ctx)
+            heard = self._listen(ctx, words)
         except CallHangup as hangup:  # the IVR hung up after the keys (a goal reached): they were still sent
-            hangup.outcome = ActionOutcome("sent", detail={**detail, "heard_after": ""})  # type: ignore[attr-defined]
+            if words:
+                ctx.add_turn("caller", " ".join(words))
+            hangup.outcome = ActionOutcome(  # type: ignore[attr-defined]
+                "sent", detail={**detail, "heard_after": " ".join(words)})
             raise
         return ActionOutcome("sent", detail={**detail, "heard_after": heard})
 
@@ -100,8 +104,9 @@ class KeypadAction(Action):
             raise ActionRefused(choice.reason, "menu")
         return choice.option.keys, "menu", {"option": choice.option.label, "goal": goal, "offered": offered}
 
-    def _listen(self, ctx: ActionContext) -> str:
-        """The IVR's words after the keys (pushed as the next turn), or "" after `listen_after_s` of silence.
+    def _listen(self, ctx: ActionContext, words: list[str]) -> str:
+        """The IVR's words after the keys (gathered in `words`, pushed as the next turn), or "" after
+        `listen_after_s` of silence.
 
         Words begun before `listen_after_s` are waited for (at most SPEAKING_LIMIT_S more): a long prompt is heard
         whole instead of being talked over."""
@@ -109,7 +114,6 @@ class KeypadAction(Action):
         start = clock.monotonic()
         deadline = start + clock.scaled(self.config.listen_after_s)
         limit = deadline + clock.scaled(SPEAKING_LIMIT_S)
-        words: list[str] = []
         confidences: list[float] = []
         speaking = False
         while True:
