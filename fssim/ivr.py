@@ -43,6 +43,8 @@ class IvrScript:
         menu, failures, retry = tree.menus[tree.start], 0, False
         while self.up:
             trace.path.append(menu.name)
+            if menu.pause_s and not retry:
+                call.sleep(menu.pause_s)
             self.voice.say(f"{tree.not_understood} {menu.prompt}" if retry else menu.prompt, PROMPT_PAUSE_S)
             key = self._key()
             if not self.up:

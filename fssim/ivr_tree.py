@@ -11,7 +11,7 @@ ivr:
     main:
       prompt: "Pour le suivi tapez 1, pour une réclamation tapez 2."
       options: {"1": suivi, "2": {goal: reclamation, say: "Service réclamations, bonjour."}}
-    suivi: {prompt: "...", options: {...}}
+    suivi: {prompt: "...", options: {...}, pause_s: 5}   # pause_s: silence before the prompt (default 0)
 ```
 An option leads to another menu (its name) or to a goal (`{goal: name, say: text}`; the text defaults to
 "goal reached: <name>"), after which the IVR hangs up. Parsing only: fssim/ivr.py plays the tree on a call.
@@ -37,6 +37,7 @@ class Menu:
     name: str
     prompt: str
     options: dict[str, "str | Goal"]  # key -> the next menu's name, or a goal
+    pause_s: float = 0.0  # call seconds of silence before the prompt (an IVR that takes its time)
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,11 @@ def _menu(name: str, spec: Any, fail: Fail) -> Menu:
     where = f"ivr.menus.{name}"
     if not _NAME.match(name):
         raise fail(where, "a menu name is 1..64 letters, digits, _ . -")
-    if not isinstance(spec, dict) or set(spec) - {"prompt", "options"}:
-        raise fail(where, "expected {prompt: text, options: {key: menu or {goal: name}}}")
+    if not isinstance(spec, dict) or set(spec) - {"prompt", "options", "pause_s"}:
+        raise fail(where, "expected {prompt: text, options: {key: menu or {goal: name}}, pause_s: seconds}")
+    pause = spec.get("pause_s", 0.0)
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)) or not 0 <= pause <= 120:
+        raise fail(f"{where}.pause_s", f"{pause!r} is not a number of seconds between 0 and 120")
     prompt = _text(f"{where}.prompt", spec.get("prompt"), fail)
     raw = spec.get("options")
     if not isinstance(raw, dict) or not raw:
@@ -118,4 +122,4 @@ def _menu(name: str, spec: Any, fail: Fail) -> Menu:
             options[key] = target
         else:
             raise fail(at, f"{target!r}: expected a menu name or {{goal: name}}")
-    return Menu(name, prompt, options)
+    return Menu(name, prompt, options, float(pause))

@@ -48,13 +48,13 @@ TREE = {
     }}
 
 
-def _place(tmp_path: Path, session_redis, tree: dict, agent: str = AGENT):
-    config = write_config(tmp_path, {"support": agent}, extra=TRUNK)
+def _place(tmp_path: Path, session_redis, tree: dict, agent: str = AGENT, trunk: str = TRUNK):
+    config = write_config(tmp_path, {"support": agent}, extra=trunk)
     inbound = InboundServer("ClueCon", Scenario.from_dict({"name": "ivr", "ivr": tree}), TIME_SCALE)
     with running(config, session_redis) as runtime:
         (tmp_path / "cli").mkdir()
         cli = write_config(tmp_path / "cli", {"support": agent}, port=runtime.listener.port,
-                           extra=TRUNK + f"freeswitch: {{port: {inbound.start()}}}\n")
+                           extra=trunk + f"freeswitch: {{port: {inbound.start()}}}\n")
         try:
             placed = gevent.subprocess.run(
                 [BIN, "--log-text", "call", "+33612345678", "--agent", "support", "--config", str(cli)],
@@ -79,6 +79,17 @@ def test_a_two_level_tree_is_reached_with_the_keys_its_menus_state_and_no_prompt
     assert "Êtes-vous toujours là ?" not in rec.spoken and rec.spoken == ["Bonjour."]
     keypads = [a for a in record["actions"] if a["name"] == "ivr_menu" and a["result"] == "sent"]
     assert [a["detail"]["option"] for a in keypads] == ["pour une reclamation", "sur une facture"]
+
+
+def test_an_ivr_silent_longer_than_no_input_s_after_the_keys_gets_no_prompt_and_inband_tones(tmp_path,
+                                                                                             session_redis):
+    """no_input_s is 4, listen_after_s 20: the IVR thinks 8 s before its next menu; the agent waits, then answers it."""
+    tree = {**TREE, "menus": {**TREE["menus"], "reclamation": {**TREE["menus"]["reclamation"], "pause_s": 8}}}
+    inbound, rec, record = _place(tmp_path, session_redis, tree, trunk=TRUNK.replace("dtmf: info", "dtmf: inband"))
+    assert (rec.ivr.goal, rec.ivr.path) == ("reclamation_facture", ["main", "reclamation"])
+    assert rec.spoken == ["Bonjour."]
+    assert "dtmf_type=none,execute_on_answer=start_dtmf_generate" in inbound.originates[0]
+    assert [mode for _, mode in rec.dtmf_received] == ["inband", "inband"]
 
 
 def test_an_ivr_without_the_goal_loops_and_hangs_up_after_its_failures_and_no_key_is_pressed(tmp_path,

@@ -12,6 +12,7 @@ from controller.actions.base import ActionRefused
 from controller.brain.base import BrainContext, Turn
 from controller.brain.calibration import shipped_phrase_sets
 from controller.brain.semantic import SemanticBrain
+from controller.brain.tools import build_toolset, validate_arguments
 from controller.brain.menu import MenuOption, parse_menu
 from controller.brain.menu_goal import choose_option
 from controller.clock import Clock
@@ -178,6 +179,15 @@ def test_the_semantic_brain_sends_a_menu_to_the_keypad_that_reads_menus_and_othe
     assert decision.action is not None and (decision.action.name, decision.action.arguments) == ("ivr", {"menu": menu})
     words = brain.decide(Turn("speech", "I would like to place an order"), BrainContext("u", "s", "en", [], {}, actions))
     assert words.action is None or words.action.name != "ivr"
+
+
+def test_the_openai_brain_is_offered_digits_and_menu_both_optional(config):
+    spec = build_actions(config.agents["support"], services_for(config, Clock(SCALE)))["ivr"].base_spec()
+    [tool] = build_toolset([spec]).tools
+    parameters = tool["function"]["parameters"]
+    assert set(parameters["properties"]) == {"digits", "menu"} and "required" not in parameters
+    assert validate_arguments(parameters, {"digits": "12#"}) == []
+    assert validate_arguments(parameters, {"digits": "12x"})
 
 
 # ---------------------------------------------------------------- configuration and dial strings
