@@ -1,4 +1,4 @@
-"""Benchmark of the keypad against IVR trees: 50 generated trees (bench/ivr_trees.py), each called by an agent.
+"""Benchmark of the keypad against IVR trees: 50 generated trees (tests/support/ivr_trees.py), each one called.
 
     python bench/ivr.py               # 50 trees, then the naive baseline on the same trees (under a minute)
     python bench/ivr.py --trees 20
@@ -35,14 +35,13 @@ from gevent.pool import Pool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from controller.call.originate import originate_for  # noqa: E402
 from controller.config.load import load_config  # noqa: E402
 from controller.esl.inbound import SESSION_START_S, originate  # noqa: E402
 from fssim import Scenario  # noqa: E402
 from fssim.inbound import InboundServer  # noqa: E402
-from ivr_trees import Tree, make_tree  # noqa: E402
+from tests.support.ivr_trees import Tree, make_tree  # noqa: E402
 from tests.support.controller import SessionRedis, records, running, write_config  # noqa: E402
 
 TIME_SCALE = 0.02

@@ -1,4 +1,5 @@
-"""Generated IVR trees for bench/ivr.py: 2-4 levels, French or English, the right key stated in each menu.
+"""Generated IVR trees for bench/ivr.py: 2-4 levels, French or English, the right key stated in each menu
+(kept beside the other test peers, so that `make bench` runs only benchmarks).
 
 Each tree is a scenario `ivr:` mapping (fssim/ivr_tree.py) plus its goal (the words given to the keypad action)
 and the keys that reach it. Every option of a tree is a distinct topic; the options off the goal's path lead to
