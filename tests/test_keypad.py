@@ -35,7 +35,8 @@ speech:
   asr: {module: mod_unimrcp, engine: unimrcp, grammar: "builtin:speech/transcribe"}
 actions:
   during_call:
-    - {type: keypad, name: ivr, description: "Choisir dans le serveur vocal.", goal: "{{ goal | default('faire une réclamation') }}", listen_after_s: 8}
+    - {type: keypad, name: ivr, description: "Choisir dans le serveur vocal.",
+       goal: "{{ goal | default('faire une réclamation') }}", listen_after_s: 8}
     - {type: keypad, name: fixed, description: "Taper 1.", digits: "1"}
     - {type: keypad, name: fixed_again, description: "Taper 1 encore.", digits: "1", repeat_keys: true}
 """
@@ -72,7 +73,8 @@ def context(config: Any, made: list[FakeContext], name: str, **script: Any) -> t
      [("for sales", "1"), ("for support", "2"), ("to hear these options again", "*")]),
     ("Si vous êtes un particulier, tapez 1. Si vous êtes un professionnel, tapez deux.",
      [("si vous etes un particulier", "1"), ("si vous etes un professionnel", "2")]),
-    ("Pour parler à un conseiller, faites le 3. Pour réécouter, appuyez sur la touche étoile. Pour le menu principal, touche dièse",
+    ("Pour parler à un conseiller, faites le 3. Pour réécouter, appuyez sur la touche étoile. "
+     "Pour le menu principal, touche dièse",
      [("pour parler a un conseiller", "3"), ("pour reecouter", "*"), ("pour le menu principal", "#")]),
     ("Bienvenue chez Colis Express, tapez deux pour une réclamation, tapez un pour le suivi",
      [("pour une reclamation", "2"), ("pour le suivi", "1")]),
@@ -126,7 +128,8 @@ def test_after_the_keys_the_agent_listens_and_the_ivrs_next_menu_is_the_next_tur
         (3.5, detected_speech("Pour un colis perdu tapez 2."))])
     outcome = action.run(ctx, {"menu": "pour une réclamation tapez 2"})
     assert ctx.said == [] and ctx.silence_restarts == 1
-    assert ctx.pushed == [Turn("speech", "Réclamation. Pour un colis abîmé tapez 1. Pour un colis perdu tapez 2.", 0.9)]
+    heard = "Réclamation. Pour un colis abîmé tapez 1. Pour un colis perdu tapez 2."
+    assert ctx.pushed == [Turn("speech", heard, 0.9)]
     assert outcome.detail["heard_after"] == ctx.pushed[0].text
     assert [t["who"] for t in ctx.transcript] == ["caller"]
 
@@ -177,7 +180,8 @@ def test_the_semantic_brain_sends_a_menu_to_the_keypad_that_reads_menus_and_othe
     menu = "To speak to an operator press 0, for billing press 2"
     decision = brain.decide(Turn("speech", menu), BrainContext("u", "support", "en", [], {}, actions))
     assert decision.action is not None and (decision.action.name, decision.action.arguments) == ("ivr", {"menu": menu})
-    words = brain.decide(Turn("speech", "I would like to place an order"), BrainContext("u", "s", "en", [], {}, actions))
+    order = Turn("speech", "I would like to place an order")
+    words = brain.decide(order, BrainContext("u", "s", "en", [], {}, actions))
     assert words.action is None or words.action.name != "ivr"
 
 

@@ -1,8 +1,8 @@
 """Which option of an IVR menu serves a goal ("suivre un colis", "talk to billing"): lexical overlap, cheap.
 
 Both texts are folded (controller/text.py), cut into content words (no function words, no menu verbs), lightly
-stemmed (plural and verb endings dropped, then the first 5 letters: "réclamation" and "réclamer" meet; words every menu
-says, "client", "service", "call", are no terms) and mapped
+stemmed (plural and verb endings dropped, then the first 5 letters: "réclamation" and "réclamer" meet; words
+every menu says, "client", "service", "call", are no terms) and mapped
 through a small French/English synonym table ("facture" = "billing" = "invoice"), so wording may differ. An
 option scores its shared terms, plus half its precision (shared / its own terms) so that "réclamation colis"
 prefers "une réclamation sur un colis" to "le suivi de colis". No shared term, or two options tied at the top:
