@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fssim.asr import detect_speech
 from fssim.avmd import avmd_beep, avmd_hears, avmd_start, avmd_stop
 from fssim.bridge import run_bridge
+from fssim.dtmf import send_dtmf
 from fssim.ports import AppHandler, CallPort
 
 
@@ -134,12 +135,6 @@ def _speak(call: CallPort, arg: str) -> None:
     return None
 
 
-def _send_dtmf(call: CallPort, arg: str) -> None:
-    call.rec.dtmf_sent.append(arg)
-    call.note(f"agent sent DTMF {arg} (send_dtmf)")
-    return None
-
-
 def _sleep(call: CallPort, arg: str) -> None:
     call.session.wait_app(int(arg.strip() or 0) / 1000.0)
     return None
@@ -159,6 +154,11 @@ def _info(call: CallPort, arg: str) -> None:
     return None
 
 
+def _start_dtmf_generate(call: CallPort, arg: str) -> None:
+    call.note("start_dtmf_generate: the channel's DTMF is played inband from now on")
+    return None
+
+
 def _deflect(call: CallPort, arg: str) -> None:
     call.note(f"deflect to {arg}: the caller is referred away")
     call.hangup("NORMAL_CLEARING", "deflect")
@@ -175,8 +175,8 @@ def _transfer(call: CallPort, arg: str) -> None:
 
 APPS: dict[str, AppSpec] = {name: AppSpec("mod_dptools", handler) for name, handler in {
     "answer": _answer, "pre_answer": _pre_answer, "ring_ready": _ring_ready, "set": _set, "multiset": _multiset,
-    "unset": _unset, "export": _export, "playback": _playback, "speak": _speak, "send_dtmf": _send_dtmf,
+    "unset": _unset, "export": _export, "playback": _playback, "speak": _speak, "send_dtmf": send_dtmf,
     "sleep": _sleep, "hangup": _hangup, "bridge": run_bridge, "detect_speech": detect_speech, "log": _log,
-    "info": _info, "deflect": _deflect, "transfer": _transfer}.items()}
+    "info": _info, "start_dtmf_generate": _start_dtmf_generate, "deflect": _deflect, "transfer": _transfer}.items()}
 APPS["avmd_start"] = AppSpec("mod_avmd", avmd_start)
 APPS["avmd_stop"] = AppSpec("mod_avmd", avmd_stop)

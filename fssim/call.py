@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Callable, Iterable
 
 import gevent
+import gevent.queue
 from gevent.event import Event
 
 from controller.clock import Clock
@@ -23,6 +24,7 @@ from fssim.connection import CONNECT_TIMEOUT_S, Connection
 from fssim.ports import ConnectionPort
 from fssim.recording import CallRecording
 from fssim.scenario import Scenario
+from fssim.ivr import IvrScript
 from fssim.script import CallerScript
 from fssim.session import SessionThread
 from fssim.unicast import UnicastStream, start_unicast
@@ -58,6 +60,7 @@ class SimCall:
         self.peers: dict[str, dict[str, str]] = {}
         self.peer_kills: dict[str, str] = {}
         self.started_apps: Counter[str] = Counter()
+        self.keys_heard: gevent.queue.Queue = gevent.queue.Queue()
         self.answered = Event()
         if scenario.answered:
             self.answered.set()
@@ -98,7 +101,7 @@ class SimCall:
         self.spawn(self.session.run)
         if self.open_connection(self.socket_data) is None:
             self.hangup("NORMAL_CLEARING", "dialplan")
-        self.spawn(CallerScript(self).run)
+        self.spawn(IvrScript(self, self.scenario.ivr).run if self.scenario.ivr else CallerScript(self).run)
         self.spawn(self._watchdog)
         bound = self.clock.scaled(self.scenario.max_duration_s + CONNECT_TIMEOUT_S + 60.0)
         if not self.finished.wait(bound):

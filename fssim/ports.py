@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Callable, Iterable, Protocol
 
 from gevent.event import Event
+from gevent.queue import Queue
 
 from controller.clock import Clock
 from fssim.channel import Channel, Header, Switch
@@ -94,6 +95,7 @@ class CallPort(Protocol):
     held: bool
     far_audio: str  # what the far end plays now (fssim.sounds.SOUNDS): what a unicast streams
     socket_app: str | None  # Application-UUID of the running `socket` app
+    keys_heard: Queue  # the DTMF keys the far end received (fssim/dtmf.py), for a simulated IVR
 
     @property
     def session(self) -> SessionPort: ...

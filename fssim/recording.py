@@ -65,6 +65,18 @@ class BridgeAttempt:
 
 
 @dataclass
+class IvrTrace:
+    """What a simulated IVR (fssim/ivr.py) lived: the menus it said, each key it got and what the key did
+    (`option`: a branch taken, `invalid`: no such option, `timeout`: no key), the goal reached, how it ended
+    (`goal`, `failures`: its loop rule hung up, `hangup`: the other side hung up first)."""
+
+    path: list[str] = field(default_factory=list)
+    keys: list[tuple[str, str, str]] = field(default_factory=list)  # (menu, key or "", outcome)
+    goal: str | None = None
+    ended: str | None = None
+
+
+@dataclass
 class CallRecording:
     scenario: str
     uuid: str
@@ -78,6 +90,8 @@ class CallRecording:
     heard: list[tuple[str, bool]] = field(default_factory=list)
     dtmf_sent: list[str] = field(default_factory=list)
     unicast_packets: list[int] = field(default_factory=list)  # datagrams each unicast stream sent before it ended
+    dtmf_received: list[tuple[str, str]] = field(default_factory=list)  # (key, mode) as the far end got them
+    ivr: IvrTrace | None = None
     notes: list[tuple[float, str]] = field(default_factory=list)
     connections: list[str] = field(default_factory=list)
     error: str | None = None

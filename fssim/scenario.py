@@ -15,6 +15,7 @@ import yaml
 
 from fssim.causes import CAUSES
 from fssim.sounds import SOUNDS
+from fssim.ivr_tree import IvrTree, read_ivr
 
 DEFAULT_MODULES = ("mod_dptools", "mod_sofia", "mod_flite", "mod_commands", "mod_event_socket", "mod_avmd",
                    "mod_spandsp", "mod_unimrcp", "mod_pocketsphinx")
@@ -87,6 +88,7 @@ class Scenario:
     max_duration_s: float = 300.0
     uuid: str | None = None
     malformed: Malformed | None = None
+    ivr: IvrTree | None = None  # the far end is an IVR playing this tree instead of the script (fssim/ivr.py)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<scenario>") -> "Scenario":
@@ -201,6 +203,10 @@ class _Reader:
             raise self.fail("end", f"{out.end!r}; allowed: hangup (the caller hangs up after the script), wait")
         if data.get("uuid") is not None:
             out.uuid = self.text("uuid", data["uuid"])
+        if data.get("ivr") is not None:
+            if out.script:
+                raise self.fail("ivr", "an IVR plays its menus instead of the script: give one of script, ivr")
+            out.ivr = read_ivr(data["ivr"], self.fail)
         if data.get("malformed") is not None:
             bad = self.mapping("malformed", data["malformed"])
             fault = bad.get("fault")

@@ -45,6 +45,10 @@ class CallerScript:
                 call.note("the caller hangs up at the end of the script")
                 call.hangup("NORMAL_CLEARING", "caller")
 
+    def say(self, text: str, after: float | None = None) -> None:
+        """Say `text` as a `say` step does (a simulated IVR's prompts, fssim/ivr.py)."""
+        self._say(Step("say", text, after))
+
     def _wait_still(self, seconds: float, idle: Callable[[], bool]) -> None:
         """Wait until `idle()` has held for `seconds` in a row."""
         call = self.call

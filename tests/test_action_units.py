@@ -107,7 +107,7 @@ def test_keypad_with_fixed_digits_waits_until_the_agent_is_quiet_then_sends_them
     ctx, action = run.context(utility, "menu_choice", speak_s=2.0)
     ctx.say("Je compose le numéro du suivi.")
     outcome = action.run(ctx, {})
-    assert (outcome.result, outcome.detail) == ("sent", {"digits": "1w2"})
+    assert (outcome.result, outcome.detail) == ("sent", {"digits": "1w2", "source": "config", "heard_after": ""})
     assert ctx.apps[-1] == App("send_dtmf", "1w2@100")
     assert ctx.timeline.index("sent send_dtmf 1w2@100") > ctx.timeline.index("got CHANNEL_EXECUTE_COMPLETE speak")
     assert ctx.quiet_waits == 1

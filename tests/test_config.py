@@ -340,7 +340,7 @@ def test_bad_schedules_name_the_field(tmp_path, old, new, expected):
 
 @pytest.mark.parametrize("old,new,expected", [
     ("digits: \"1w2#\"", "digits: \"1x\"",
-     "digits: '1x' is not a DTMF sequence; allowed: 1..128 of 0-9 * # A B C D w W"),
+     "digits: '1x' is not a DTMF sequence; allowed: 1..99 of 0-9 * # A B C D w W, optionally @ms (e.g. 12@200)"),
     ("digits: \"1w2#\"", "digits: 0123", "digits: YAML read this digit sequence as the number 83; write it in quotes"),
     ("to: [support@example.com]", "to: [support.example.com]", "to[0]: 'support.example.com' is not an email address"),
     ("to: [support@example.com]", "to: []", "to: needs at least 1 item(s)"),
@@ -381,7 +381,7 @@ def test_warnings_point_at_configurations_that_will_surprise(tmp_path):
     path = tmp_path / "agent.yaml"
     assert f"{path}: server.host: 0.0.0.0 is not loopback; the outbound socket has no authentication, " \
            "so only expose it on a trusted network" in warnings
-    assert any("(keypad \"carrier_menu\").digits: digits are left to the brain" in w for w in warnings)
+    assert any("(keypad \"carrier_menu\").goal: the keys come from the menu heard" in w for w in warnings)
     assert any("(workflow \"order_status\").arguments: the semantic brain cannot fill arguments (order_id)" in w
                for w in warnings)
     assert any("knowledge_sources.faq.index_dir" in w and "switchboard knowledge index faq" in w for w in warnings)

@@ -70,9 +70,10 @@ def test_a_plain_header_value_passes_unchanged():
         assert validate_header_value(value) == value
 
 
-def test_dtmf_allows_digits_star_hash_a_to_d_and_pauses():
+def test_dtmf_allows_digits_star_hash_a_to_d_pauses_and_a_tone_length():
     assert validate_dtmf("0123456789*#ABCDwW") == "0123456789*#ABCDwW"
-    for bad in ("", "1 2", "e", "a", "1\n", "12@250", "1" * 129, "${x}"):
+    assert validate_dtmf("12@200") == "12@200" and validate_dtmf("1" * 99) == "1" * 99
+    for bad in ("", "1 2", "e", "a", "x", "1\n", "12@", "12@5", "12@9000", "@200", "1@2@3", "1" * 100, "${x}"):
         with pytest.raises(DialStringError):
             validate_dtmf(bad)
 

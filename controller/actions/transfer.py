@@ -156,7 +156,7 @@ class TransferAction(Action):
         try:
             bridge = commands.bridge(commands.bridge_string(
                 target.number, connection.gateway, connection.number_format, self.config.max_ring_s, peer, headers,
-                caller_id, connection.codecs, confirm))
+                caller_id, connection.codecs, confirm, connection.dtmf))
             leg_vars = commands.multiset_before_bridge(self.config.copy_caller_headers,
                                                        RINGBACK.get(base_language(ctx.language), DEFAULT_RINGBACK))
         except DialStringError as exc:

@@ -12,7 +12,9 @@ the runner-up action by `margin`; both default per embedder (`DEFAULTS`, calibra
 or to its RAG source through `kb_lookup`, or gets the fallback line.
 
 It fills only what it can from the turn text (the arguments listed in `ActionSpec.fillable`: a transfer's
-destination, a RAG query); an action with another required argument is left to the openai brain.
+destination, a RAG query, an IVR menu); an action with another required argument is left to the openai brain.
+A turn that states keys ("pour une réclamation tapez 2", menu.py) goes to the agent's keypad action that reads
+its keys from the menu, before any matching: an automated menu is not a person asking for a transfer.
 Deterministic: scores are rounded to 1e-4, so the float noise of batching a turn with other calls' turns cannot
 change a decision.
 """
@@ -31,6 +33,7 @@ from knowledge.speakable import speakable
 
 from controller.log import call_logger
 from controller.brain.base import ActionCall, ActionSpec, BrainContext, Decision, Turn
+from controller.brain.menu import is_menu
 from controller.phrases import phrase
 
 SECOND_WEIGHT = 0.5  # 0.25..1 measured alike (bench/brain.py); 0 is the plain best-unit cosine
@@ -74,6 +77,12 @@ def can_fill(spec: ActionSpec) -> bool:
     """True when every required argument is one the semantic brain fills from the turn text."""
     required = (spec.parameters or {}).get("required", [])
     return all(name in spec.fillable for name in required)
+
+
+def reads_menu(spec: ActionSpec) -> bool:
+    """A keypad action that reads its keys from the menu heard (no fixed digits: it offers a `digits` argument)."""
+    properties = (spec.parameters or {}).get("properties", {})
+    return spec.type == "keypad" and "menu" in spec.fillable and "digits" in properties and can_fill(spec)
 
 
 def fill_arguments(spec: ActionSpec, text: str) -> dict[str, Any]:
@@ -232,6 +241,11 @@ class SemanticBrain:
     def _on_words(self, text: str, context: BrainContext) -> Decision:
         if not text.strip():
             return Decision(say=phrase(self.language, "no_match"), note="empty words: reprompt")
+        keypads = [a for a in context.actions if reads_menu(a)]
+        if keypads and is_menu(text):
+            keypad = keypads[0] if len(keypads) == 1 else self.match(text, keypads).action or keypads[0]
+            return Decision(action=ActionCall(keypad.name, fill_arguments(keypad, text)),
+                            note=f"menu heard: keys from {keypad.name}")
         m = self.match(text, context.actions)
         detail = {"best": m.best, "score": m.score, "runner_up": m.runner_up}
         if m.action is not None:

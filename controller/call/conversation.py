@@ -33,6 +33,7 @@ from controller.phrases import phrase
 from controller.templating import TemplateError, render
 
 MAX_CHAINED_ACTIONS = 3
+MAX_HEARING_S = 60.0  # a begin-speaking whose result never comes stops holding the no-input clock after this
 
 
 class Conversation:
@@ -58,6 +59,7 @@ class Conversation:
         self.turn_arrived_at: float | None = None
         self.dtmf = ""
         self.dtmf_deadline: float | None = None
+        self.hearing_since: float | None = None  # the caller (or an IVR) speaks: from begin-speaking to its result
         self.pending: list[Turn] = []
         self.counts: dict[str, int] = {}
         self.clarifying: tuple[str, str] | None = None
@@ -273,6 +275,8 @@ class Conversation:
                 if now >= self.dtmf_deadline:
                     return self._dtmf_turn()
                 waits.append(self.dtmf_deadline - now)
+            elif not self.is_talking() and self._hearing(now):
+                waits.append(self.hearing_since + self.clock.scaled(MAX_HEARING_S) - now)  # type: ignore[operator]
             elif not self.is_talking():
                 silence_at = self.audio_ended_at + self.clock.scaled(self.speech.no_input_s)
                 if now >= silence_at:
@@ -291,6 +295,7 @@ class Conversation:
         if name == "DETECTED_SPEECH":
             kind = frame.get("Speech-Type", "")
             if kind == "begin-speaking":
+                self.hearing_since = self.clock.monotonic()
                 if self.speech.barge_in and self.is_talking():
                     dropped = self.esl.break_all()
                     self.talking.clear()
@@ -298,6 +303,9 @@ class Conversation:
                     self.log.info("barge-in: agent stopped (%d queued sentence(s) dropped)", len(dropped))
                     self.record.add_turn("system", "barge-in")
                 return None
+            if kind in ("detected-speech", "closed"):
+                self.hearing_since = None
+                self.audio_ended_at = self.clock.monotonic()
             if kind == "detected-speech":
                 self.turn_arrived_at = self.clock.monotonic()
                 heard = parse_heard(frame.body)
@@ -321,6 +329,10 @@ class Conversation:
         if name in ("CHANNEL_HOLD", "CHANNEL_UNHOLD"):
             return Turn("event", "hold" if name == "CHANNEL_HOLD" else "unhold")
         return None
+
+    def _hearing(self, now: float) -> bool:
+        """Whether someone speaks now (no silence is counted meanwhile), for at most MAX_HEARING_S of one result."""
+        return self.hearing_since is not None and now - self.hearing_since < self.clock.scaled(MAX_HEARING_S)
 
     def _dtmf_turn(self) -> Turn:
         digits, self.dtmf, self.dtmf_deadline = self.dtmf, "", None

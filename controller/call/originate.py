@@ -31,5 +31,5 @@ def originate_for(config: Any, agent_id: str, number: str, call_uuid: str, *, co
         host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
         socket_address = (host, config.server.port)
     return originate(normalise_number(country, number), sip.gateway, sip.number_format,
-                             call_uuid, agent_id, socket_address,
-                             config.freeswitch.originate_timeout_s, caller_id or config.agents[agent_id].number)
+                     call_uuid, agent_id, socket_address,
+                     config.freeswitch.originate_timeout_s, caller_id or config.agents[agent_id].number, sip.dtmf)

@@ -209,11 +209,17 @@ class RagActionConfig(ActionBase):
 
 
 class KeypadActionConfig(ActionBase):
-    """Send DTMF to an IVR: fixed `digits`, or digits the brain chooses; the agent stays quiet meanwhile."""
+    """Send DTMF to an IVR: fixed `digits`, digits the brain chooses, or (neither) the key the menu heard states
+    for `goal` (a template over call variables; the description when absent). After the keys the agent listens
+    silently for the IVR's next words, up to `listen_after_s`; the same keys are never pressed for two different
+    prompts unless `repeat_keys`."""
 
     type: Literal["keypad"]
     digits: Optional[Annotated[str, no_yaml_number("digit sequence", "0123#")]] = None
+    goal: Optional[Annotated[LineTemplate, Field(min_length=2, max_length=300)]] = None
     tone_ms: Annotated[int, Field(ge=40, le=1000)] = 100
+    listen_after_s: Annotated[float, Field(ge=1, le=60)] = 8
+    repeat_keys: bool = False
 
     @field_validator("digits")
     @classmethod

@@ -160,9 +160,9 @@ def _agent_warnings(cfg: Config, agent_id: str, agent: Any) -> Iterator[tuple[li
             if semantic and action.type == "workflow" and moment == "during_call" and required:
                 yield path + ["arguments"], ("the semantic brain cannot fill arguments "
                                              f"({', '.join(required)}); use an openai brain or make them optional")
-            if semantic and action.type == "keypad" and action.digits is None:
-                yield path + ["digits"], ("digits are left to the brain, which the semantic brain cannot "
-                                          "choose; set digits")
+            if semantic and action.type == "keypad" and action.digits is None and action.goal is None:
+                yield path + ["goal"], ("the keys come from the menu heard, matched against the description; "
+                                        "set goal: what the call is for (e.g. suivre un colis)")
             if moment == "before_call" and action.timeout_s > agent.ring_budget_s:
                 yield path + ["timeout_s"], (f"{action.timeout_s:g} s is longer than the ring budget "
                                              f"({agent.ring_budget_s:g} s): the call is answered without its result")

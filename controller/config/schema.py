@@ -150,6 +150,7 @@ class SipConnection(ConfigModel):
     number_format: Literal["e164", "e164_no_plus"] = "e164"
     caller_id: Literal["original", "agent"] = "original"
     codecs: Optional[Annotated[str, builder(_codecs, "e.g. PCMU,PCMA")]] = None
+    dtmf: Optional[Literal["rfc2833", "info", "inband"]] = None  # None: the sofia profile's dtmf-type
 
 
 def _allowed(value: str) -> str:

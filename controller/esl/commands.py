@@ -10,8 +10,8 @@ import ipaddress
 import re
 from typing import Literal, NamedTuple, Optional, Sequence
 
-from controller.esl.values import (DialStringError, NumberFormat, format_number, safe_app_arg, validate_codecs,
-                                   validate_dtmf, validate_e164, validate_gateway, validate_header_name,
+from controller.esl.values import (DialStringError, NumberFormat, dtmf_type, format_number, safe_app_arg,
+                                   validate_codecs, validate_dtmf, validate_e164, validate_gateway, validate_header_name,
                                    validate_header_value, validate_uuid)
 
 MODULE_RE = re.compile(r"mod_[a-z0-9_]{1,40}")
@@ -151,10 +151,12 @@ def avmd_stop() -> App:
 
 
 def send_dtmf(digits: str, tone_ms: int) -> App:
-    """`send_dtmf 1w2#@100`: keys to an IVR (`w` waits 0.5 s, `W` 1 s), each tone `tone_ms` long."""
+    """`send_dtmf 1w2#@100`: keys to an IVR (`w` waits 0.5 s, `W` 1 s), each tone `tone_ms` long, unless the digits
+    carry their own length (`12@200` is sent as is)."""
     if isinstance(tone_ms, bool) or not isinstance(tone_ms, int) or not 40 <= tone_ms <= 1000:
         raise DialStringError("tone_ms", tone_ms, "must be whole milliseconds between 40 and 1000")
-    return App("send_dtmf", f"{validate_dtmf(digits)}@{tone_ms}")
+    digits = validate_dtmf(digits)
+    return App("send_dtmf", digits if "@" in digits else f"{digits}@{tone_ms}")
 
 
 def bridge(dial_string: str) -> App:
@@ -240,6 +242,7 @@ def bridge_string(
     caller_id_number: Optional[str] = None,
     codecs: Optional[str] = None,
     confirm: Optional[tuple[str, str, str, str]] = None,
+    dtmf: Optional[str] = None,
 ) -> str:
     """The `bridge` argument for a transfer to a number through a sofia gateway.
 
@@ -251,6 +254,7 @@ def bridge_string(
     connected: `group_confirm_key=1,group_confirm_file=say:<prompt>,tts_engine=flite,tts_voice=kal` in `{}`,
     where switch_ivr_originate reads them, with `group_confirm_cancel_timeout=false` so that `leg_timeout`
     keeps running until the key is pressed: a voicemail that answers counts as no answer.
+    `dtmf` (the SIP connection's mode) puts the leg's `dtmf_type` in `[]` (`dtmf_vars`).
     """
     if isinstance(leg_timeout_s, bool) or not isinstance(leg_timeout_s, int) or not 1 <= leg_timeout_s <= 600:
         raise DialStringError("leg_timeout", leg_timeout_s, "must be whole seconds between 1 and 600")
@@ -268,7 +272,7 @@ def bridge_string(
                 raise DialStringError(name, value, "must be a name like flite or kal")
         global_vars += [f"group_confirm_key={key}", f"group_confirm_file=say:{confirm_prompt(prompt)}",
                         "group_confirm_cancel_timeout=false", f"tts_engine={engine}", f"tts_voice={voice}"]
-    leg_vars = [f"leg_timeout={leg_timeout_s}"]
+    leg_vars = [f"leg_timeout={leg_timeout_s}", *dtmf_vars(dtmf)]
     seen: set[str] = set()
     for name, value in headers:
         validate_header_name(name)
@@ -279,6 +283,17 @@ def bridge_string(
     target = format_number(target_e164, number_format)
     endpoint = f"sofia/gateway/{validate_gateway(gateway)}/{target}"
     return "{" + ",".join(global_vars) + "}[" + ",".join(leg_vars) + "]" + endpoint
+
+
+def dtmf_vars(mode: Optional[str]) -> list[str]:
+    """The dial-string variables of a SIP connection's DTMF mode: `dtmf_type=rfc2833` / `dtmf_type=info` (sofia sends
+    the keys as RTP events or SIP INFO), `dtmf_type=none,execute_on_answer=start_dtmf_generate` (inband: sofia
+    sends nothing itself and the channel generates the tones once answered); none without a mode (the sofia
+    profile's `dtmf-type`)."""
+    if mode is None:
+        return []
+    kind = dtmf_type(mode)
+    return [f"dtmf_type={kind}"] + (["execute_on_answer=start_dtmf_generate"] if mode == "inband" else [])
 
 
 AGENT_ID_RE = re.compile(r"[a-z0-9_]{1,32}")
@@ -293,6 +308,7 @@ def originate(
     socket_address: tuple[str, int],
     timeout_s: int,
     caller_id_number: Optional[str] = None,
+    dtmf: Optional[str] = None,
 ) -> str:
     """The `originate` a call placed by an agent starts with (capture 13).
 
@@ -301,6 +317,7 @@ def originate(
     called party answers, FreeSWITCH runs the socket app on that leg, which reaches `serve` like any call,
     with the agent already chosen. The quotes matter: originate splits its arguments on spaces, so unquoted the
     app gets `127.0.0.1:8084` alone and connects static and single-channel, where `linger` is refused (capture 13).
+    `dtmf` adds the SIP connection's DTMF variables (`dtmf_vars`), so the agent's `send_dtmf` uses that mode.
     """
     if not isinstance(agent_id, str) or not AGENT_ID_RE.fullmatch(agent_id):
         raise DialStringError("agent", agent_id, "must be an agent id (1..32 lowercase letters, digits or _)")
@@ -315,6 +332,7 @@ def originate(
                  f"originate_timeout={timeout_s}", "ignore_early_media=true"]
     if caller_id_number is not None:
         variables.append(f"origination_caller_id_number={validate_e164(caller_id_number, 'caller_id_number')}")
+    variables += dtmf_vars(dtmf)
     endpoint = f"sofia/gateway/{validate_gateway(gateway)}/{format_number(target_e164, number_format)}"
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return "originate {" + ",".join(variables) + "}" + endpoint + f" &socket('{where} async full')"

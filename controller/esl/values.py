@@ -21,7 +21,9 @@ HEADER_VALUE_FORBIDDEN = frozenset(",'\"{}[]^|$\\")
 GATEWAY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
-DTMF_RE = re.compile(r"[0-9*#A-DwW]{1,128}")
+DTMF_RE = re.compile(r"(?P<keys>[0-9*#A-DwW]{1,99})(?:@(?P<ms>[0-9]{2,4}))?")
+DTMF_MS = (40, 2000)
+DTMF_MODES = ("rfc2833", "info", "inband")
 CODEC_RE = re.compile(r"[A-Za-z0-9_.@-]{1,32}")
 NUMBER_INPUT_RE = re.compile(r" *\+?[0-9 ().\-/]{2,40}")
 
@@ -116,10 +118,22 @@ def validate_e164(number: str, field: str = "number") -> str:
 
 
 def validate_dtmf(digits: str) -> str:
-    """DTMF for `send_dtmf`: 0-9 * # A-D, `w` (0.5 s pause) and `W` (1 s pause), 1..128 of them."""
-    if not isinstance(digits, str) or not DTMF_RE.fullmatch(digits):
-        raise DialStringError("digits", digits, "allowed: 1..128 of 0-9 * # A B C D w W")
+    """DTMF for `send_dtmf`: 1..99 of 0-9 * # A-D, `w` (0.5 s pause), `W` (1 s pause), then optionally `@<ms>`,
+    each tone's length (40..2000 ms), as FreeSWITCH's `send_dtmf 12@200` reads it."""
+    match = DTMF_RE.fullmatch(digits) if isinstance(digits, str) else None
+    if match is None:
+        raise DialStringError("digits", digits, "allowed: 1..99 of 0-9 * # A B C D w W, optionally @ms (e.g. 12@200)")
+    if match.group("ms") is not None and not DTMF_MS[0] <= int(match.group("ms")) <= DTMF_MS[1]:
+        raise DialStringError("digits", digits, f"allowed: a tone length @{DTMF_MS[0]}..@{DTMF_MS[1]} ms")
     return digits
+
+
+def dtmf_type(mode: str) -> str:
+    """The sofia `dtmf_type` channel variable for a SIP connection's `dtmf` mode: rfc2833 and info are sofia's own;
+    inband tones come from `start_dtmf_generate` on the channel, so sofia sends none itself (`none`)."""
+    if mode not in DTMF_MODES:
+        raise DialStringError("dtmf", mode, "allowed: " + ", ".join(DTMF_MODES))
+    return "none" if mode == "inband" else mode
 
 
 def validate_gateway(name: str) -> str:
