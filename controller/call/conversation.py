@@ -339,7 +339,6 @@ class Conversation:
         self.record.add_turn("caller", digits, dtmf=True)
         return Turn("dtmf", digits)
 
-
     # ----------------------------------------------------------------- the rest of the action context
     def has_module(self, module: str) -> bool:
         return self.modules.has(module)
