@@ -1,0 +1,79 @@
+"""Faults on the processes: SIGKILL of `serve` mid-call, SIGKILL of `worker` mid-batch, SIGTERM under load."""
+from __future__ import annotations
+
+import signal
+import time
+
+import gevent
+
+from chaos.bed import HOOK, Bed
+from chaos.calls import Row, caller, finish, greeted, live_calls, judge, place
+
+
+def controller_sigkill() -> Row:
+    """5 calls in conversation when `serve` is SIGKILLed; the restarted `serve` writes their records
+    (call/recovery.py) and serves 3 new calls; every record gets its email and webhook."""
+    bed = Bed()
+    try:
+        row = Row("controller SIGKILL mid-call")
+        serve, _ = bed.serve(), bed.worker()
+        calls = place(serve.port, [caller(400) for _ in range(5)])
+        live_calls(bed, 5)
+        serve.signal(signal.SIGKILL)
+        serve.proc.wait(10)
+        killed_at = time.monotonic()
+        recs = finish(calls, 30)
+        again = bed.serve()
+        recs += finish(place(again.port, [caller(1) for _ in range(3)]))
+        row.starved = sum(not greeted(r) for r in recs[5:]) + (3 - len(recs[5:]))
+        return judge(bed, row, [r.uuid for r in recs], killed_at)
+    finally:
+        bed.close()
+
+
+def worker_sigkill() -> Row:
+    """30 records wait; the worker is SIGKILLed with a batch half done (webhook slow to answer); a second
+    worker takes the pending entries over (XAUTOCLAIM once idle) and delivers what was left."""
+    bed = Bed()
+    try:
+        row = Row("worker SIGKILL mid-batch")
+        serve = bed.serve()
+        recs = finish(place(serve.port, [caller(1) for _ in range(30)]))
+        uuids = [r.uuid for r in recs]
+        row.starved = 30 - sum(map(greeted, recs))
+        bed.webhook.delay_s = 0.2
+        worker = bed.worker()
+        deadline = time.monotonic() + 60
+        while sum(1 for (_, action) in bed.deliveries.ids if action == HOOK) < 5 and time.monotonic() < deadline:
+            gevent.sleep(0.02)
+        worker.signal(signal.SIGKILL)
+        worker.proc.wait(10)
+        killed_at = time.monotonic()
+        bed.webhook.delay_s = 0
+        bed.worker()
+        return judge(bed, row, uuids, killed_at)
+    finally:
+        bed.close()
+
+
+def sigterm_under_load() -> Row:
+    """20 live calls when `serve` gets SIGTERM: 15 end on their own within the drain, 5 outlast it and are
+    closed; `serve` exits 0 and every call's record is delivered."""
+    bed = Bed(drain_timeout_s=6)
+    try:
+        row = Row("SIGTERM under load")
+        serve, _ = bed.serve(), bed.worker()
+        calls = place(serve.port, [caller(40) for _ in range(15)] + [caller(2000) for _ in range(5)])
+        live_calls(bed, 20)
+        serve.signal(signal.SIGTERM)
+        sent_at = time.monotonic()
+        code = serve.proc.wait(60)
+        recs = finish(calls, 30)
+        row.crashes += code != 0
+        row.starved = sum(not greeted(r) for r in recs) + (20 - len(recs))
+        return judge(bed, row, [r.uuid for r in recs], sent_at)
+    finally:
+        bed.close()
+
+
+FAULTS = [controller_sigkill, worker_sigkill, sigterm_under_load]
