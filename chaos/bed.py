@@ -206,7 +206,7 @@ class Bed:
         body.setdefault("actions", {})["after_call"] = [
             {"type": "email", "name": MAIL, "description": "Compte rendu", "subject": "call {{ uuid }}",
              "to": ["support@example.com"], "template": {"text": "mail.txt"}},
-            {"type": "workflow", "name": HOOK, "description": "Compte rendu au CRM", "timeout_s": 2,
+            {"type": "workflow", "name": HOOK, "description": "Compte rendu au CRM", "timeout_s": 30,
              "request": {"method": "POST", "url": f"{self.webhook.url}/{HOOK}"}}]
         extra = (f"smtp: {{host: 127.0.0.1, port: {self.smtp.port}, from: switchboard@example.com, timeout_s: 3}}\n"
                  f"redis: {{url: '{self.redis.url}', retry_backoff_s: 2, retry_backoff_max_s: 20}}\n" + extra)

@@ -31,9 +31,9 @@ class Row:
 
 
 def caller(seconds: float, **fields: Any) -> Scenario:
-    """A caller who asks one question, then stays silent for `seconds` call seconds and hangs up."""
+    """A caller who asks one question once greeted, then stays silent for `seconds` call seconds and hangs up."""
     return Scenario.from_dict({"name": "chaos", "agent": "support", "end_after_s": 5,
-                               "script": [{"say": "Bonjour, j'ai une question."}, {"silence": seconds}], **fields})
+                               "script": [{"wait_for": {"app": "speak"}}, {"say": "Bonjour, j'ai une question."}, {"silence": seconds}], **fields})
 
 
 def simulator(port: int) -> Simulator:

@@ -41,7 +41,7 @@ def worker_sigkill() -> Row:
         recs = finish(place(serve.port, [caller(1) for _ in range(30)]))
         uuids = [r.uuid for r in recs]
         row.starved = 30 - sum(map(greeted, recs))
-        bed.webhook.delay_s = 0.2
+        bed.webhook.delay_s = 0.05
         worker = bed.worker()
         deadline = time.monotonic() + 60
         while sum(1 for (_, action) in bed.deliveries.ids if action == HOOK) < 5 and time.monotonic() < deadline:
@@ -59,7 +59,7 @@ def worker_sigkill() -> Row:
 def sigterm_under_load() -> Row:
     """20 live calls when `serve` gets SIGTERM: 15 end on their own within the drain, 5 outlast it and are
     closed; `serve` exits 0 and every call's record is delivered."""
-    bed = Bed(drain_timeout_s=6)
+    bed = Bed(drain_timeout_s=15)
     try:
         row = Row("SIGTERM under load")
         serve, _ = bed.serve(), bed.worker()

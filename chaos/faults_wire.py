@@ -21,7 +21,7 @@ TRANSFER = {"destinations": [{"country": "FR", "number": "01 70 36 39 50", "desc
 def _transfer_call() -> Scenario:
     return Scenario.from_dict({"name": "transfer", "agent": "support", "end_after_s": 5,
                                "targets": {ADVISOR: {"answer_after_s": 20, "talk_s": 200}},
-                               "script": [{"say": ASKS_FOR_ADVISOR}, {"silence": 400}]})
+                               "script": [{"wait_for": {"app": "speak"}}, {"say": ASKS_FOR_ADVISOR}, {"silence": 400}]})
 
 
 def dropped_mid_transfer() -> Row:
@@ -31,9 +31,9 @@ def dropped_mid_transfer() -> Row:
     try:
         row = Row("TCP dropped mid-transfer")
         serve, _ = bed.serve(), bed.worker()
-        proxy = Proxy(("127.0.0.1", serve.port), cut_on=b"bridge")
+        proxy = Proxy(("127.0.0.1", serve.port), cut_on=b"execute-app-name: bridge\n")
         recs = finish(place(proxy.port, [_transfer_call() for _ in range(5)]), 60)
-        row.calls = sum(link.cut for link in proxy.links)
+        row.calls = len({link.uuid for link in proxy.links if link.dropped})
         proxy.close()
         cut_at = time.monotonic()
         after = finish(place(serve.port, [caller(1) for _ in range(3)]))

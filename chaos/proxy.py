@@ -32,7 +32,7 @@ class Link:
         self.fs, self.controller = fs, controller
         self.uuid: Optional[str] = None
         self.connected = gevent.event.Event()  # the connect reply reached the controller
-        self.cut = False
+        self.dropped = False  # cut by `cut_on`, not ended by either side
         self._write = gevent.lock.Semaphore()
 
     def to_controller(self, data: bytes) -> None:
@@ -40,7 +40,6 @@ class Link:
             self.controller.sendall(data)
 
     def close(self) -> None:
-        self.cut = True
         for sock in (self.fs, self.controller):
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -93,6 +92,7 @@ class Proxy:
                 if not data:
                     break
                 if self.cut_on is not None and self.cut_on in data:
+                    link.dropped = True
                     break
                 link.fs.sendall(data)
         except OSError:
