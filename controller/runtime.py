@@ -56,6 +56,8 @@ def needed_modules(config: Config) -> set[str]:
         for action in agent.actions.during_call:
             if action.type == "transfer":
                 modules.add("mod_sofia")
+        if agent.machine_detection.enabled != "off":
+            modules.add("mod_avmd")
     return {m for m in modules if m}
 
 
@@ -173,7 +175,7 @@ class Runtime:
             actions = build_actions(agent, services)
             brain = make_brain(agent, lookup)
             if hasattr(brain, "prepare"):
-                brain.prepare([a.base_spec() for a in actions.values()])
+                brain.prepare([a.base_spec() for a in actions.values() if a.offered])
             agents[agent_id] = AgentPieces(agent, actions, brain)
         number = self.version.number + 1 if self.version is not None else 0
         return ConfigVersion(services, agents, ModuleChecker(needed_modules(config)), number)

@@ -17,10 +17,12 @@ a normal Jinja environment, and a template must neither change what it renders n
 """
 from __future__ import annotations
 
+import re
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
+from urllib.parse import quote
 from typing import Any, Iterable, Iterator, Optional
 
 import gevent
@@ -104,6 +106,16 @@ def _none_as_empty(value: Any) -> Any:
     return "" if value is None else value
 
 
+_ENCODED = re.compile(r"(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})*")
+
+
+def _url_value(value: Any) -> str:
+    """A value in a URL's path or query: percent-encoded as one segment or value (`/`, `?`, `&`, `#` included), so
+    call data cannot add path segments or parameters; a value already encoded (`| urlencode`) is left as is."""
+    text = "" if value is None else str(value)
+    return text if _ENCODED.fullmatch(text) else quote(text, safe="")
+
+
 _LOADING_TAGS = {nodes.Extends: "extends", nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from"}
 
 
@@ -173,30 +185,35 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
 
 # (html, trial) -> environment; a trial's missing values chain (`customer.tier` renders empty): a sample call
 # cannot have every variable an operator's workflows keep
-_ENVS = {(html, trial): _BudgetedSandbox(undefined=ChainableUndefined if trial else Undefined, autoescape=html,
-                                         finalize=_none_as_empty)
-         for html in (False, True) for trial in (False, True)}
+_ENVS = {(kind, trial): _BudgetedSandbox(undefined=ChainableUndefined if trial else Undefined,
+                                         autoescape=kind == "html",
+                                         finalize=_url_value if kind == "url" else _none_as_empty)
+         for kind in ("text", "html", "url") for trial in (False, True)}
+
+
+def _kind(html: bool, url: bool) -> str:
+    return "html" if html else "url" if url else "text"
 
 
 def check_template(source: str) -> None:
     """Raise TemplateError when `source` is not valid Jinja (used by config validation)."""
     try:
-        _ENVS[False, False].parse(source)
+        _ENVS["text", False].parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error at template line {exc.lineno}: {exc.message}") from None
 
 
 @lru_cache(maxsize=512)
-def _compiled(source: str, html: bool, trial: bool):
-    return _ENVS[html, trial].from_string(source)
+def _compiled(source: str, kind: str, trial: bool):
+    return _ENVS[kind, trial].from_string(source)
 
 
-def _render_here(source: str, variables: dict[str, Any], html: bool, trial: bool = False) -> str:
+def _render_here(source: str, variables: dict[str, Any], kind: str, trial: bool = False) -> str:
     """Render in the calling thread, within `LIMITS`."""
     token = _BUDGET.set(_Budget())
     try:
         parts, size = [], 0
-        for part in _compiled(source, html, trial).generate(**variables):
+        for part in _compiled(source, kind, trial).generate(**variables):
             size += len(part)
             if size > LIMITS.output_chars:
                 raise TemplateLimitError(f"rendering stopped at the output limit of {LIMITS.output_chars} characters")
@@ -214,28 +231,29 @@ def _render_here(source: str, variables: dict[str, Any], html: bool, trial: bool
         _BUDGET.reset(token)
 
 
-def _render_in_pool(source: str, variables: dict[str, Any], html: bool) -> tuple[str, Optional[TemplateError]]:
+def _render_in_pool(source: str, variables: dict[str, Any], kind: str) -> tuple[str, Optional[TemplateError]]:
     """The failure is returned, not raised: gevent's threadpool prints a traceback for every task that raises."""
     try:
-        return _render_here(source, variables, html), None
+        return _render_here(source, variables, kind), None
     except TemplateError as exc:
         return "", exc
 
 
-def render(source: str, variables: dict[str, Any], *, html: bool = False) -> str:
+def render(source: str, variables: dict[str, Any], *, html: bool = False, url: bool = False) -> str:
     """Render an operator template over call variables, in gevent's threadpool (the hub keeps serving while it
-    runs) and within `LIMITS`; every failure is a TemplateError (TemplateLimitError when over a limit)."""
-    text, error = gevent.get_hub().threadpool.apply(_render_in_pool, (source, variables, html))
+    runs) and within `LIMITS`; every failure is a TemplateError (TemplateLimitError when over a limit).
+    `html` autoescapes; `url` percent-encodes every value (`_url_value`)."""
+    text, error = gevent.get_hub().threadpool.apply(_render_in_pool, (source, variables, _kind(html, url)))
     if error is not None:
         raise error
     return text
 
 
-def trial_render(source: str, variables: dict[str, Any], *, html: bool = False) -> None:
+def trial_render(source: str, variables: dict[str, Any], *, html: bool = False, url: bool = False) -> None:
     """Render on sample variables in this thread, within `LIMITS`; raise what would fail on every call (a limit,
     a refusal). A failure that depends on the data (a missing value in arithmetic) is left to the call's log."""
     try:
-        _render_here(source, variables, html, trial=True)
+        _render_here(source, variables, _kind(html, url), trial=True)
     except (TemplateLimitError, TemplateRefused):
         raise
     except TemplateError:

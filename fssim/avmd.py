@@ -1,7 +1,11 @@
 """mod_avmd, the answering-machine beep detector: the `avmd_start` and `avmd_stop` apps and the avmd:: events.
 
-It starts only with `inbound_channel=1` on the inbound socket leg (capture 14); from then on it detects a
-voicemail's beep (the script's `beep` step) and a single-frequency tone the leg plays itself.
+avmd.conf's defaults are `inbound_channel=0`, `outbound_channel=1`; `avmd_start`'s argument overrides them, and
+avmd starts only when the flag of the channel's own direction is 1 (mod_avmd.c "Can't set direction for channel",
+nothing on the wire). On an inbound channel (the socket leg of a call that came in) it then taps the leg's WRITE
+stream: it hears a single-frequency tone the leg plays itself, not the far end (capture 14). On an outbound
+channel (one `originate ... &socket(...)` placed, capture 13) it taps the READ stream: it hears the far end, so
+the script's `beep` step (a voicemail's beep) fires avmd::beep.
 """
 from __future__ import annotations
 
@@ -16,9 +20,20 @@ BEEP_FIELDS = [("Beep-Status", "DETECTED"), ("Frequency", "1000.000000"), ("Freq
                ("Detector-resolution", "1"), ("Detector-offset", "0"), ("Detector-index", "0")]
 
 
+def hears_far_end(call: CallPort) -> bool:
+    """avmd on an outbound channel reads what the far end sends; on an inbound one only what the leg plays."""
+    return call.channel.profile.direction == "outbound"
+
+
 def avmd_start(call: CallPort, arg: str) -> None:
-    if "inbound_channel=1" not in arg.replace(" ", ""):
-        call.note("avmd_start: not started on an inbound channel without inbound_channel=1 (capture 14)")
+    flags = {"inbound_channel": "0", "outbound_channel": "1"}  # avmd.conf defaults
+    for item in (arg or "").replace(" ", "").split(","):
+        key, _, value = item.partition("=")
+        if key in flags:
+            flags[key] = value
+    direction = call.channel.profile.direction
+    if flags[f"{direction}_channel"] != "1":
+        call.note(f"avmd_start: not started on an {direction} channel without {direction}_channel=1 (capture 14)")
         return None
     call.avmd_running = True
     fire_avmd(call, "avmd::start", [("Start-time", str(call.now_us()))], with_channel=True)
@@ -56,5 +71,5 @@ def avmd_beep(call: CallPort) -> None:
 def avmd_hears(call: CallPort, path: str) -> bool:
     """avmd started with inbound_channel=1 on the (inbound) socket leg taps its WRITE stream, what the leg plays:
     a single-frequency tone it plays is a beep one frame in (capture 14: 20 ms into a 1000 Hz tone)."""
-    return (call.avmd_running and call.channel.get_var("avmd_detect") != "TRUE"
+    return (call.avmd_running and not hears_far_end(call) and call.channel.get_var("avmd_detect") != "TRUE"
             and re.match(r"^tone_stream://%\((\d{3,}),\d+,\d+(?:\.\d+)?\)", path) is not None)

@@ -25,6 +25,7 @@ from fssim.recording import CallRecording
 from fssim.scenario import Scenario
 from fssim.script import CallerScript
 from fssim.session import SessionThread
+from fssim.unicast import UnicastStream, start_unicast
 
 
 class SimCall:
@@ -52,6 +53,8 @@ class SimCall:
         self.asr = Recogniser(self)
         self.avmd_running = False
         self.held = False
+        self.far_audio = "silence"  # what the far end plays now (fssim.sounds.SOUNDS), streamed by unicast
+        self.unicast: UnicastStream | None = None
         self.peers: dict[str, dict[str, str]] = {}
         self.peer_kills: dict[str, str] = {}
         self.started_apps: Counter[str] = Counter()
@@ -233,6 +236,18 @@ class SimCall:
                 event.set()
 
     # -- answer and hang-up -------------------------------------------------------------------------
+    def start_unicast(self, command: wire.Command) -> None:
+        self.stop_unicast()
+        self.unicast = start_unicast(self, command)
+        self.notify()  # a script may wait for it (`wait_for: {unicast: N}`)
+
+    def stop_unicast(self) -> None:
+        """An app runs (or the channel is gone): the stream ends for good (capture 15)."""
+        if self.unicast is not None:
+            self.unicast.stop()
+            self.rec.unicast_packets.append(self.unicast.sent)
+            self.unicast = None
+
     def answer(self) -> None:
         """switch_channel_answer: CHANNEL_ANSWER (still RINGING), then the call state turns ACTIVE."""
         ch = self.channel
@@ -272,6 +287,7 @@ class SimCall:
         """After CHANNEL_HANGUP_COMPLETE: every session lingers or says goodbye; the call is finished once all
         of them are closed."""
         self._torn_down = True
+        self.stop_unicast()
         for conn in list(self.connections):
             conn.channel_down()
         self.notify()

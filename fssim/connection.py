@@ -301,6 +301,8 @@ class Connection:
             return
         if kind in ("execute", "hangup"):
             self.call.session.push((kind, command, None))
+        elif kind == "unicast":
+            self.call.start_unicast(command)
         else:
             self.call.note(f"sendmsg call-command {kind!r} accepted with no simulated effect")
         self.reply("+OK")

@@ -7,7 +7,8 @@ disconnect notice, the socket closed); a command before auth: `-ERR command not 
 party is the `callee` scenario: its `targets` entry for the dialled number may say busy, reject, no_answer or
 gateway_down (as for transfers), else it answers; then the simulator runs the socket app as FreeSWITCH does
 (a call connecting to HOST:PORT, answered, with the originate's variables) and fires the BACKGROUND_JOB
-`+OK <uuid>`; a failure fires `-ERR <cause>`. The originate's arguments are split as FreeSWITCH splits them (on
+`+OK <uuid>`; a failure fires the leg's CHANNEL_HANGUP_COMPLETE (but for a down gateway: no leg) and then
+`-ERR <cause>` (USER_BUSY, CALL_REJECTED, NO_ANSWER once originate_timeout passed, NETWORK_OUT_OF_ORDER). The originate's arguments are split as FreeSWITCH splits them (on
 spaces, single quotes grouping): an unquoted `&socket(HOST:PORT async full)` leaves the app `HOST:PORT` alone,
 so its session is static and single-channel (capture 13 part 1), and the controller's `linger` is refused.
 """
@@ -31,7 +32,7 @@ from fssim.wire import Command, FrameReader, command_reply, disconnect_notice, e
 
 _DIALSTRING = re.compile(r"^\{(?P<vars>[^}]*)\}(?P<endpoint>\S+)$")
 _SOCKET_ADDRESS = re.compile(r"^(?P<host>[^\s]+):(?P<port>\d+)$")
-_CAUSES = {"busy": "USER_BUSY", "reject": "CALL_REJECTED", "no_answer": "NO_ANSWER", "gateway_down": "GATEWAY_DOWN"}
+_CAUSES = {"busy": "USER_BUSY", "reject": "CALL_REJECTED", "no_answer": "NO_ANSWER", "gateway_down": "NETWORK_OUT_OF_ORDER"}
 
 
 class InboundServer:
@@ -43,6 +44,7 @@ class InboundServer:
         self.clock = Clock(time_scale)
         self.switch = Switch()
         self.calls: list[gevent.Greenlet] = []
+        self.answered: list[SimCall] = []  # the calls placed and answered, in order
         self.originates: list[str] = []  # every `originate` argument received, for assertions
         self._server = StreamServer(("127.0.0.1", 0), self._serve)
 
@@ -53,6 +55,11 @@ class InboundServer:
     def stop(self) -> None:
         self._server.stop(timeout=1)
         gevent.killall(self.calls, timeout=5)
+
+    def hang_up(self, cause: str = "NORMAL_CLEARING") -> None:
+        """Every answered callee hangs up now (a test's way to end long calls when it chooses)."""
+        for call in self.answered:
+            call.hangup(cause, "caller")
 
     def recordings(self, timeout: float = 30) -> list[CallRecording]:
         """Wait for every placed call to end; their recordings."""
@@ -151,11 +158,13 @@ class InboundServer:
         variables = dict(item.split("=", 1) for item in dialstring.group("vars").split(",") if "=" in item)
         number = dialstring.group("endpoint").rsplit("/", 1)[-1]
         far_end = self.callee.far_end(number)
+        uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
         if far_end is not None and far_end.outcome in _CAUSES:
             if far_end.outcome == "no_answer":
                 gevent.sleep(self.clock.scaled(float(variables.get("originate_timeout", 60))))
+            if far_end.outcome != "gateway_down":  # mod_sofia refuses a down gateway before any channel exists
+                self._leg_hung_up(uuid, dialstring.group("endpoint"), number, _CAUSES[far_end.outcome])
             return f"-ERR {_CAUSES[far_end.outcome]}\n"
-        uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
         placed = dataclasses.replace(self.callee, agent=variables.get("switchboard_agent"), uuid=uuid, answered=True,
                                      direction="outbound",
                                      destination=number, variables={**self.callee.variables, **variables},
@@ -163,12 +172,25 @@ class InboundServer:
                                                                  self.callee.caller_number))
         call = SimCall(placed, (address.group("host"), int(address.group("port"))), self.clock, self.switch,
                        socket_data=app_arg)
+        self.answered.append(call)
         self.calls.append(gevent.spawn(call.run))
         for _ in range(100):  # FreeSWITCH reports the job once the socket app has started (capture 13)
             if call.rec.commands:
                 break
             gevent.sleep(0.01)
         return f"+OK {uuid}\n"
+
+    def _leg_hung_up(self, uuid: str, endpoint: str, number: str, cause: str) -> None:
+        """The failed leg's CHANNEL_HANGUP_COMPLETE, which reaches the event socket before the BACKGROUND_JOB (as a
+        bridge's failed B leg's does, capture 16)."""
+        headers = self.switch.event_header("CHANNEL_HANGUP_COMPLETE", int(self.clock.wall() * 1e6))
+        headers += [("Hangup-Cause", cause), ("Channel-State", "CS_REPORTING"), ("Channel-Call-State", "HANGUP"),
+                    ("Channel-Name", endpoint), ("Unique-ID", uuid), ("Call-Direction", "outbound"),
+                    ("Answer-State", "hangup"), ("Caller-Destination-Number", number)]
+        frame = event_plain(headers)
+        values = dict(headers)
+        for sink in list(self.switch.sinks):
+            sink("CHANNEL_HANGUP_COMPLETE", values, frame)
 
 
 def separate_string(text: str) -> list[str]:

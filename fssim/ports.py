@@ -16,6 +16,7 @@ from controller.clock import Clock
 from fssim.channel import Channel, Header, Switch
 from fssim.recording import CallRecording
 from fssim.scenario import Scenario
+from fssim.wire import Command
 
 # A dialplan application: runs on the call with its argument, returns its Application-Response (None: `_none_`).
 AppHandler = Callable[["CallPort", str], "str | None"]
@@ -91,6 +92,7 @@ class CallPort(Protocol):
     divert: bool
     avmd_running: bool
     held: bool
+    far_audio: str  # what the far end plays now (fssim.sounds.SOUNDS): what a unicast streams
     socket_app: str | None  # Application-UUID of the running `socket` app
 
     @property
@@ -114,6 +116,8 @@ class CallPort(Protocol):
     def wait_until(self, predicate: Callable[[], bool], timeout_s: float | None = None) -> bool: ...
     def notify(self) -> None: ...
 
+    def start_unicast(self, command: Command) -> None: ...
+    def stop_unicast(self) -> None: ...
     def answer(self) -> None: ...
     def hangup(self, cause: str, by: str) -> None: ...
     def end_socket_app(self, unpark: bool) -> None: ...

@@ -77,6 +77,7 @@ class CallRecording:
     spoken: list[str] = field(default_factory=list)
     heard: list[tuple[str, bool]] = field(default_factory=list)
     dtmf_sent: list[str] = field(default_factory=list)
+    unicast_packets: list[int] = field(default_factory=list)  # datagrams each unicast stream sent before it ended
     notes: list[tuple[float, str]] = field(default_factory=list)
     connections: list[str] = field(default_factory=list)
     error: str | None = None

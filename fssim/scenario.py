@@ -14,11 +14,12 @@ from typing import Any, Mapping
 import yaml
 
 from fssim.causes import CAUSES
+from fssim.sounds import SOUNDS
 
 DEFAULT_MODULES = ("mod_dptools", "mod_sofia", "mod_flite", "mod_commands", "mod_event_socket", "mod_avmd",
                    "mod_spandsp", "mod_unimrcp", "mod_pocketsphinx")
 TARGET_WORDS = ("busy", "reject", "no_answer", "early_media", "gateway_down", "stuck")
-STEP_ACTIONS = ("say", "dtmf", "hold", "unhold", "silence", "hangup", "wait_for", "beep")
+STEP_ACTIONS = ("say", "dtmf", "hold", "unhold", "silence", "hangup", "wait_for", "beep", "audio")
 FAULTS = ("short_length", "long_length", "missing_length")
 _DTMF = re.compile(r"^[0-9*#A-Da-d]+$")
 
@@ -47,6 +48,7 @@ class Step:
     value: Any
     after: float | None = None
     barge_in: bool = False
+    talk_over: bool = False  # `say` only: start `after` s after the previous step whatever the agent does
 
 
 @dataclass(frozen=True)
@@ -240,9 +242,10 @@ class _Reader:
             value = {value: True}
         value = self.mapping(where, value)
         actions = [key for key in value if key in STEP_ACTIONS]
-        extra = sorted(set(value) - set(STEP_ACTIONS) - {"after", "barge_in"})
+        extra = sorted(set(value) - set(STEP_ACTIONS) - {"after", "barge_in", "talk_over"})
         if len(actions) != 1 or extra:
-            raise self.fail(where, f"needs exactly one of {', '.join(STEP_ACTIONS)} (plus after, barge_in)")
+            raise self.fail(where, f"needs exactly one of {', '.join(STEP_ACTIONS)} (plus after, barge_in, "
+                            "talk_over)")
         action = actions[0]
         arg = value[action]
         after = self.number(f"{where}.after", value["after"]) if "after" in value else None
@@ -256,12 +259,53 @@ class _Reader:
         elif action in ("silence",):
             arg = self.number(at, arg)
         elif action == "hold":
-            arg = None if arg is True else self.number(at, arg)
+            arg = self.hold(at, arg)
+        elif action == "audio":
+            arg = self.audio(at, arg)
         elif action == "hangup":
             arg = "NORMAL_CLEARING" if arg is True else self.text(at, arg).upper()
             if arg not in CAUSES:
                 raise self.fail(at, f"{arg!r} is not a FreeSWITCH hangup cause (e.g. NORMAL_CLEARING, USER_BUSY)")
         elif action == "wait_for":
             spec = self.mapping(at, arg)
-            arg = (self.text(f"{at}.app", spec.get("app")), int(self.number(f"{at}.count", spec.get("count", 1), 1)))
-        return Step(action, arg, after, bool(value.get("barge_in", False)))
+            extra = sorted(set(spec) - {"app", "unicast", "count"})
+            if extra or ("app" in spec) == ("unicast" in spec):
+                raise self.fail(f"{at}.{extra[0]}" if extra else at,
+                                "expected {app: NAME, count: N} or {unicast: N} (the controller's Nth unicast)")
+            if "unicast" in spec:
+                arg = ("unicast", int(self.number(f"{at}.unicast", spec["unicast"], 1)))
+            else:
+                arg = (self.text(f"{at}.app", spec["app"]), int(self.number(f"{at}.count", spec.get("count", 1), 1)))
+        if value.get("talk_over") and action != "say":
+            raise self.fail(f"{where}.talk_over", "only a `say` step talks over the agent")
+        return Step(action, arg, after, bool(value.get("barge_in", False)), bool(value.get("talk_over", False)))
+
+    def sound(self, where: str, value: Any) -> str:
+        if value not in SOUNDS:
+            raise self.fail(where, f"{value!r}; allowed: {', '.join(SOUNDS)}")
+        return value
+
+    def hold(self, where: str, value: Any) -> tuple[float | None, str | None]:
+        """`hold: true` (until unhold), `hold: 6` (seconds), `hold: {seconds: 30, audio: music}`."""
+        if value is True:
+            return None, None
+        if not isinstance(value, dict):
+            return self.number(where, value), None
+        extra = sorted(set(value) - {"seconds", "audio"})
+        if extra:
+            raise self.fail(f"{where}.{extra[0]}", "unknown field; allowed: seconds, audio")
+        seconds = self.number(f"{where}.seconds", value["seconds"]) if "seconds" in value else None
+        audio = self.sound(f"{where}.audio", value["audio"]) if "audio" in value else None
+        return seconds, audio
+
+    def audio(self, where: str, value: Any) -> tuple[str, float | None]:
+        """`audio: music` (from now on) or `audio: {sound: speech, seconds: 4}` (then silence again)."""
+        if isinstance(value, str):
+            return self.sound(where, value), None
+        value = self.mapping(where, value)
+        extra = sorted(set(value) - {"sound", "seconds"})
+        if extra or "sound" not in value:
+            raise self.fail(f"{where}.{extra[0]}" if extra else f"{where}.sound",
+                            "unknown field; allowed: sound, seconds" if extra else "missing; e.g. sound: music")
+        seconds = self.number(f"{where}.seconds", value["seconds"]) if "seconds" in value else None
+        return self.sound(f"{where}.sound", value["sound"]), seconds

@@ -2,7 +2,8 @@
 
 A `say` waits for a pause of `after` seconds (default 1.0) in the agent's audio, like a person waiting for
 the prompt to end; with `barge_in: true` it starts `after` seconds (default 0.5) into the agent's next
-prompt instead. The words reach the controller only if `detect_speech` is listening: begin-speaking, then
+prompt instead; with `talk_over: true` (a voicemail's greeting) it starts `after` seconds (default 0) after the
+previous step, whatever the agent does. The words reach the controller only if `detect_speech` is listening: begin-speaking, then
 detected-speech after the speaking time; after a result the recogniser waits for `detect_speech resume`.
 Other steps wait `after` seconds (default 0.5) first. When the script ends the caller hangs up once the
 agent has been idle for `end_after_s`, unless the scenario says `end: wait`.
@@ -13,7 +14,7 @@ import json
 from typing import Callable
 from xml.sax.saxutils import escape
 
-from fssim.avmd import avmd_beep
+from fssim.avmd import avmd_beep, hears_far_end
 from fssim.ports import CallPort
 from fssim.scenario import Step
 
@@ -57,7 +58,9 @@ class CallerScript:
 
     def _say(self, step: Step) -> None:
         call = self.call
-        if step.barge_in:
+        if step.talk_over:
+            self._pause(step, 0.0)
+        elif step.barge_in:
             call.wait_until(lambda: call.session.agent_talking or not self.up)
             self._pause(step, 0.5)
         else:
@@ -72,6 +75,14 @@ class CallerScript:
             call.sleep(speaking)
             return
         call.note(f"caller says {text!r}")
+        playing, call.far_audio = call.far_audio, "speech"
+        try:
+            self._speak(text, speaking)
+        finally:
+            call.far_audio = playing
+
+    def _speak(self, text: str, speaking: float) -> None:
+        call = self.call
         self._deliver("begin-speaking")
         if call.scenario.speech_partials:
             call.sleep(speaking / 2)
@@ -125,11 +136,25 @@ class CallerScript:
             self.call.sleep(DTMF_GAP_S)
 
     def _hold(self, step: Step) -> None:
+        seconds, audio = step.value
         self._pause(step)
         self._set_hold(True)
-        if step.value is not None:
-            self.call.sleep(step.value)
+        if audio is not None:
+            self.call.far_audio = audio
+        if seconds is not None:
+            self.call.sleep(seconds)
             self._set_hold(False)
+            if audio is not None:
+                self.call.far_audio = "silence"
+
+    def _audio(self, step: Step) -> None:
+        sound, seconds = step.value
+        self._pause(step, 0.0)
+        self.call.note(f"the far end plays {sound}")
+        self.call.far_audio = sound
+        if seconds is not None:
+            self.call.sleep(seconds)
+            self.call.far_audio = "silence"
 
     def _unhold(self, step: Step) -> None:
         self._pause(step, 0.0)
@@ -160,13 +185,23 @@ class CallerScript:
     def _wait_for(self, step: Step) -> None:
         call = self.call
         app, count = step.value
-        call.wait_until(lambda: call.started_apps[app] >= count or not self.up)
+        if app == "unicast":  # not an app: the controller's `sendmsg call-command: unicast` requests
+            call.wait_until(lambda: self._unicasts() >= count or not self.up)
+        else:
+            call.wait_until(lambda: call.started_apps[app] >= count or not self.up)
         self._pause(step, 0.0)
+
+    def _unicasts(self) -> int:
+        return sum(1 for c in self.call.rec.commands if c.name == "sendmsg"
+                   and (c.headers.get("call-command") or "").lower() == "unicast")
 
     def _beep(self, step: Step) -> None:
         self._pause(step)
         call = self.call
         if not call.avmd_running:
             call.note("voicemail beep: avmd is not running, nothing detects it")
+            return
+        if not hears_far_end(call):
+            call.note("voicemail beep: avmd on this inbound channel taps only what the leg plays (capture 14)")
             return
         avmd_beep(call)

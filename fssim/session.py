@@ -148,6 +148,7 @@ class SessionThread:
         if by_controller:
             call.rec.executed_apps.append((app, arg or None))
             call.started_apps[app] += 1
+        call.stop_unicast()  # any app ends a unicast stream for good (capture 15)
         call.fire("CHANNEL_EXECUTE", after=[*described, ("Application-UUID", app_uuid)])
         ch.set_var("current_application", app)
         self.current = RunningApp(app)

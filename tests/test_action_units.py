@@ -240,6 +240,7 @@ def test_wait_resumes_when_a_person_speaks_and_hands_their_words_to_the_conversa
     assert [(t.kind, t.text, t.confidence) for t in ctx.pushed] == [("speech", person, 0.87)]
     assert [(t["who"], t["text"]) for t in ctx.transcript] == [("caller", person)]
     assert ctx.sent("detect_speech") == ["resume", "resume"] and ctx.silence_restarts == 1
+    assert outcome.detail["audio_seconds"] == {}  # the fake streams no audio: the words alone decide
 
 
 @pytest.mark.parametrize("person", ["Bonjour, merci pour votre appel, Sophie à l'appareil.",
@@ -256,18 +257,49 @@ def test_wait_resumes_when_the_far_end_takes_the_call_off_hold(utility, run):
     assert (outcome.result, outcome.detail["reason"]) == ("resumed", "unhold") and ctx.pushed == []
 
 
-def test_wait_resumes_after_a_menu_followed_by_silence(utility, run):
-    outcome, ctx = run(utility, "hold_on", events=[detected_speech("Pour le suivi de votre colis, tapez 1")])
-    assert (outcome.result, outcome.detail["reason"]) == ("resumed", "menu_end") and ctx.pushed == []
+def test_wait_passes_a_menu_followed_by_silence_on_as_a_speech_turn_so_a_keypad_can_follow(utility, run):
+    menu = "Pour le suivi de votre colis, tapez 1"
+    outcome, ctx = run(utility, "hold_on", events=[detected_speech(menu)])
+    assert (outcome.result, outcome.detail["reason"]) == ("resumed", "menu_end")
+    assert [(t.kind, t.text) for t in ctx.pushed] == [("speech", menu)]
+    assert [(t["who"], t["text"], t.get("recorded_prompt")) for t in ctx.transcript] == [("caller", menu, True)]
 
 
-def test_wait_resumes_at_max_wait_when_nothing_happens(utility, run):
+def test_a_hold_prompt_followed_by_silence_is_still_a_hold_not_a_menu(utility, run):
+    outcome, ctx = run(utility, "hold_on", events=[detected_speech("Veuillez patienter, votre appel va être "
+                                                                   "transféré")])
+    assert (outcome.result, outcome.detail["reason"]) == ("timed_out", "max_wait")
+    assert [(t.kind, t.text) for t in ctx.pushed] == [("event", "wait_timeout")]
+
+
+def test_wait_gives_the_brain_a_wait_timeout_turn_at_max_wait_and_keeps_the_caller_silence_alone(utility, run):
     clock = Clock(SCALE)
     started = clock.monotonic()
     outcome, ctx = run(utility, "hold_on")
-    assert (outcome.result, outcome.detail["reason"]) == ("resumed", "max_wait")
+    assert (outcome.result, outcome.detail["reason"], outcome.say) == ("timed_out", "max_wait", "")
     assert (clock.monotonic() - started) / SCALE == pytest.approx(5.0, abs=1.0)
-    assert ctx.pushed == [] and ctx.silence_restarts == 1
+    [turn] = ctx.pushed
+    assert (turn.kind, turn.text, turn.result["waited_s"]) == ("event", "wait_timeout", 5)
+    assert ctx.hold_s == pytest.approx(5.0, abs=1.0) and ctx.silence_restarts == 1
+
+
+def test_wait_subscribes_the_hold_events_itself_and_streams_the_audio_again_after_each_app(utility, run):
+    outcome, ctx = run(utility, "hold_on", events=[
+        (0.5, detected_speech("Veuillez patienter")), (1.0, detected_speech("Bonjour, Marc à l'appareil"))])
+    assert ctx.subscribed == ["CHANNEL_HOLD", "CHANNEL_UNHOLD"]
+    assert outcome.detail["unicast_starts"] == 3 and len(ctx.unicasts) == 3  # at the start, after each resume
+    assert len({remote for _, remote in ctx.unicasts}) == 1
+    steps = [line.split()[0:2] for line in ctx.timeline if line.startswith(("unicast", "sent detect_speech"))]
+    assert [s[0] for s in steps] == ["unicast", "sent", "unicast", "sent", "unicast"]
+
+
+def test_the_calls_total_hold_time_past_max_hold_s_ends_the_call_with_the_builtin_hangup(utility, run):
+    ctx, action = run.context(utility, "hold_on")
+    ctx.held(utility.agents["support"].limits.max_hold_s - 2.0)
+    outcome = action.run(ctx, {})
+    assert (outcome.result, outcome.detail["reason"]) == ("max_hold", "max_hold_s")
+    assert ctx.builtin_hangups == [("max_hold_s", phrase("fr", "max_hold"))]
+    assert ctx.pushed == []
 
 
 # ---------------------------------------------------------------- RAG

@@ -12,6 +12,7 @@ from controller.brain import make_brain
 from controller.brain.base import ActionSpec, BrainContext, Turn
 from controller.brain.calibration import calibrate, evaluate, held_out, score_phrases, shipped_phrase_sets
 from controller.brain.semantic import DEFAULTS, SemanticBrain, description_units
+from controller.phrases import phrase
 from knowledge.embedders import get_embedder
 from knowledge.sources import EmbedderSpec
 
@@ -179,6 +180,17 @@ def test_a_hold_event_calls_the_wait_action_and_a_refusal_gets_the_fallback_line
     assert hold.action is not None and hold.action.name == "hold"
     refused = brain.decide(Turn("refused", result={"action": "x", "reason": "bad"}), context(EN.actions))
     assert refused.action is None and refused.say == brain.fallback_text and "bad" in refused.note
+
+
+def test_a_wait_timeout_waits_again_while_music_plays_and_otherwise_says_the_agent_is_still_there(minilm):
+    brain = SemanticBrain(minilm)
+    music = brain.decide(Turn("event", "wait_timeout", result={"audio": "music"}), context(EN.actions))
+    assert music.action is not None and music.action.name == "hold" and not music.say
+    quiet = brain.decide(Turn("event", "wait_timeout", result={"audio": "silence"}), context(EN.actions))
+    assert quiet.action is None and quiet.say == phrase("en", "still_here")
+    no_wait = brain.decide(Turn("event", "wait_timeout", result={"audio": "music"}),
+                           context(without(EN, "wait")))
+    assert no_wait.action is None and no_wait.say == phrase("en", "still_here")
 
 
 def test_without_a_rag_action_the_rag_source_answers_through_kb_lookup(minilm):

@@ -83,7 +83,7 @@ def test_a_call_gone_during_its_module_checks_leaves_them_unanswered_and_the_nex
     with running(config, session_redis) as runtime:
         gone = call(runtime, {"agent": "support", "max_duration_s": 1, "api_delays": {"module_exists": 40}})
         second = call(runtime, {"agent": "support", "script": [{"silence": 0.5}]})
-    assert [c for c in sent(gone) if c.startswith("api module_exists")] == ["api module_exists mod_commands"]
+    assert [c for c in sent(gone) if c.startswith("api module_exists")] == ["api module_exists mod_avmd"]
     assert "api module_exists mod_flite" in sent(second)
     assert sent(second, "speak")
 

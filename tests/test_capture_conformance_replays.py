@@ -237,9 +237,7 @@ def test_a_bridge_sends_its_sip_h_variables_as_the_x_headers_the_far_end_receive
 def test_avmd_starts_only_with_inbound_channel_and_hears_the_legs_own_tone_like_capture_14():
     """Accepted differences: the far side's tone (`uuid_broadcast <A leg> ... aleg` on inbound-ctl) is not
     replayed: the simulator has no audio from the far leg, and FreeSWITCH did not report it either; the beep's
-    measured values (Frequency 1000.454123 there) and Total-time; CHANNEL_PARK (none in 14); variables; timing.
-    Known difference (reported): the scenario's `beep` step, a far-end beep, is reported by the simulator
-    whenever avmd runs, while on this inbound leg FreeSWITCH taps only the write stream."""
+    measured values (Frequency 1000.454123 there) and Total-time; CHANNEL_PARK (none in 14); variables; timing."""
     commands = commands_of("14")
 
     def controller(s: FakeSession) -> None:

@@ -93,7 +93,7 @@ def only_problem(path: Path) -> str:
 
 def test_the_example_loads_with_every_action_type():
     cfg = load_config(EXAMPLE)
-    assert check_summary(cfg) == ("OK: 2 agents, 13 actions (before 1, during 10, after 2), "
+    assert check_summary(cfg) == ("OK: 2 agents, 14 actions (before 1, during 11, after 2), "
                                   "1 SIP connection, 1 knowledge source")
     types = {(moment, action.type) for agent in cfg.agents.values() for moment, action in agent.actions.all()}
     assert types == {("before_call", "workflow"), ("during_call", "transfer"), ("during_call", "workflow"),
@@ -416,3 +416,33 @@ def test_an_email_template_swapped_for_a_symlink_after_load_is_not_read(tmp_path
     with pytest.raises(DeliveryError, match="leads out of the configuration directory") as refused:
         template_source("templates/body.txt", config_dir)
     assert refused.value.permanent
+
+
+def test_check_warns_on_workflows_that_leave_the_host_unsigned_or_lack_their_secret(tmp_path, monkeypatch):
+    monkeypatch.delenv("SB_TEST_MISSING_SECRET", raising=False)
+    text = variant("    context: default\n", """    context: default
+    actions:
+      after_call:
+        - {type: workflow, name: crm, description: d, request: {url: "https://crm.example.com/calls"}}
+        - {type: workflow, name: local, description: d, request: {url: "http://127.0.0.1:8099/c"}}
+        - {type: workflow, name: signed, description: d, request: {url: "https://crm.example.com/c"},
+           secret_env: SB_TEST_MISSING_SECRET}
+""")
+    warnings = [w for w in config_warnings(load_config(write(tmp_path, text))) if "secret_env" in w]
+    assert len(warnings) == 2
+    assert 'after_call[0] (workflow "crm").secret_env: requests to crm.example.com are not signed' in warnings[0]
+    assert "SB_TEST_MISSING_SECRET is not set: the requests will not be sent (never unsigned)" in warnings[1]
+
+
+def test_smtp_security_replaces_the_starttls_flag_and_ca_file_must_exist(tmp_path):
+    smtp = "smtp: {host: 127.0.0.1, port: 8025, from: bot@example.com}"
+    assert "smtp.starttls: starttls is replaced by security; allowed: security: starttls" in only_problem(
+        write(tmp_path, variant(smtp, "smtp: {host: 127.0.0.1, port: 8025, from: bot@example.com, starttls: true}")))
+    problem = only_problem(write(tmp_path, variant(smtp, "smtp: {host: 127.0.0.1, from: b@example.com, "
+                                                         "security: tls, ca_file: certs/ca.pem}")))
+    assert f"smtp.ca_file: {tmp_path}/certs/ca.pem is not a file" in problem
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    cfg = load_config(write(tmp_path, variant(smtp, "smtp: {host: 127.0.0.1, from: b@example.com, security: tls, "
+                                                    "ca_file: certs/ca.pem}")))
+    assert cfg.smtp.security == "tls" and cfg.smtp.ca_file == tmp_path / "certs" / "ca.pem"

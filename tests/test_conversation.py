@@ -204,3 +204,23 @@ def test_every_turn_is_in_the_redis_state_and_the_record_with_latencies(config, 
     assert [t["who"] for t in state["transcript"]] == [t["who"] for t in record["transcript"]]
     assert record["metrics"]["turn_latency_ms"] and all(v >= 0 for v in record["metrics"]["turn_latency_ms"])
     assert json.dumps(record)  # the record is plain JSON
+
+
+def test_a_during_call_workflow_says_its_message_while_the_request_runs(tmp_path, session_redis, http_server):
+    http_server.then(Reply(body={"order": {"status": "expédiée"}}, delay_s=0.1))
+    agent = BASE_AGENT.replace("actions:\n  during_call:\n", f"""actions:
+  during_call:
+    - type: workflow
+      name: order_status
+      description: >-
+        Donner le suivi d'une commande. Exemples : "où en est ma commande", "je voudrais le suivi de ma commande".
+      request: {{url: "{http_server.url}/orders?phone={{{{ caller_number }}}}"}}
+      keep: {{status: order.status}}
+      say_while_running: "Je regarde votre commande, {{{{ caller_number }}}}."
+      say_result: "Votre commande est {{{{ status }}}}."
+""")
+    with running(write_config(tmp_path, {"support": agent}), session_redis) as runtime:
+        rec = call(runtime, {"agent": "support", "script": [{"say": "où en est ma commande"}]})
+    speaks = [s.split("|", 2)[2] for s in sent(rec, "speak")]
+    assert speaks[1:3] == ["Je regarde votre commande, +33612345678.", "Votre commande est expédiée."]
+    assert http_server.requests[0].path == "/orders?phone=%2B33612345678"  # encoded without `| urlencode`

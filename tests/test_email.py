@@ -131,3 +131,12 @@ def test_an_undefined_variable_renders_empty_rather_than_failing(smtp_server: Sm
     msg, _ = build_message(_action(subject="Call {{ nothing }}done"), _vars(), smtp_server.settings())
 
     assert msg["Subject"] == "Call done"
+
+
+def test_the_built_in_summary_renders_on_the_sample_call_within_the_template_budget():
+    from controller.aftercall.summary_email import SUMMARY
+    from controller.config.sample import SAMPLE_VARIABLES
+    from controller.templating import render
+    text, html = render(SUMMARY["text"], SAMPLE_VARIABLES), render(SUMMARY["html"], SAMPLE_VARIABLES, html=True)
+    assert "transferred" in text and SAMPLE_VARIABLES["caller"] in text and "Transcript:" in text
+    assert "<h3>Transcript</h3>" in html

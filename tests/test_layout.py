@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("controller", "controller.log", "controller.clock", "controller.templating", "controller.text",
                     "controller.phrases", "controller.process", "controller.delivery", "controller.address_policy")),
+    ("audio", ("controller.audio",)),
     ("esl", ("controller.esl",)),
     ("state", ("controller.state",)),
     ("transfer", ("controller.transfer",)),

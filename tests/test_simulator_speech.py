@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gevent
+import pytest
 
 try:
     from tests.support.simulator import event_names, finish, play, start
@@ -66,6 +67,25 @@ def test_with_divert_events_the_caller_can_barge_in_on_a_prompt():
     assert rec.heard == [("stop talking please", True)]
 
 
+def test_a_voicemail_greeting_talks_over_the_agent_instead_of_waiting_for_a_pause():
+    """`talk_over: true`: a machine's greeting starts `after` seconds after the answer, whatever the agent does."""
+    def controller(s):
+        start(s)
+        s.command("divert_events on")
+        s.execute("detect_speech", "unimrcp default default")
+        s.execute("speak", "flite|kal|" + "A long prompt the voicemail does not wait for. " * 5)
+        s.wait_event("DETECTED_SPEECH", Speech_Type="begin-speaking")
+        s.wait_event("DETECTED_SPEECH", Speech_Type="detected-speech")
+        finish(s)
+
+    rec, (s,) = play({"name": "over", "speech_format": "json", "script": [
+        {"wait_for": {"app": "speak"}}, {"say": "vous êtes bien chez Paul", "talk_over": True, "after": 0.2}]},
+        controller)
+    speaking = next(f.t for f in rec.frames if f.event.get("Speech-Type") == "begin-speaking")
+    ended = [f.t for f in rec.frames if f.event.get("Application") == "speak"][-1]
+    assert speaking < ended  # the greeting began while the agent's prompt still played
+
+
 def test_the_recogniser_waits_for_resume_after_each_result():
     def controller(s):
         start(s)
@@ -109,15 +129,46 @@ def test_speak_without_its_tts_module_plays_nothing_and_the_call_goes_on():
     assert any("mod_flite is not loaded" in text for _, text in rec.notes)
 
 
-def test_voicemail_beeps_are_reported_only_once_avmd_listens():
+def test_a_voicemail_beep_on_an_originated_channel_is_reported_once_avmd_listens():
+    """An originated (outbound) channel: avmd.conf's outbound_channel=1 applies, and avmd hears the far end."""
     def controller(s):
         start(s, "event plain CUSTOM avmd::start avmd::beep avmd::stop")
-        s.execute("avmd_start", "inbound_channel=1,outbound_channel=0")
+        s.execute("avmd_start", "inbound_channel=0,outbound_channel=1")
         s.wait_event("CUSTOM", Event_Subclass="avmd::beep")
         s.execute("avmd_stop")
         s.wait_event("CUSTOM", Event_Subclass="avmd::stop")
         finish(s)
 
-    rec, (s,) = play({"name": "avmd", "script": [{"beep": True, "after": 1}]}, controller)
+    rec, (s,) = play({"name": "avmd", "direction": "outbound", "answered": True,
+                      "script": [{"beep": True, "after": 1}]}, controller)
     subclasses = [e["Event-Subclass"] for e in s.events if e["Event-Name"] == "CUSTOM"]
     assert subclasses == ["avmd::start", "avmd::start", "avmd::beep", "avmd::stop", "avmd::stop"]
+
+
+@pytest.mark.parametrize("direction, arg, starts", [
+    ("outbound", None, True), ("outbound", "outbound_channel=1", True), ("outbound", "outbound_channel=0", False),
+    ("outbound", "inbound_channel=1,outbound_channel=0", False), ("inbound", None, False),
+    ("inbound", "inbound_channel=1,outbound_channel=0", True)])
+def test_avmd_starts_only_with_the_flag_of_the_channels_direction(direction, arg, starts):
+    def controller(s):
+        start(s, "event plain CUSTOM avmd::start avmd::beep avmd::stop")
+        s.execute("avmd_start", arg)
+        finish(s)
+
+    rec, (s,) = play({"name": "avmd", "direction": direction, "answered": direction == "outbound"}, controller)
+    started = [e for e in s.events if e.get("Event-Subclass") == "avmd::start"]
+    assert bool(started) == starts
+
+
+def test_a_far_end_beep_is_not_heard_by_avmd_on_an_inbound_channel_like_capture_14():
+    def controller(s):
+        start(s, "event plain CUSTOM avmd::start avmd::beep avmd::stop")
+        s.execute("avmd_start", "inbound_channel=1,outbound_channel=0")
+        s.wait_notice("linger")
+        s.command("exit")
+        s.wait_closed()
+
+    rec, (s,) = play({"name": "avmd", "end": "hangup", "end_after_s": 0.5,
+                      "script": [{"beep": True, "after": 1}]}, controller)
+    assert "avmd::beep" not in [e.get("Event-Subclass") for e in s.events]
+    assert any("taps only what the leg plays" in text for _, text in rec.notes)

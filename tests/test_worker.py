@@ -364,3 +364,83 @@ def test_the_jobs_command_lists_shows_and_retries_dead_letters(
     state = jobs.queue_state(store)
     assert state.queued == 1 and state.dead == 0 and 0 <= state.oldest_s < 60
     assert "queued: 1, the oldest 0.0 min old" in run("list").stdout
+
+
+def test_a_resent_email_and_webhook_carry_the_same_ids_so_the_receiver_knows_the_repeat(
+        store: Store, smtp_server: SmtpPeer, http_server: ScriptedHttp) -> None:
+    """The first attempts were delivered but their replies lost (451 after the message was kept, 500 after the
+    webhook was taken): the retries are real repeats, and each carries the first attempt's id."""
+    smtp_server.mailbox.fail_next, smtp_server.mailbox.keep_failed = 1, True
+    http_server.then(Reply(status=500), Reply(status=200))
+    worker = _worker(store, smtp_server, [_email(), _webhook(http_server.url)])
+    store.append_record(_record(uuid="7c1e2f0a-1111-4222-8333-944445555666"))
+
+    _drain(worker)
+
+    ids = [m.message["Message-ID"] for m in smtp_server.mailbox.messages]
+    assert ids == ["<7c1e2f0a-1111-4222-8333-944445555666.summary@example.test>"] * 2
+    keys = [r.headers["Idempotency-Key"] for r in http_server.requests]
+    assert keys == ["7c1e2f0a-1111-4222-8333-944445555666.crm"] * 2
+
+
+def test_worker_drain_processes_the_queue_then_exits_saying_what_is_left(store: Store, smtp_server: SmtpPeer,
+                                                                         tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+    config = tmp_path / "sb.yaml"
+    config.write_text(f"server: {{state_dir: {store.state_dir}, time_scale: 0.01}}\n"
+                      f"redis: {{url: '{store.embedded.url}', key_prefix: {store.settings.key_prefix}}}\n"
+                      f"smtp: {{host: 127.0.0.1, port: {smtp_server.port}, from: bot@example.test}}\n"
+                      "agents:\n  sales:\n    language: en\n    actions:\n      after_call:\n"
+                      "        - {type: email, name: summary, description: d, subject: 'Call {{ caller }}',\n"
+                      "           to: [sales@example.test], template: {text: 'Bonjour'}}\n", encoding="utf-8")
+    switchboard = str(Path(sys.executable).with_name("switchboard"))
+
+    def drain() -> subprocess.CompletedProcess:
+        return subprocess.run([switchboard, "--log-text", "worker", "--drain", "--config", str(config)],
+                              capture_output=True, text=True, timeout=60)
+
+    for uuid in ("u-1", "u-2", "u-3"):
+        store.append_record(_record(uuid=uuid))
+    clean = drain()
+    assert clean.returncode == 0, clean.stderr
+    assert "drained: 3 delivered, 0 to the dead letters" in clean.stdout and len(smtp_server.mailbox.messages) == 3
+
+    smtp_server.mailbox.fail_next, smtp_server.mailbox.fail_code = 1, "550 5.1.1 no such mailbox"
+    store.append_record(_record(uuid="u-4"))
+    store.append_record(_record(uuid="u-5"))
+    dirty = drain()
+    assert dirty.returncode == 1 and "drained: 1 delivered, 1 to the dead letters" in dirty.stdout
+    assert len(_dead(store)) == 1 and store.redis.xlen(store.stream_key) == 0
+
+
+def test_a_call_matching_several_classifications_gets_the_actions_of_each(store: Store, smtp_server: SmtpPeer) -> None:
+    """Transferred and a lead at once: the email for leads goes too, and templates see both names."""
+    for_leads = _email(name="to_sales", subject="{{ classifications | join('+') }}", when_classified=["lead"])
+    for_transfers = _email(name="to_ops", subject="ops {{ classification }}", when_classified=["transferred"])
+    for_others = _email(name="to_archive", subject="other", when_classified=["other"])
+    worker = _worker(store, smtp_server, [for_leads, for_transfers, for_others])
+    store.append_record(_record(transferred=True))
+
+    _drain(worker)
+
+    subjects = sorted(m.message["Subject"] for m in smtp_server.mailbox.messages)
+    assert subjects == ["ops transferred", "transferred+lead"]  # the fallback is not one of them
+
+
+def test_an_email_without_a_template_sends_the_built_in_call_summary(store: Store, smtp_server: SmtpPeer) -> None:
+    worker = _worker(store, smtp_server, [_email(template=None)])
+    store.append_record(_record(transcript=[{"who": "caller", "text": "<script>alert(1)</script> a quote"}],
+                                actions=[{"name": "to_sales", "type": "transfer", "result": "bridged"}],
+                                hangup_cause="NORMAL_CLEARING", started_at="2026-12-03T09:00:00+00:00"))
+
+    _drain(worker)
+
+    [sent] = smtp_server.mailbox.messages
+    text = sent.message.get_body(("plain",)).get_content()
+    html = sent.message.get_body(("html",)).get_content()
+    assert "Call u-1: transferred, lead" in text and "Caller: +33612345678 for agent sales" in text
+    assert "Duration: 42 s" in text and "caller: <script>alert(1)</script> a quote" in text
+    assert "to_sales (transfer): bridged" in text and "Ended by: caller (NORMAL_CLEARING)" in text
+    assert "&lt;script&gt;" in html and "<script>" not in html

@@ -121,3 +121,44 @@ def test_keep_paths_follow_dict_keys_and_list_indexes() -> None:
     assert extract(data, "a.b.2.c") == (False, None)
     assert extract(data, "a.x") == (False, None)
     assert extract([10, 20], "1") == (True, 20)
+
+
+def test_a_signed_workflow_carries_a_timestamp_and_an_hmac_the_receiver_can_check(http_server, monkeypatch):
+    import hashlib
+    import hmac
+    import time
+    monkeypatch.setenv("SB_TEST_HOOK_SECRET", "whsec-42")
+    http_server.then(Reply(body={"data": {}}))
+    action = _action(http_server.url)
+    action.secret_env = "SB_TEST_HOOK_SECRET"
+    assert run_workflow(action, VARS, uuid="u-1").ok
+    (sent,) = http_server.requests
+    timestamp, signature = sent.headers["X-Switchboard-Timestamp"], sent.headers["X-Switchboard-Signature"]
+    # the receiver's check, as the README shows it
+    expected = hmac.new(b"whsec-42", timestamp.encode() + b"." + sent.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(signature, "sha256=" + expected) and abs(time.time() - int(timestamp)) < 300
+
+
+def test_a_signed_workflow_whose_secret_is_missing_is_not_sent_at_all(http_server, monkeypatch):
+    monkeypatch.delenv("SB_TEST_HOOK_SECRET", raising=False)
+    action = _action(http_server.url)
+    action.secret_env = "SB_TEST_HOOK_SECRET"
+    result = run_workflow(action, VARS, uuid="u-1")
+    assert not result.ok and result.permanent and "SB_TEST_HOOK_SECRET (secret_env) is not set" in result.error
+    assert http_server.requests == []
+
+
+def test_call_data_in_the_path_and_query_is_encoded_so_it_cannot_add_segments_or_parameters(
+        http_server: ScriptedHttp) -> None:
+    http_server.then(Reply(body={}), Reply(body={}))
+    action = _action(http_server.url, method="GET", body=None,
+                     url=http_server.url + "/orders/{{ order }}?q={{ words }}&tag={{ tag | urlencode }}")
+    hostile = {**VARS, "order": "../admin/x?role=root#", "words": "où est ma commande & co", "tag": "a b"}
+
+    assert run_workflow(action, hostile, uuid="u-1").ok
+    assert run_workflow(action, {**VARS, "order": "A-42", "words": None, "tag": "x"}, uuid="u-1").ok
+
+    first, second = (r.path for r in http_server.requests)
+    assert first == ("/orders/..%2Fadmin%2Fx%3Frole%3Droot%23?q=o%C3%B9%20est%20ma%20commande%20%26%20co"
+                     "&tag=a%20b")  # `| urlencode` still works: an encoded value is not encoded twice
+    assert second == "/orders/A-42?q=&tag=x"

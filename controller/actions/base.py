@@ -59,12 +59,18 @@ class Action:
     type: ClassVar[str] = ""
     parameters: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}, "additionalProperties": False}
     fillable: ClassVar[tuple[str, ...]] = ()
+    events: ClassVar[tuple[str, ...]] = ()  # event types the call subscribes at its start for this action
 
     def __init__(self, config: ActionBase, agent: AgentConfig, services: Services) -> None:
         self.config = config
         self.agent = agent
         self.services = services
         self.name: str = config.name
+
+    @property
+    def offered(self) -> bool:
+        """Whether brains see this action (one that only machine detection runs is not theirs to call)."""
+        return True
 
     def schema(self) -> dict[str, Any]:
         return self.parameters

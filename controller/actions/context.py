@@ -125,6 +125,19 @@ class ActionContext(Protocol):
     def restart_silence(self) -> None:
         """Count the caller's silence from now (after a wait, silence before it is not the caller's)."""
 
+    def subscribe(self, events: Sequence[str]) -> None:
+        """`event plain <events>` for this call, once per event (idempotent): e.g. a wait's CHANNEL_HOLD."""
+
+    def unicast(self, local_port: int, remote_port: int) -> None:
+        """Stream the parked channel's audio to 127.0.0.1:`remote_port` (sendmsg unicast, from `local_port`);
+        the next app that runs ends it (capture 15). CommandError when FreeSWITCH refuses."""
+
+    def held(self, seconds: float) -> float:
+        """Add `seconds` (call seconds) spent waiting on hold; the call's total so far (`limits.max_hold_s`)."""
+
+    def builtin_hangup(self, reason: str, goodbye: str) -> None:
+        """End the call with the built-in hang-up: recorded with `reason`, `goodbye` said first."""
+
     def ended_by_agent(self) -> None:
         """Record that the agent ends this call (a REFER that the far end took over)."""
 

@@ -18,6 +18,11 @@ class HangupAction(Action):
 
     type = "hangup"
 
+    @property
+    def offered(self) -> bool:
+        """Without a condition it is machine detection's alone (`answered_by`), never the brain's."""
+        return self.config.condition is not None
+
     def description(self) -> str:
         return f"{self.config.description} (condition: {self.config.condition})"
 

@@ -15,6 +15,8 @@ class CallWorkflowAction(Action):
 
     The arguments are validated against the configured JSON schema before this runs; the kept response fields
     become call variables; `say_result` (a template over the variables) is what the agent says on success.
+    `say_while_running` is queued on FreeSWITCH before the request is sent, so the caller hears it meanwhile
+    instead of silence (a slow CRM can take the action's whole `timeout_s`).
     """
 
     type = "workflow"
@@ -24,6 +26,11 @@ class CallWorkflowAction(Action):
 
     def run(self, ctx: ActionContext, arguments: dict[str, Any]) -> ActionOutcome:
         variables = {**ctx.variables, "arguments": arguments, **arguments}
+        if self.config.say_while_running:
+            try:
+                ctx.say(render(self.config.say_while_running, variables))
+            except TemplateError as exc:
+                ctx.log.error("workflow %s: say_while_running template failed: %s", self.name, exc)
         result = run_workflow(self.config, variables, uuid=ctx.uuid, clock=ctx.clock)
         if not result.ok:
             return ActionOutcome("failed", progress=False,

@@ -1,10 +1,15 @@
 """Name a finished call from its record with the operator's rules, before any after-call action runs.
 
-Rules are tried in the order they are written; the first whose every given condition holds wins, and a rule
-marked `fallback: true` names the calls no rule matched. Conditions (all optional, all must hold):
+Rules are tried in the order they are written; every rule whose every given condition holds names the call (the
+first is its main `classification`, all of them its `classifications`), and a rule marked `fallback: true` names
+the calls no rule matched. Conditions (all optional, all must hold):
   transferred          bool   the caller was handed to a person or another agent
-  hangup_by            str or list   who ended the call: "caller", "agent", "system" (record["hangup_by"])
+  hangup_by            str or list   who ended the call: "caller", "agent", "system", "callee" (a placed call
+                                     the callee did not take: busy, rejected, no answer)
   direction            str    "inbound" (a caller called) or "outbound" (the agent placed the call)
+  answered_by          str or list   who machine detection found answered: human, machine, ivr, unknown
+  answered             bool   someone answered (false: an outbound call nobody took, busy or failed)
+  hangup_cause         list   one of these FreeSWITCH causes (NO_ANSWER, USER_BUSY, CALL_REJECTED...)
   action_called        str or list   one of these action names appears in record["actions"]
   transcript_contains  str or list   one of these phrases appears (case-insensitive) in any transcript text
   min_duration_s / max_duration_s    bounds on record["duration_s"] (or ended_at - started_at)
@@ -63,6 +68,15 @@ def matches(when: Any, record: Mapping[str, Any]) -> bool:
     direction = _get(when, "direction")
     if direction is not None and record.get("direction", "inbound") != direction:
         return False
+    answerers = _as_list(_get(when, "answered_by"))
+    if answerers and record.get("answered_by") not in answerers:
+        return False
+    answered = _get(when, "answered")
+    if answered is not None and bool(record.get("answered", True)) != bool(answered):
+        return False
+    causes = _as_list(_get(when, "hangup_cause"))
+    if causes and record.get("hangup_cause") not in causes:
+        return False
     who = _as_list(_get(when, "hangup_by"))
     if who and record.get("hangup_by") not in who:
         return False
@@ -82,20 +96,25 @@ def matches(when: Any, record: Mapping[str, Any]) -> bool:
     return True
 
 
-def classify(record: Mapping[str, Any], classifications: Mapping[str, Any]) -> Optional[str]:
-    """The first rule matching `record`, else the first fallback rule, else None."""
-    fallback = None
+def classify_all(record: Mapping[str, Any], classifications: Mapping[str, Any]) -> list[str]:
+    """Every rule matching `record`, in the order written (a call can be both `transferred` and `lead`); the first
+    fallback rule alone when none matched; [] when there is no rule at all."""
+    names, fallback = [], None
     for name, rule in (classifications or {}).items():
         if _get(rule, "fallback"):
             fallback = fallback or name
-            continue
-        if matches(_get(rule, "when"), record):
-            return name
-    return fallback
+        elif matches(_get(rule, "when"), record):
+            names.append(name)
+    return names or ([fallback] if fallback else [])
 
 
-def applies(action: Any, classification: Optional[str]) -> bool:
-    """An after-call action with `when_classified` runs only for those classifications."""
-    wanted: Iterable[str] = _get(action, "when_classified") or ()
-    wanted = list(wanted)
-    return not wanted or classification in wanted
+def classify(record: Mapping[str, Any], classifications: Mapping[str, Any]) -> Optional[str]:
+    """The first rule matching `record`, else the first fallback rule, else None: the call's main classification."""
+    names = classify_all(record, classifications)
+    return names[0] if names else None
+
+
+def applies(action: Any, classifications: Iterable[str]) -> bool:
+    """An after-call action with `when_classified` runs only when the call has one of those classifications."""
+    wanted = set(_get(action, "when_classified") or ())
+    return not wanted or bool(wanted & set(classifications))

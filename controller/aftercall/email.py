@@ -7,20 +7,24 @@ HTML bodies are rendered with autoescaping. Bcc recipients get the message throu
 
 Bodies come from `template.html` / `template.text`: template source, or a single-line path (relative to
 the config's base dir) to a `.html`, `.htm`, `.txt`, `.j2` or `.jinja` file, read at send time so an edited
-template applies to the next email. Either may be absent, not both. Every part renders off the hub within
+template applies to the next email. Either may be absent, not both; an action with no template at all sends
+the built-in call summary (summary_email.py). Every part renders off the hub within
 templating.LIMITS; a part that fails or goes over a limit fails the email for good, and the reason names it.
 """
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
+from functools import lru_cache
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from controller.clock import Clock
+from controller.aftercall.summary_email import SUMMARY
 from controller.config.base import inside, looks_like_path
 from controller.delivery import DeliveryError
 from controller.log import call_logger
@@ -93,11 +97,15 @@ def _body(name: str, kind: str, template: Any, variables: dict[str, Any], base_d
 
 
 def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: Optional[Clock] = None,
-                  base_dir: Optional[Path] = None) -> tuple[EmailMessage, list[str]]:
-    """The message (multipart/alternative when both bodies exist) and its envelope recipients (To+Cc+Bcc)."""
+                  base_dir: Optional[Path] = None, uuid: Optional[str] = None) -> tuple[EmailMessage, list[str]]:
+    """The message (multipart/alternative when both bodies exist) and its envelope recipients (To+Cc+Bcc).
+
+    With the call's `uuid`, the Message-ID is `<uuid>.<action name>@<sender's domain>`: the same on every retry,
+    requeue and worker restart, so a mail system (or a person) sees a resend as the same message.
+    """
     clock = clock or Clock()
     name = _get(action, "name", "?")
-    template = _get(action, "template")
+    template = _get(action, "template") or SUMMARY  # no template: the built-in call summary
     if smtp is None:
         raise DeliveryError(f"email {name}: the configuration has no smtp section", permanent=True)
     subject = _header(name, "subject", _get(action, "subject") or "", variables)
@@ -120,18 +128,27 @@ def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: O
     if cc:
         msg["Cc"] = ", ".join(formataddr(pair) for pair in cc)
     msg["Date"] = format_datetime(clock.now())
-    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">"))
+    domain = sender.rpartition("@")[2].strip(">")
+    stable = uuid and re.fullmatch(r"[A-Za-z0-9-]{1,64}", uuid) and re.fullmatch(r"[a-z0-9_]{1,48}", name)
+    msg["Message-ID"] = f"<{uuid}.{name}@{domain}>" if stable else make_msgid(domain=domain)
     msg.set_content(text if text is not None else "This message has an HTML version only.\n")
     if html is not None:
         msg.add_alternative(html, subtype="html")
     return msg, [addr for _, addr in to + cc + bcc]
 
 
+@lru_cache(maxsize=8)
+def _tls_context(ca_file: Optional[str]) -> ssl.SSLContext:
+    """One verifying context per CA file: loading the system's CAs takes about 20 ms, per email it capped the
+    worker at 30 emails per second (bench/after_call.py)."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
 def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, clock: Optional[Clock] = None,
                base_dir: Optional[Path] = None) -> str:
     """Build and send; returns the Message-ID. Raises DeliveryError (permanent or not) when nothing was sent."""
     log = call_logger(uuid, "switchboard.email", action=_get(action, "name"))
-    msg, recipients = build_message(action, variables, smtp, clock=clock, base_dir=base_dir)
+    msg, recipients = build_message(action, variables, smtp, clock=clock, base_dir=base_dir, uuid=uuid)
     username, password = _get(smtp, "username"), None
     if username:
         env = _get(smtp, "password_env") or "SMTP_PASSWORD"
@@ -140,11 +157,16 @@ def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, 
             raise DeliveryError(f"smtp.username is set but environment variable {env} (smtp.password_env) is not",
                                 permanent=True)
     host, port = _get(smtp, "host"), int(_get(smtp, "port") or 25)
+    security, ca_file = _get(smtp, "security") or "none", _get(smtp, "ca_file")
+    timeout = float(_get(smtp, "timeout_s") or 30)
     try:
-        with smtplib.SMTP(host, port, timeout=float(_get(smtp, "timeout_s") or 30)) as server:
+        context = _tls_context(str(ca_file) if ca_file else None) if security != "none" else None
+        connection = (smtplib.SMTP_SSL(host, port, timeout=timeout, context=context) if security == "tls"
+                      else smtplib.SMTP(host, port, timeout=timeout))
+        with connection as server:
             server.ehlo()
-            if _get(smtp, "starttls"):
-                server.starttls(context=ssl.create_default_context())
+            if security == "starttls":
+                server.starttls(context=context)
                 server.ehlo()
             if username:
                 server.login(username, password)
@@ -157,7 +179,7 @@ def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, 
         raise DeliveryError(f"SMTP {host}:{port} answered {exc.smtp_code}: {exc.smtp_error!r}",
                             permanent=exc.smtp_code >= 500) from None
     except smtplib.SMTPNotSupportedError as exc:
-        raise DeliveryError(f"SMTP {host}:{port}: {exc} (check smtp.starttls / smtp.username)",
+        raise DeliveryError(f"SMTP {host}:{port}: {exc} (check smtp.security / smtp.username)",
                             permanent=True) from None
     except ssl.SSLCertVerificationError as exc:
         raise DeliveryError(f"SMTP {host}:{port}: certificate rejected: {exc.verify_message}", permanent=True) from None

@@ -35,7 +35,7 @@ import redis
 
 from controller.aftercall.email import send_email
 from controller.workflow.run import run_after_call
-from controller.aftercall.classify import applies, classify, duration_s
+from controller.aftercall.classify import applies, classify_all, duration_s
 from controller.clock import Clock
 from controller.delivery import DeliveryError
 from controller.log import call_logger
@@ -62,9 +62,11 @@ def action_kind(action: Any) -> str:
     return "workflow" if _field(action, "request") is not None else "email" if _field(action, "to") else "unknown"
 
 
-def template_vars(record: Mapping[str, Any], classification: Optional[str]) -> dict[str, Any]:
-    """What after-call templates see: every record field at top level, plus `record` and `classification`."""
-    return {**record, "duration_s": duration_s(record), "record": dict(record), "classification": classification}
+def template_vars(record: Mapping[str, Any], classifications: list[str]) -> dict[str, Any]:
+    """What after-call templates see: every record field at top level, plus `record`, the main `classification`
+    and all of its `classifications`."""
+    return {**record, "duration_s": duration_s(record), "record": dict(record),
+            "classification": classifications[0] if classifications else None, "classifications": classifications}
 
 
 class Worker:
@@ -94,6 +96,7 @@ class Worker:
         self._due: dict[str, float] = {}  # entry id -> wall time of its next attempt
         self._next_reclaim = 0.0
         self._group_ready = False
+        self.finished = self.dead_lettered = 0  # records this worker completed, and sent to the dead letters
 
     def configure(self, actions_for_agent: Callable[[Optional[str]], Iterable[Any]],
                   classifications: Mapping[str, Any], smtp: Any, base_dir: Optional[Path]) -> None:
@@ -282,8 +285,9 @@ class Worker:
         attempt = int(self._r.hincrby(pkey, "attempts", 1))
         self._r.expire(pkey, self.store.progress_ttl_s)
         try:
-            classification = classify(record, self.classifications)
-            variables = template_vars(record, classification)
+            names = classify_all(record, self.classifications)
+            classification = names[0] if names else None
+            variables = template_vars(record, names)
         except (TypeError, ValueError) as exc:  # a field of the wrong type (duration_s: "abc"): no retry can help
             self._dead_letter(entry_id, raw, record, [("classify", f"record cannot be classified: {exc}", True)],
                               attempt, None, pkey)
@@ -297,7 +301,7 @@ class Worker:
                                       False)]
         for action in actions:
             name = _field(action, "name")
-            if name in done or not applies(action, classification):
+            if name in done or not applies(action, names):
                 continue
             try:
                 self._run(action, record, variables, uuid)
@@ -336,6 +340,7 @@ class Worker:
         pipe.expire(pkey, self.store.progress_ttl_s)
         pipe.execute()
         self._due.pop(entry_id, None)
+        self.finished += 1
 
     def _drop(self, entry_id: str) -> None:
         pipe = self._r.pipeline(transaction=True)
@@ -360,6 +365,11 @@ class Worker:
         pipe.xdel(self.store.stream_key, entry_id)
         pipe.execute()
         self._due.pop(entry_id, None)
+        self.dead_lettered += 1
+
+    def waiting(self) -> dict[str, float]:
+        """Entries of this worker awaiting a retry: entry id -> wall time it is due."""
+        return dict(self._due)
 
 
 def after_call_settings(config: Any) -> tuple[Callable[[Optional[str]], list[Any]], Mapping[str, Any], Any,

@@ -14,7 +14,8 @@ class Turn:
     """One thing that happened and needs a decision.
 
     kind: "speech" (text = the caller's words), "dtmf" (text = the digits), "no_input", "no_match",
-    "event" (text = e.g. "hold" / "unhold" / "menu_end"), "action_result" (the result of the last action call:
+    "event" (text = e.g. "hold" / "unhold" / "wait_timeout": a wait reached max_wait_s, `result` holds
+    {"audio": the last audio label, "waited_s"}), "action_result" (the result of the last action call:
     `result` holds {"action", "result", "detail", "say"}), "refused" (the last action call was invalid:
     `result` holds {"action", "reason"}).
     """

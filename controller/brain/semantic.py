@@ -216,7 +216,18 @@ class SemanticBrain:
             wait = next((a for a in context.actions if a.type == "wait" and can_fill(a)), None)
             if wait is not None:
                 return Decision(action=ActionCall(wait.name), note=f"event {turn.text}: waiting with {wait.name}")
+        if turn.kind == "event" and turn.text == "wait_timeout":
+            return self._on_wait_timeout(turn, context)
         return Decision(note=f"{turn.kind}{' ' + turn.text if turn.text else ''}: nothing to do")
+
+    def _on_wait_timeout(self, turn: Turn, context: BrainContext) -> Decision:
+        """A wait reached max_wait_s: still music, so still on hold: wait again (limits.max_hold_s ends it);
+        anything else (silence, a line noise): say we are still here and let the conversation go on."""
+        audio = (turn.result or {}).get("audio", "")
+        wait = next((a for a in context.actions if a.type == "wait" and can_fill(a)), None)
+        if audio == "music" and wait is not None:
+            return Decision(action=ActionCall(wait.name), note=f"wait_timeout, music still playing: {wait.name}")
+        return Decision(say=phrase(self.language, "still_here"), note=f"wait_timeout ({audio or 'no audio'})")
 
     def _on_words(self, text: str, context: BrainContext) -> Decision:
         if not text.strip():

@@ -19,6 +19,7 @@ import gevent.queue
 from controller.actions.base import ActionOutcome, ActionRefused
 from controller.actions.context import Services
 from controller.brain.base import ActionCall, BrainContext, Decision, Turn
+from controller.call.detection import detect_answerer
 from controller.call.loop_guard import LoopGuard
 from controller.call.record import ActionLog, CallRecord
 from controller.call.version import AgentPieces
@@ -69,10 +70,15 @@ class Conversation:
         self.asr_on = bool(asr and asr.module and asr.engine and modules.has(asr.module))
         self.deadline = self.clock.monotonic() + self.clock.scaled(self.agent.limits.max_call_s)
         self.language = self.agent.language
+        self.subscribed = set(services.extra_events)
+        self.hold_s = 0.0
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> None:
         self.execute(commands.set_variable("playback_terminators", "none"))
+        wanted = sorted({name for action in self.actions.values() for name in action.events})
+        if wanted:
+            self.subscribe(wanted)
         if self.asr_on:
             self.start_asr()
         else:
@@ -82,7 +88,8 @@ class Conversation:
         if not self.tts_on:
             self.log.error("TTS module %s not loaded: the agent cannot speak; load it in modules.conf.xml",
                            self.speech.tts.module)
-        self.say(self._greeting())
+        if not detect_answerer(self):  # outbound: a voicemail or an IVR is not greeted (call/detection.py)
+            self.say(self._greeting())
         while not self.ending:
             turn = self.next_turn()
             if turn is None:
@@ -121,7 +128,7 @@ class Conversation:
 
     def decide(self, turn: Turn) -> Decision:
         context = BrainContext(self.uuid, self.agent.id, self.language, self.record.transcript,
-                               self.variables, [a.spec(self) for a in self.actions.values()])
+                               self.variables, [a.spec(self) for a in self.actions.values() if a.offered])
         decision = self.brain.decide(turn, context)
         if decision.note or decision.detail:
             self.log.info("brain: %s", decision.note or decision.detail)
@@ -359,6 +366,20 @@ class Conversation:
 
     def restart_silence(self) -> None:
         self.audio_ended_at = self.clock.monotonic()
+        self.guard.silences = 0  # silences before a wait were not the caller's (a hold has no caller)
+
+    def subscribe(self, events: Sequence[str]) -> None:
+        new = [name for name in events if name not in self.subscribed]
+        if new:
+            self.esl.command(commands.event_plain(new))
+            self.subscribed.update(new)
+
+    def unicast(self, local_port: int, remote_port: int) -> None:
+        self.esl.unicast(commands.unicast(local_port, remote_port))
+
+    def held(self, seconds: float) -> float:
+        self.hold_s += seconds
+        return self.hold_s
 
     def ended_by_agent(self) -> None:
         self.record.hangup_by = "agent"

@@ -93,6 +93,14 @@ class CallRecord:
         self.hangup_by: Optional[str] = None
         self.hangup_cause: Optional[str] = None
         self.missing_modules: list[str] = []
+        self.answered_by: Optional[str] = None  # machine detection's verdict (call/detection.py); None: not run
+        self.answered_detail: dict[str, Any] = {}
+
+    def answered(self, who: str, **detail: Any) -> None:
+        """Machine detection's verdict: human, machine, ivr or unknown, with how it was decided."""
+        self.answered_by, self.answered_detail = who, dict(detail)
+        self.store.update_call(self.uuid, answered_by=who, answered_detail=self.answered_detail)
+        self.log.info("answered by: %s (%s)", who, ", ".join(f"{k}={v}" for k, v in detail.items()))
 
     def enter(self, moment: Moment) -> None:
         self.moments.setdefault(moment.value, self.clock.wall())  # a hand-off's second session keeps the first
@@ -106,12 +114,14 @@ class CallRecord:
         self.store.take_call(self.uuid, agent=self.agent_id, handoff_to="")
 
     def restore(self, previous: dict[str, Any]) -> None:
-        """Variables, transcript, moments and actions as the call's state in Redis holds them."""
+        """Variables, transcript, moments, actions and who answered, as the call's state in Redis holds them."""
         now = self.clock.wall()
         self.variables = dict(previous.get("variables") or {})
         self.transcript = list(previous.get("transcript") or [])
         self.moments = {k: float(v) for k, v in (previous.get("moments") or {}).items()}
         self.actions = [ActionLog.from_stored(entry, now) for entry in previous.get("actions") or []]
+        self.answered_by = previous.get("answered_by")
+        self.answered_detail = dict(previous.get("answered_detail") or {})
 
     def start_action(self, moment: str, name: str, type_: str, **detail: Any) -> ActionLog:
         entry = ActionLog(moment, name, type_, self.clock.wall(), detail=dict(detail))
@@ -161,10 +171,13 @@ class CallRecord:
             "ended_at": iso(ended),
             "duration_s": round(ended - started, 3),
             "talk_s": round(ended - answered, 3) if answered else 0.0,
+            "answered": answered is not None,
             "hangup_by": self.hangup_by or "caller",
             "transferred": any(a.type == "transfer" and a.result in ("answered", "handed_off", "transferred")
                                for a in self.actions),
             "hangup_cause": self.hangup_cause,
+            "answered_by": self.answered_by,
+            "answered_detail": self.answered_detail,
             "variables": self.variables,
             "sip_headers": self.sip_headers,
             "transcript": self.transcript,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-import gevent
-
+from controller.call.before_call import run_before_call
 from controller.call.conversation import Conversation
+from controller.call.placed import continue_placed
 from controller.call.record import CallRecord, Moment
 from controller.call.version import AgentPieces, ConfigVersion
 from controller.esl import commands
@@ -20,7 +20,6 @@ from controller.esl.frames import CallHangup, CommandError, EslError, EslTimeout
 from controller.esl.modules import LoadedModules
 from controller.esl.session import EslSession
 from controller.log import call_logger
-from controller.workflow.run import run_workflow
 
 LINGER_S = 30
 CallEnded = Callable[["CallSession", dict[str, Any]], None]
@@ -42,6 +41,7 @@ class CallSession:
         self.modules: Optional[LoadedModules] = None
         self.conversation: Optional[Conversation] = None
         self.resumed = False
+        self.placed_by: Optional[str] = None  # the agent whose outbound slot this call holds (call/placed.py)
 
     @property
     def uuid(self) -> str:
@@ -138,6 +138,8 @@ class CallSession:
                 "agent": agent.id,
                 "sip_headers": dict(record.sip_headers),
             }
+            if record.variables["direction"] == "outbound":  # placed by `switchboard call`: its before-call
+                self.placed_by = continue_placed(store, record)
             store.call_started(self.uuid, agent.id, record.caller, record.variables)
         if record.variables.get("direction") == "outbound":
             self.log.info("call to %s placed by agent %s", record.variables.get("destination") or "unknown", agent.id)
@@ -150,23 +152,7 @@ class CallSession:
         workflows = agent.actions.before_call
         if not workflows:
             return
-        budget = agent.ring_budget_s
-
-        def job(action: Any) -> Callable[[], None]:
-            def run() -> None:
-                entry = record.start_action("before_call", action.name, "workflow")
-                try:
-                    result = run_workflow(action, record.variables, uuid=self.uuid, clock=self.clock, max_s=budget)
-                except gevent.GreenletExit:
-                    record.finish_action(entry, "timeout", error=f"ring budget of {budget}s spent")
-                    raise
-                record.variables.update(result.variables)
-                outcome = "ok" if result.ok else ("timeout" if result.timed_out else "failed")
-                record.finish_action(entry, outcome, status=result.status, error=result.error,
-                                     kept=sorted(result.variables))
-            return run
-
-        run_concurrently([job(a) for a in workflows], self.clock.scaled(budget) + 0.05)
+        run_before_call(workflows, record, self.uuid, self.clock, agent.ring_budget_s)
         self.services.store.update_call(self.uuid, variables=record.variables)
 
     def _hang_up_quietly(self, cause: str) -> None:
@@ -188,17 +174,10 @@ class CallSession:
         data = record.as_record()
         stream_id = self.services.store.append_record(data)
         self.services.store.call_ended(self.uuid)
+        if self.placed_by:
+            self.services.store.outbound_release(self.placed_by, self.uuid)
         self.log.info("call ended (%s by %s); record %s", record.hangup_cause, record.hangup_by or "caller",
                       stream_id or "not in redis yet (the line above says where it is)")
         if self.on_ended is not None:
             self.on_ended(self, data)
 
-
-def run_concurrently(jobs: list[Callable[[], None]], budget_s: float) -> list[gevent.Greenlet]:
-    """Run callables concurrently, killing what is still running after `budget_s`; returns their greenlets."""
-    greenlets = [gevent.spawn(job) for job in jobs]
-    gevent.joinall(greenlets, timeout=budget_s)
-    for greenlet in greenlets:
-        if not greenlet.ready():
-            greenlet.kill(block=False)
-    return greenlets

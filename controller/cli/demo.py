@@ -101,7 +101,12 @@ def run_demo(config: Any, time_scale: float) -> int:
         return 2
     ensure_knowledge(config)
     crm = DemoCrm()
-    crm.server.start()
+    try:
+        crm.server.start()
+    except OSError as exc:
+        click.echo(f"the demo's CRM cannot listen on 127.0.0.1:{CRM_PORT} ({exc.strerror}): is another demo running? "
+                   "Wait for it to finish, or stop what holds the port", err=True)
+        return 2
     smtp_log = Path(tempfile.mkdtemp(prefix="switchboard-demo-")) / "smtp.log"
     smtp = start_smtp(config.smtp.port, smtp_log) if config.smtp else None
     from controller.runtime import Runtime

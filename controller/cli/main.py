@@ -1,5 +1,5 @@
-"""The `switchboard` command: serve, reload, call, worker, check, simulate, demo, jobs ..., numbers ..., knowledge ...,
-calls purge.
+"""The `switchboard` command: serve, reload, call (calls.py), worker, check, simulate, demo, jobs ..., numbers ...,
+knowledge ..., calls purge (purge.py).
 
 Bad input (a config that does not validate, a missing file, a bad argument) prints what is wrong and how to
 fix it, and exits 2; nothing here lets a traceback reach the operator.
@@ -100,54 +100,10 @@ def reload(config_path: str | None, timeout: float) -> None:
 
 
 @main.command()
-@click.argument("number")
-@click.option("--agent", "agent_id", required=True, help="the agent that talks to whoever answers")
-@click.option("--country", default=None, help="ISO country code for a national NUMBER (e.g. FR for 01 23 45 67 89)")
-@click.option("--via", "connection", default=None, help="the SIP connection to dial through [default_sip_connection]")
-@click.option("--caller-id", default=None, help="the E.164 number shown to the callee [the agent's number]")
 @config_option
-def call(number: str, agent_id: str, country: str | None, connection: str | None, caller_id: str | None,
-         config_path: str | None) -> None:
-    """Have an agent call NUMBER: FreeSWITCH dials it and, once answered, hands the call to `serve` (which must run).
-
-    Exits 0 once the agent's session runs on the answered call, 1 when it does not (busy, no answer, or answered
-    and dropped before the agent took it: the cause is printed), 2 on bad input or when FreeSWITCH's event socket
-    cannot be used.
-    """
-    import uuid as uuidlib
-
-    from controller.esl.values import DialStringError
-    from controller.esl.inbound import SESSION_START_S, InboundError, originate
-    from controller.call.originate import originate_for
-    config = load(config_path)
-    fs = config.freeswitch
-    password = os.environ.get(fs.password_env)
-    call_uuid = str(uuidlib.uuid4())
-    try:
-        command = originate_for(config, agent_id, number, call_uuid, country=country, via=connection,
-                                caller_id=caller_id)
-        if not password:
-            fail(f"set {fs.password_env} to the password of FreeSWITCH's event_socket.conf.xml")
-        placed = originate((fs.host, fs.port), password, command, call_uuid, fs.originate_timeout_s + 15,
-                           SESSION_START_S)
-    except (DialStringError, InboundError) as exc:
-        fail(str(exc))
-    if placed.answered:
-        click.echo(f"answered: call {call_uuid} is with agent {agent_id}")
-        sys.exit(0)
-    if placed.outcome == "not_answered":
-        click.echo(f"not answered: {placed.detail}", err=True)
-    else:
-        what = ("FreeSWITCH hung it up (" + placed.detail + ")" if placed.outcome == "dropped" else placed.detail)
-        click.echo(f"{placed.outcome}: call {call_uuid} was answered but agent {agent_id}'s session did not start: "
-                   f"{what}; look for this uuid in serve's log (is serve running, on freeswitch's socket address?)",
-                   err=True)
-    sys.exit(1)
-
-
-@main.command()
-@config_option
-def worker(config_path: str | None) -> None:
+@click.option("--drain", "drain_only", is_flag=True, help="process what the queue holds now (due retries included), "
+              "then exit: 0 all delivered, 1 something went to the dead letters or waits for a later retry")
+def worker(config_path: str | None, drain_only: bool) -> None:
     """Run the after-call worker alone: classify, email, webhooks, with retries and a dead-letter stream."""
     config = load(config_path)
     from controller.process import cooperative
@@ -166,6 +122,13 @@ def worker(config_path: str | None) -> None:
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
     try:
+        if drain_only:
+            from controller.aftercall.drain import drain
+            report = drain(build_worker(config, store, clock))
+            later = f", the next retry in {report.next_retry_s:.0f} s" if report.next_retry_s is not None else ""
+            click.echo(f"drained: {report.finished} delivered, {report.dead} to the dead letters (switchboard jobs "
+                       f"list), {report.waiting} waiting for a retry{later}, {report.elsewhere} held by other workers")
+            sys.exit(0 if report.clean else 1)
         build_worker(config, store, clock).run(stop)
     finally:
         store.close()
@@ -283,9 +246,11 @@ def jobs_drop(entry_ids: tuple[str, ...], config_path: str | None) -> None:
 
 def _register_groups() -> None:
     """The command groups that live in their own modules."""
+    from controller.cli.calls import call
     from controller.cli.knowledge import knowledge
     from controller.cli.numbers import numbers
     from controller.cli.purge import calls
+    main.add_command(call)
     main.add_command(knowledge)
     main.add_command(numbers)
     main.add_command(calls)

@@ -64,7 +64,7 @@ def play(config: Any, runtime: Any, scenarios: list[Any], addr: tuple[str, int],
     results = []
     for scenario in scenarios:
         if scenario.direction == "outbound":
-            recording = place(config, scenario, addr, time_scale)
+            recording = place(config, scenario, addr, time_scale, runtime)
         else:
             recording = simulator.run(scenario)
             recording.error = not_taken(recording, addr) or recording.error
@@ -92,9 +92,11 @@ def not_taken(recording: CallRecording, addr: tuple[str, int]) -> str | None:
     return None
 
 
-def place(config: Any, scenario: Any, addr: tuple[str, int], time_scale: float) -> CallRecording:
+def place(config: Any, scenario: Any, addr: tuple[str, int], time_scale: float, runtime: Any) -> CallRecording:
     """A `direction: outbound` scenario: its agent places the call as `switchboard call` does, through the
-    simulator's inbound event socket; the scenario plays whoever answers `destination`."""
+    simulator's inbound event socket; the scenario plays whoever answers `destination`. With the controller in
+    this process the call goes through the Dialer (its cap, before-call workflows, a record when unanswered)."""
+    from controller.call.dialer import Dialer, OverCapacity, PlaceError
     from controller.esl.values import DialStringError
     from controller.esl.inbound import SESSION_START_S, InboundError, originate
     from controller.call.originate import originate_for
@@ -102,20 +104,27 @@ def place(config: Any, scenario: Any, addr: tuple[str, int], time_scale: float) 
     inbound = InboundServer("simulated", scenario, time_scale)
     port = inbound.start()
     failed = CallRecording(scenario.name, scenario.uuid or "-")
+    agent = scenario.agent or config.default_agent
     try:
         call_uuid = scenario.uuid or str(uuidlib.uuid4())
-        command = originate_for(config, scenario.agent or config.default_agent, scenario.destination, call_uuid,
-                                socket_address=addr)
-        placed = originate(("127.0.0.1", port), "simulated", command, call_uuid,
-                           config.freeswitch.originate_timeout_s + 15, SESSION_START_S)
+        if runtime is not None:
+            dialer = Dialer(config, runtime.store, runtime.clock, "simulated", event_socket=("127.0.0.1", port),
+                            socket_address=addr)
+            placed = dialer.place(agent, scenario.destination, {}, call_uuid=call_uuid)
+            outcome, detail = placed.how, placed.cause
+        else:
+            command = originate_for(config, agent, scenario.destination, call_uuid, socket_address=addr)
+            originated = originate(("127.0.0.1", port), "simulated", command, call_uuid,
+                                   config.freeswitch.originate_timeout_s + 15, SESSION_START_S)
+            outcome, detail = originated.outcome, originated.detail
         recordings = inbound.recordings(timeout=scenario.max_duration_s * time_scale + 30)
-    except (DialStringError, InboundError) as exc:
+    except (DialStringError, InboundError, PlaceError, OverCapacity) as exc:
         failed.error = f"the agent could not place the call: {exc}"
         return failed
     finally:
         inbound.stop()
-    if not placed.answered or not recordings:
-        failed.error = f"the placed call was {placed.outcome.replace('_', ' ')}: {placed.detail}"
+    if outcome != "answered" or not recordings:
+        failed.error = f"the placed call was {outcome.replace('_', ' ')}: {detail}"
         return failed
     return recordings[0]
 

@@ -16,9 +16,9 @@ from pydantic import (AfterValidator, BeforeValidator, Field, PrivateAttr, Valid
 
 from controller.address_policy import AddressPolicy
 from controller.config.transfer import TransferActionConfig
-from controller.config.base import (ActionBase, ConfigModel, EmailList, LineTemplate, SpokenText, UrlTemplate,
-                                     VarName, check_jinja, check_ref, check_template_text, fail, no_yaml_number,
-                                     pattern, refs)
+from controller.config.base import (ActionBase, ConfigModel, EmailList, EnvVarName, LineTemplate, SpokenText,
+                                     UrlTemplate, VarName, check_jinja, check_ref, check_template_text, fail,
+                                     no_yaml_number, pattern, refs)
 from controller.esl.values import DialStringError, validate_dtmf
 
 HttpHeaderName = Annotated[str, pattern(r"[A-Za-z0-9-]{1,64}", "an HTTP header name like Authorization", "header")]
@@ -108,12 +108,14 @@ ClassificationRefs = Annotated[list[str], AfterValidator(_classifications)]
 
 class BeforeWorkflowActionConfig(ActionBase):
     """HTTP request while the phone rings, within the agent's ring budget; `keep` turns response
-    fields into call variables (`customer_name: customer.name`)."""
+    fields into call variables (`customer_name: customer.name`). With `secret_env`, every request is signed
+    (workflow/signature.py)."""
 
     type: Literal["workflow"]
     request: HttpRequest
     timeout_s: Annotated[float, Field(ge=0.5, le=30)] = 5
     keep: dict[VarName, DottedPath] = {}
+    secret_env: Optional[EnvVarName] = None
 
 
 class DuringWorkflowActionConfig(BeforeWorkflowActionConfig):
@@ -121,6 +123,7 @@ class DuringWorkflowActionConfig(BeforeWorkflowActionConfig):
 
     arguments: Optional[dict[str, Any]] = None
     say_result: Optional[SpokenText] = None
+    say_while_running: Optional[SpokenText] = None  # said as the request starts ("Je regarde votre dossier.")
 
     @field_validator("arguments")
     @classmethod
@@ -158,15 +161,32 @@ class AfterWorkflowActionConfig(ActionBase):
     request: WebhookRequest
     timeout_s: Annotated[float, Field(ge=0.5, le=30)] = 5
     when_classified: ClassificationRefs = []
+    secret_env: Optional[EnvVarName] = None
 
 
 class HangupActionConfig(ActionBase):
-    """End the call once `condition` (natural language) has been met `min_attempts` times."""
+    """End the call once `condition` (natural language) has been met `min_attempts` times, and/or as soon as
+    machine detection finds the call `answered_by` one of those (outbound calls): for a machine with
+    `leave_message`, that message is spoken after the beep first. Without `condition` the brain never calls it."""
 
     type: Literal["hangup"]
-    condition: Annotated[str, Field(min_length=1, max_length=500)]
+    condition: Optional[Annotated[str, Field(min_length=1, max_length=500)]] = None
     min_attempts: Annotated[int, Field(ge=1, le=5)] = 1
     message: Optional[SpokenText] = None
+    answered_by: list[Literal["machine", "ivr"]] = []
+    leave_message: Optional[SpokenText] = None
+
+    @model_validator(mode="after")
+    def _when(self) -> "HangupActionConfig":
+        if self.condition is None and not self.answered_by:
+            raise fail("a hang-up needs a condition, an answered_by, or both",
+                       "condition: <when the brain should hang up>, or answered_by: [machine]", ["condition"])
+        if len(set(self.answered_by)) != len(self.answered_by):
+            raise fail("lists an answerer twice", "each of machine, ivr at most once", ["answered_by"])
+        if self.leave_message is not None and "machine" not in self.answered_by:
+            raise fail("leave_message is spoken to an answering machine after its beep",
+                       "add answered_by: [machine], or remove leave_message", ["leave_message"])
+        return self
 
 
 class MessageBefore(ConfigModel):
@@ -244,7 +264,7 @@ class EmailActionConfig(ActionBase):
     to: Annotated[EmailList, Field(min_length=1)]
     cc: EmailList = []
     bcc: EmailList = []
-    template: EmailTemplates
+    template: Optional[EmailTemplates] = None  # None: the built-in call summary (aftercall/summary_email.py)
     when_classified: ClassificationRefs = []
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from controller.config.actions import Actions
+from controller.config.machine import MachineDetection
 from controller.config.base import (ConfigModel, Embedder, EnvVarName, KeyId, Language, SpokenText, builder,
                                      check_ref, fail, no_yaml_number, pattern, refs)
 from controller.esl.values import validate_e164
@@ -100,6 +101,14 @@ class Limits(ConfigModel):
     max_turns_without_progress: Annotated[int, Field(ge=1, le=100)] = 8
     max_repeated_turns: Annotated[int, Field(ge=1, le=20)] = 3
     max_consecutive_silences: Annotated[int, Field(ge=1, le=20)] = 3
+    max_hold_s: Annotated[int, Field(ge=30, le=14400)] = 1800  # the call's total time in wait actions
+
+
+class Outbound(ConfigModel):
+    """Calls this agent places (`switchboard call`): at most `max_concurrent` at once, counted in Redis across
+    processes (a batch waits for a free slot, a single call is refused)."""
+
+    max_concurrent: Annotated[int, Field(ge=1, le=200)] = 4
 
 
 def default_brain_embedder(language: Any) -> str:
@@ -120,6 +129,8 @@ class AgentConfig(ConfigModel):
     speech: Speech = Field(default_factory=Speech)
     ring_budget_s: Annotated[float, Field(ge=0, le=30)] = 3
     limits: Limits = Field(default_factory=Limits)
+    machine_detection: MachineDetection = Field(default_factory=MachineDetection)
+    outbound: Outbound = Field(default_factory=Outbound)
     actions: Actions = Field(default_factory=Actions)
 
     @model_validator(mode="before")

@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit
 
 from controller.config.actions import MOMENTS
 from controller.config.errors import render_path
@@ -165,11 +166,33 @@ def _agent_warnings(cfg: Config, agent_id: str, agent: Any) -> Iterator[tuple[li
             if moment == "before_call" and action.timeout_s > agent.ring_budget_s:
                 yield path + ["timeout_s"], (f"{action.timeout_s:g} s is longer than the ring budget "
                                              f"({agent.ring_budget_s:g} s): the call is answered without its result")
+            if action.type == "workflow":
+                yield from _signing_warnings(action, path)
+            if action.type == "hangup" and action.answered_by and agent.machine_detection.enabled == "off":
+                yield path + ["answered_by"], ("machine detection is off for this agent "
+                                               "(machine_detection.enabled), so this never runs")
             if action.type == "transfer" and action.dials_numbers and action.sip_connection and agent.number is None:
                 conn = cfg.sip_connections.get(action.sip_connection)
                 if conn is not None and conn.caller_id == "agent":
                     yield path, (f"SIP connection {conn.name} presents the agent's number, but agents.{agent_id} "
                                  "has no number: the caller's number is presented instead")
+
+
+def _signing_warnings(action: Any, path: list) -> Iterator[tuple[list, str]]:
+    """A workflow that leaves this host unsigned, or signed with a secret this environment lacks."""
+    if action.secret_env:
+        if action.secret_env not in os.environ:
+            yield path + ["secret_env"], (f"environment variable {action.secret_env} is not set: the requests will "
+                                          "not be sent (never unsigned)")
+        return
+    host = urlsplit(action.request.url).hostname or ""
+    try:
+        local = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = host == "localhost"
+    if not local:
+        yield path + ["secret_env"], (f"requests to {host} are not signed: set secret_env so the receiver can check "
+                                      "they come from Switchboard (README: Signed workflows)")
 
 
 def _raw_view(cfg: Config) -> dict:

@@ -37,9 +37,12 @@ SAMPLE_RECORD: dict[str, Any] = {
     "destination": "+33184808080", "direction": "inbound",
     "moments": {"ringing": "2026-03-12T09:41:00Z", "in_call": "2026-03-12T09:41:02Z", "ended": "2026-03-12T09:44:10Z"},
     "started_at": "2026-03-12T09:41:00Z", "ended_at": "2026-03-12T09:44:10Z", "duration_s": 190.0, "talk_s": 188.0,
-    "hangup_by": "caller", "transferred": True, "hangup_cause": "NORMAL_CLEARING", "variables": _VARIABLES,
+    "hangup_by": "caller", "transferred": True, "hangup_cause": "NORMAL_CLEARING",
+    "answered_by": "human", "answered_detail": {"how": "short_greeting", "decision_s": 2.1, "heard": "Allô ?"},
+    "variables": _VARIABLES,
     "sip_headers": {"X-Customer-Id": "C-1042"}, "transcript": _TRANSCRIPT, "actions": _ACTIONS,
     "metrics": {"turn_latency_ms": [412.0, 388.5]}, "missing_modules": [],
 }
 SAMPLE_VARIABLES: dict[str, Any] = {**_VARIABLES, "arguments": {}, **SAMPLE_RECORD, "record": SAMPLE_RECORD,
-                                    "classification": "transferred"}
+                                    "classification": "transferred",
+                                    "classifications": ["transferred"]}

@@ -103,15 +103,39 @@ class FreeSwitchSettings(ConfigModel):
 
 
 class SmtpSettings(ConfigModel):
-    """Outgoing mail for email actions; the password comes from the environment variable `password_env`."""
+    """Outgoing mail for email actions; the password comes from the environment variable `password_env`.
+
+    `security`: `none` (plain SMTP, port 25 on a trusted relay), `starttls` (upgrade after EHLO, usually 587) or
+    `tls` (implicit TLS from the first byte, usually 465); certificates are checked against the system's CAs, or
+    `ca_file` for a relay with an internal CA.
+    """
 
     host: Annotated[str, pattern(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\]", "a host name or IP address", "host")]
     port: Annotated[int, Field(ge=1, le=65535)] = 25
     username: Optional[Annotated[str, pattern(r"[^\r\n]{1,256}", "one line of text", "username")]] = None
     password_env: Optional[EnvVarName] = None
-    starttls: bool = False
+    security: Literal["none", "starttls", "tls"] = "none"
+    ca_file: Optional[Path] = None
     from_address: EmailAddress = Field(alias="from")
     timeout_s: Annotated[float, Field(ge=1, le=120)] = 10
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_starttls_flag(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "starttls" in data:
+            raise fail("starttls is replaced by security", "security: starttls (or none, or tls for implicit TLS)",
+                       ["starttls"])
+        return data
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Optional[Path], info: ValidationInfo) -> Optional[Path]:
+        if value is None:
+            return None
+        path = resolve_path(value, info)
+        if not os.path.isfile(path):
+            raise fail(f"{path} is not a file", "a PEM file of the CA certificates that signed the relay's certificate")
+        return path
 
 
 def _codecs(value: str) -> str:
@@ -192,8 +216,12 @@ class ClassificationRules(ConfigModel):
     """Rules evaluated on the call record; all given rules must match."""
 
     transferred: Optional[bool] = None
-    hangup_by: Optional[Literal["caller", "agent"]] = None
+    hangup_by: Optional[Literal["caller", "agent", "callee", "system"]] = None
     direction: Optional[Literal["inbound", "outbound"]] = None
+    answered_by: Optional[Literal["human", "machine", "ivr", "unknown"]] = None
+    answered: Optional[bool] = None
+    hangup_cause: list[Annotated[str, pattern(r"[A-Z][A-Z0-9_]{1,40}", "a FreeSWITCH hang-up cause like NO_ANSWER",
+                                              "cause")]] = []
     action_called: Optional[str] = None
     transcript_contains: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
     min_duration_s: Optional[Annotated[float, Field(ge=0)]] = None

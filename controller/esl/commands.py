@@ -6,6 +6,7 @@ can influence goes through the validators of `values.py` here, so nothing else i
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal, NamedTuple, Optional, Sequence
 
@@ -60,6 +61,23 @@ def event_plain(names: Sequence[str]) -> str:
     return "event plain " + " ".join(names)
 
 
+def unicast(local_port: int, remote_port: int, host: str = "127.0.0.1", native: bool = False) -> list[tuple[str, str]]:
+    """The headers of `sendmsg` / `call-command: unicast` / `local-ip: 127.0.0.1` / `local-port: 19501` /
+    `remote-ip: 127.0.0.1` / `remote-port: 19502` / `transport: udp` (/ `flags: native`): the parked channel's
+    audio as 320-byte L16 datagrams from local-port to remote-port; `+OK`, no event, and the first app that
+    runs ends it for good (capture 15)."""
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise DialStringError("unicast ip", host, "must be an IPv4 address like 127.0.0.1") from None
+    for name, port in (("local-port", local_port), ("remote-port", remote_port)):
+        if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
+            raise DialStringError(f"unicast {name}", port, "must be a UDP port between 1024 and 65535")
+    headers = [("call-command", "unicast"), ("local-ip", str(address)), ("local-port", str(local_port)),
+               ("remote-ip", str(address)), ("remote-port", str(remote_port)), ("transport", "udp")]
+    return headers + ([("flags", "native")] if native else [])
+
+
 def auth(password: str) -> str:
     """`auth <password>` (inbound socket): a line break in the password would end the command."""
     if not isinstance(password, str) or not password or any(c in password for c in "\r\n\0"):
@@ -112,6 +130,24 @@ def detect_speech_control(word: Literal["pause", "resume", "stop"]) -> App:
     if word not in ("pause", "resume", "stop"):
         raise DialStringError("detect_speech", word, "allowed: pause, resume, stop")
     return App("detect_speech", word)
+
+
+AVMD_EVENTS = ("CUSTOM avmd::beep avmd::start avmd::stop",)
+AVMD_ARGS = {"inbound": "inbound_channel=1,outbound_channel=0", "outbound": "inbound_channel=0,outbound_channel=1"}
+
+
+def avmd_start(direction: Literal["inbound", "outbound"]) -> App:
+    """`avmd_start inbound_channel=0,outbound_channel=1` on a channel `originate ... &socket(...)` placed (an
+    outbound channel, capture 13), `avmd_start inbound_channel=1,outbound_channel=0` on an inbound one: avmd.conf
+    skips inbound channels by default and nothing on the wire says it did not start (capture 14)."""
+    if direction not in AVMD_ARGS:
+        raise DialStringError("avmd direction", direction, "allowed: inbound, outbound")
+    return App("avmd_start", AVMD_ARGS[direction])
+
+
+def avmd_stop() -> App:
+    """`avmd_stop`: the beep detector off once the answerer is known (it fires avmd::stop, twice, capture 14)."""
+    return App("avmd_stop")
 
 
 def send_dtmf(digits: str, tone_ms: int) -> App:

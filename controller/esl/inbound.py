@@ -6,7 +6,8 @@ result); `event plain BACKGROUND_JOB CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CH
 and, when the originate ends, a BACKGROUND_JOB whose body is `+OK <uuid>` (answered: the socket app now runs
 on the new leg) or `-ERR <cause>` (USER_BUSY, NO_ANSWER, NO_ROUTE_DESTINATION...). An answered originate is not
 yet an agent on the line: the socket session can still fail its set-up (capture 13 part 1: static mode,
-`linger` refused, the call dropped). So the call counts as answered only once an app other than `socket` runs
+`linger` refused, the call dropped). A leg that fails (busy, no answer) hangs up before the BACKGROUND_JOB
+reports it, so a hang-up before the job's result waits for that result. So the call counts as answered only once an app other than `socket` runs
 on the leg while the socket app still runs (the agent's session executes its first app; what runs after the
 socket app ended is the dialplan's), and as dropped when the leg hangs up first. Every wait has a deadline.
 The frame reader is the outbound one (frames.py).
@@ -92,6 +93,7 @@ def _follow(reader: FrameReader, sock: socket.socket, deadline: float, job: str,
     """The job's result, then the session's first app on the leg (answered) or the leg's hang-up (dropped)."""
     result: str | None = None
     started = socket_done = False
+    hung_up: str | None = None
     while True:
         try:
             frame = _next(reader, sock, deadline)
@@ -103,6 +105,8 @@ def _follow(reader: FrameReader, sock: socket.socket, deadline: float, job: str,
             result = frame.body.strip()
             if not result.startswith("+OK"):
                 return Originated("not_answered", result.removeprefix("-ERR").strip())
+            if hung_up is not None:
+                return Originated("dropped", hung_up)
             deadline = time.monotonic() + start_timeout_s
         elif frame.get("Unique-ID") == call_uuid:
             socket_app = frame.get("Application") == "socket"
@@ -111,7 +115,9 @@ def _follow(reader: FrameReader, sock: socket.socket, deadline: float, job: str,
             elif frame.name == "CHANNEL_EXECUTE_COMPLETE" and socket_app:
                 socket_done = True
             elif frame.name == "CHANNEL_HANGUP_COMPLETE" and not started:
-                return Originated("dropped", frame.get("Hangup-Cause") or "NORMAL_CLEARING")
+                hung_up = frame.get("Hangup-Cause") or "NORMAL_CLEARING"
+                if result is not None:
+                    return Originated("dropped", hung_up)  # before the job's result: a failed leg's, wait for it
         if started and result is not None:
             return Originated("answered")
 

@@ -302,6 +302,12 @@ class EslSession(gs.OutboundSession):
         self.hangup_sent = True
         self.send(command_frame("sendmsg", [("call-command", "hangup"), ("hangup-cause", cause)]))
 
+    def unicast(self, headers: list[tuple[str, str]]) -> None:
+        """`sendmsg` with the `call-command: unicast` headers of `commands.unicast`; CommandError on -ERR."""
+        reply = self.send(command_frame("sendmsg", headers))
+        if reply.get("Reply-Text", "").startswith("-ERR"):
+            raise CommandError(f"unicast refused: {reply.get('Reply-Text')}")
+
     def flush_queued(self) -> list[Execution]:
         """After `uuid_break all`: fail the executes FreeSWITCH dropped (queued, never started); they never complete."""
         dropped = [e for e in self._executions.values() if not e.started and not e.done]

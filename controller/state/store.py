@@ -9,6 +9,10 @@ Keys (`<p>` is `redis.key_prefix`; the stream's keys are in records.py):
                                 no `connect` reply in time, `action:<agent>.<action>:<result>`)
   `<p>:live`                    set of the uuids of calls in progress (added at call_started, removed once the
                                 call's record is written)
+  `<p>:outbound:<agent>`        sorted set of the agent's placed calls in progress (uuid, score: when the slot
+                                expires); at most `agents.<id>.outbound.max_concurrent` members (outbound_reserve)
+  `<p>:placed:<uuid>`           JSON agent, variables, actions, moments of a call `switchboard call` placed, until `serve`
+                                takes it at connect or the CLI writes its record (whoever deletes it writes)
   `<p>:owner:<instance>`        the heartbeat of one `serve` start: JSON pid, host, state_dir; TTL `owner_ttl_s`
 
 Who owns a call: each call hash has `owner` = {pid, instance} of the `serve` start that runs it (the instance id
@@ -30,6 +34,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid as uuidlib
 from typing import IO, Any, Optional
 
@@ -53,6 +58,21 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= '"ringing"' and state ~= '"in_call"' then return 0 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 return 1
+"""
+
+# One slot of an agent's outbound cap: expired members dropped, then the uuid added only under the cap.
+_RESERVE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], math.floor(tonumber(ARGV[2]) * 1000) + 1000)
+return 1
+"""
+_TAKE = """
+local value = redis.call('GET', KEYS[1])
+if value then redis.call('DEL', KEYS[1]) end
+return value
 """
 
 
@@ -247,6 +267,39 @@ class Store(RecordStream):
     def has_record(self, record_id: str) -> bool:
         """Whether a record with this id was added to the stream (its marker, records.py)."""
         return bool(self._safe(None, "has_record", lambda r: r.exists(self.key("after", record_id)), 0))
+
+    # -- calls `switchboard call` places (call/dialer.py) -----------------------------------------------------
+
+    def outbound_reserve(self, agent: str, uuid: str, cap: int, hold_s: float) -> Optional[bool]:
+        """Take one of the agent's `cap` outbound slots for `uuid`, for `hold_s` (wall seconds) at most; False
+        when all are taken, None while Redis is down. Members past their score expire on the way."""
+        now = time.time()
+
+        def reserve(r: redis.Redis) -> bool:
+            return bool(r.eval(_RESERVE, 1, self.key("outbound", agent), now, now + hold_s, uuid, cap))
+
+        return self._safe(uuid, "outbound_reserve", reserve, None)
+
+    def outbound_release(self, agent: str, uuid: str) -> None:
+        self._safe(uuid, "outbound_release", lambda r: r.zrem(self.key("outbound", agent), uuid), None)
+
+    def outbound_in_flight(self, agent: str) -> int:
+        """The agent's slots taken now (expired ones not counted)."""
+        return int(self._safe(None, "outbound_in_flight",
+                              lambda r: r.zcount(self.key("outbound", agent), time.time(), "+inf"), 0))
+
+    def outbound_placed(self, uuid: str, agent: str, variables: dict[str, Any], actions: list[dict[str, Any]],
+                        moments: dict[str, float], ttl_s: float) -> None:
+        """What `switchboard call` ran before placing `uuid`, for `serve` to continue at connect."""
+        value = dumps({"agent": agent, "variables": variables, "actions": actions, "moments": moments})
+        self._safe(uuid, "outbound_placed",
+                   lambda r: r.set(self.key("placed", uuid), value, px=int(ttl_s * 1000)), None)
+
+    def take_placed(self, uuid: str) -> Optional[dict[str, Any]]:
+        """The placed call's state, deleted in the same step: exactly one taker (serve at connect, or the CLI
+        when the call never reached serve) gets it and writes the call's record."""
+        raw = self._safe(uuid, "take_placed", lambda r: r.eval(_TAKE, 1, self.key("placed", uuid)), None)
+        return json.loads(raw) if raw else None
 
     # -- global counters -------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 
 from controller.clock import Clock
 from controller.delivery import DeliveryError
+from controller.workflow.signature import SigningError, signed_headers
 from controller.workflow.http import HttpError, request, safe_url
 from controller.log import call_logger
 from controller.templating import TemplateError, render
@@ -70,7 +71,7 @@ def render_request(action: Any, variables: dict[str, Any],
         else:
             payload = None
         method = render(_get(spec, "method") or ("POST" if payload is not None else "GET"), variables).strip().upper()
-        url = render(_get(spec, "url"), variables).strip()
+        url = render(_get(spec, "url"), variables, url=True).strip()
         headers = {str(k): render(str(v), variables) for k, v in (_get(spec, "headers") or {}).items()}
     except TemplateError as exc:
         raise DeliveryError(f"workflow {name}: {exc}", permanent=True) from None
@@ -102,9 +103,11 @@ def extract(data: Any, path: str) -> tuple[bool, Any]:
 
 
 def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Optional[Clock] = None,
-                 body: Any = _UNSET, max_s: Optional[float] = None) -> WorkflowResult:
+                 body: Any = _UNSET, max_s: Optional[float] = None,
+                 headers: Optional[Mapping[str, str]] = None) -> WorkflowResult:
     """Render, send within `timeout_s` (or `max_s` if shorter; call seconds, scaled by the clock), parse, keep;
-    never raises."""
+    never raises. `headers` (and the signature headers of an action with `secret_env`) are sent as given, over
+    the action's own of the same name."""
     clock = clock or Clock()
     log = call_logger(uuid, "switchboard.workflow", action=_get(action, "name"))
     name = _get(action, "name", "?")
@@ -112,9 +115,14 @@ def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Op
     if max_s is not None:
         timeout_s = min(timeout_s, max_s)
     try:
-        method, url, headers, payload = render_request(action, variables, body)
-        response = request(method, url, headers=headers, body=payload, timeout_s=clock.scaled(timeout_s),
+        method, url, rendered, payload = render_request(action, variables, body)
+        ours = {**(headers or {}), **signed_headers(_get(action, "secret_env"), payload, clock.wall())}
+        sent = {k: v for k, v in rendered.items() if k.lower() not in {h.lower() for h in ours}}
+        response = request(method, url, headers={**sent, **ours}, body=payload, timeout_s=clock.scaled(timeout_s),
                            policy=_get(_get(action, "request"), "policy"))
+    except SigningError as exc:
+        log.error("workflow not sent: %s", exc)
+        return WorkflowResult(ok=False, error=str(exc), permanent=True)
     except (DeliveryError, HttpError) as exc:
         log.warning("workflow failed: %s", exc)
         return WorkflowResult(ok=False, error=str(exc), permanent=exc.permanent,
@@ -144,10 +152,15 @@ def run_workflow(action: Any, variables: dict[str, Any], *, uuid: str, clock: Op
 
 def run_after_call(action: Any, record: dict[str, Any], variables: dict[str, Any], *, uuid: str,
                    clock: Optional[Clock] = None) -> WorkflowResult:
-    """The webhook after the call: the record as JSON unless the action sets its own body; raises on failure."""
+    """The webhook after the call: the record as JSON unless the action sets its own body; raises on failure.
+
+    Every attempt carries `Idempotency-Key: <call uuid>.<action name>`, the same across retries, requeues and
+    worker restarts: a receiver that saw the key already knows the delivery is a repeat.
+    """
     spec = _get(action, "request")
     body = _UNSET if _get(spec, "body") is not None else json.dumps(record, ensure_ascii=False, default=str)
-    result = run_workflow(action, variables, uuid=uuid, clock=clock, body=body)
+    result = run_workflow(action, variables, uuid=uuid, clock=clock, body=body,
+                          headers={"Idempotency-Key": f"{uuid}.{_get(action, 'name', 'webhook')}"})
     if not result.ok:
         raise DeliveryError(result.error or "workflow failed", permanent=result.permanent)
     return result

@@ -134,6 +134,10 @@ class FakeContext:
         self.counts: dict[str, int] = {}
         self.hand_offs: list[HandOff] = []
         self.silence_restarts = 0
+        self.subscribed: list[str] = []  # `event plain` names, each once
+        self.unicasts: list[tuple[int, int]] = []  # (local_port, remote_port) of every unicast asked
+        self.hold_s = 0.0
+        self.builtin_hangups: list[tuple[str, str]] = []  # (reason, goodbye)
         self.quiet_waits = 0
         self.agent_ended = False
         self.timeline: list[str] = []  # `sent speak ...`, `got CHANNEL_EXECUTE bridge`, `api uuid_kill ...`
@@ -271,6 +275,23 @@ class FakeContext:
 
     def restart_silence(self) -> None:
         self.silence_restarts += 1
+
+    def subscribe(self, events: Sequence[str]) -> None:
+        self.subscribed += [name for name in events if name not in self.subscribed]
+
+    def unicast(self, local_port: int, remote_port: int) -> None:
+        self._check_connected()
+        self.unicasts.append((local_port, remote_port))
+        self.timeline.append(f"unicast {local_port}->{remote_port}")
+
+    def held(self, seconds: float) -> float:
+        self.hold_s += seconds
+        return self.hold_s
+
+    def builtin_hangup(self, reason: str, goodbye: str) -> None:
+        self.builtin_hangups.append((reason, goodbye))
+        self.say(goodbye)
+        self.hang_up()
 
     def ended_by_agent(self) -> None:
         self.agent_ended = True

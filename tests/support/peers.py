@@ -67,17 +67,21 @@ class Received:
 
 
 class Mailbox:
-    """aiosmtpd handler: keeps what it accepts; `fail_next` answers 451 (or `fail_code`) to that many DATA."""
+    """aiosmtpd handler: keeps what it accepts; `fail_next` answers 451 (or `fail_code`) to that many DATA; with
+    `keep_failed` it keeps those messages too (delivered, but the sender never learnt it: a lost reply)."""
 
     def __init__(self) -> None:
         self.messages: list[Received] = []
         self.fail_next = 0
+        self.keep_failed = False
         self.fail_code = "451 4.3.0 Try again later"
         self.logins: list[tuple[str, str]] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.fail_next > 0:
             self.fail_next -= 1
+            if self.keep_failed:
+                self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
             return self.fail_code
         self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 2.0.0 OK"
@@ -92,7 +96,7 @@ class SmtpPeer:
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "username": None, "password_env": "SMTP_PASSWORD",
-                "starttls": False, "from_address": "switchboard@example.test", "timeout_s": 5, **overrides}
+                "security": "none", "from_address": "switchboard@example.test", "timeout_s": 5, **overrides}
 
 
 def start_smtp(peer: SmtpPeer) -> Controller:
