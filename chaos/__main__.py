@@ -14,7 +14,7 @@ from chaos import faults_peers, faults_process, faults_wire
 from chaos.calls import Row
 
 FAULTS = faults_process.FAULTS[:2] + faults_peers.FAULTS + faults_wire.FAULTS + faults_process.FAULTS[2:]
-COLUMNS = ("fault", "calls", "lost", "duplicates", "repeats", "crashes", "starved", "recover_s")
+COLUMNS = ("fault", "calls", "lost", "duplicates", "repeats", "crashes", "starved", "recover_s", "note")
 
 
 def run(fault) -> Row:
@@ -35,10 +35,10 @@ def main(names: list[str]) -> int:
         rows.append(run(fault))
         print(f"  {fault.__name__}: {time.monotonic() - started:.1f} s", flush=True)
     width = max(len(r.fault) for r in rows)
-    print(f"{'fault':<{width}}  " + "  ".join(f"{c:>10}" for c in COLUMNS[1:]))
+    print(f"{'fault':<{width}}  " + "  ".join(f"{c:>10}" for c in COLUMNS[1:-1]) + "  note")
     for r in rows:
-        print(f"{r.fault:<{width}}  " + "  ".join(f"{getattr(r, c):>10}" for c in COLUMNS[1:-1])
-              + f"  {r.recover_s:>10.1f}")
+        print(f"{r.fault:<{width}}  " + "  ".join(f"{getattr(r, c):>10}" for c in COLUMNS[1:-2])
+              + f"  {r.recover_s:>10.1f}  {r.note}")
     total = {k: sum(getattr(r, k) for r in rows) for k in ("lost", "duplicates", "crashes", "starved")}
     print(f"RESULT lost={total['lost']} duplicates={total['duplicates']} crashes={total['crashes']} "
           f"starved_calls={total['starved']}")

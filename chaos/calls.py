@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import gevent
 import redis
 
-from chaos.bed import SCALE, Bed
+from chaos.bed import SCALE, Bed, Proc
 from fssim import Scenario, Simulator
 from fssim.recording import CallRecording
 
@@ -28,12 +28,27 @@ class Row:
     crashes: int = 0
     starved: int = 0
     recover_s: float = 0.0
+    note: str = ""  # what the fault did, as observed
 
 
-def caller(seconds: float, **fields: Any) -> Scenario:
-    """A caller who asks one question once greeted, then stays silent for `seconds` call seconds and hangs up."""
+def check(held: bool, what: str) -> None:
+    """The fault was injected as meant; otherwise the run fails (a harness that proves nothing)."""
+    if not held:
+        raise AssertionError(f"fault not injected: {what}")
+
+
+def caller(seconds: float, hangs_up: bool = False, **fields: Any) -> Scenario:
+    """A caller who asks one question once greeted, then stays silent for `seconds` call seconds; the agent
+    ends the call after its silence prompts, or the caller hangs up first (`hangs_up`)."""
+    script = [{"wait_for": {"app": "speak"}}, {"say": "Bonjour, j'ai une question."}, {"silence": seconds}]
     return Scenario.from_dict({"name": "chaos", "agent": "support", "end_after_s": 5,
-                               "script": [{"wait_for": {"app": "speak"}}, {"say": "Bonjour, j'ai une question."}, {"silence": seconds}], **fields})
+                               "script": script + ([{"hangup": True}] if hangs_up else []), **fields})
+
+
+def talker(turns: int = 100) -> Scenario:
+    """A caller who keeps talking (a sentence every 5 call seconds), so the agent never ends the call."""
+    script = [{"wait_for": {"app": "speak"}}] + [{"say": "Et aussi une autre question.", "after": 5}] * turns
+    return Scenario.from_dict({"name": "talker", "agent": "support", "script": script})
 
 
 def simulator(port: int) -> Simulator:
@@ -49,6 +64,11 @@ def place(port: int, scenarios: Iterable[Scenario]) -> list[gevent.Greenlet]:
 def finish(calls: list[gevent.Greenlet], timeout_s: float = 120) -> list[CallRecording]:
     gevent.joinall(calls, timeout=timeout_s)
     return [call.get(block=False) for call in calls if call.successful()]
+
+
+def logged(proc: Proc, text: str) -> int:
+    """Lines of `proc`'s log containing `text`."""
+    return sum(text in str(line.get("msg", "")) for line in proc.lines())
 
 
 def greeted(rec: CallRecording) -> bool:

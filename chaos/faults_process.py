@@ -7,7 +7,7 @@ import time
 import gevent
 
 from chaos.bed import HOOK, Bed
-from chaos.calls import Row, caller, finish, greeted, live_calls, judge, place
+from chaos.calls import Row, caller, check, talker, finish, greeted, judge, live_calls, logged, place
 
 
 def controller_sigkill() -> Row:
@@ -18,7 +18,7 @@ def controller_sigkill() -> Row:
         row = Row("controller SIGKILL mid-call")
         serve, _ = bed.serve(), bed.worker()
         calls = place(serve.port, [caller(400) for _ in range(5)])
-        live_calls(bed, 5)
+        check(live_calls(bed, 5) == 5, "5 calls in conversation")
         serve.signal(signal.SIGKILL)
         serve.proc.wait(10)
         killed_at = time.monotonic()
@@ -26,6 +26,7 @@ def controller_sigkill() -> Row:
         again = bed.serve()
         recs += finish(place(again.port, [caller(1) for _ in range(3)]))
         row.starved = sum(not greeted(r) for r in recs[5:]) + (3 - len(recs[5:]))
+        row.note = "5 killed in conversation, 3 new"
         return judge(bed, row, [r.uuid for r in recs], killed_at)
     finally:
         bed.close()
@@ -48,6 +49,9 @@ def worker_sigkill() -> Row:
             gevent.sleep(0.02)
         worker.signal(signal.SIGKILL)
         worker.proc.wait(10)
+        done = sum(1 for (_, action) in bed.deliveries.ids if action == HOOK)
+        check(5 <= done < 30, "the worker killed with records left")
+        row.note = f"killed after {done}/30 webhooks"
         killed_at = time.monotonic()
         bed.webhook.delay_s = 0
         bed.worker()
@@ -57,19 +61,21 @@ def worker_sigkill() -> Row:
 
 
 def sigterm_under_load() -> Row:
-    """20 live calls when `serve` gets SIGTERM: 15 end on their own within the drain, 5 outlast it and are
-    closed; `serve` exits 0 and every call's record is delivered."""
+    """20 live calls when `serve` gets SIGTERM: 15 callers hang up soon, 5 keep talking; what outlasts the
+    drain is closed; `serve` exits 0 and every call's record is delivered."""
     bed = Bed(drain_timeout_s=15)
     try:
         row = Row("SIGTERM under load")
         serve, _ = bed.serve(), bed.worker()
-        calls = place(serve.port, [caller(40) for _ in range(15)] + [caller(2000) for _ in range(5)])
+        calls = place(serve.port, [caller(10, hangs_up=True) for _ in range(15)] + [talker() for _ in range(5)])
         live_calls(bed, 20)
         serve.signal(signal.SIGTERM)
         sent_at = time.monotonic()
         code = serve.proc.wait(60)
         recs = finish(calls, 30)
         row.crashes += code != 0
+        closed = logged(serve, "drain timeout: closing")
+        row.note = f"{closed} closed at the drain timeout, exit {code}"
         row.starved = sum(not greeted(r) for r in recs) + (20 - len(recs))
         return judge(bed, row, [r.uuid for r in recs], sent_at)
     finally:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import gevent
+import redis
 import yaml
 from gevent import socket
 
 from chaos.bed import Bed
-from chaos.calls import Row, caller, finish, greeted, judge, place
+from chaos.calls import Row, caller, check, finish, greeted, judge, logged, place
 from chaos.proxy import Proxy
 from fssim import Scenario
 from tests.support.transfer import ASKS_FOR_ADVISOR, CONNECTIONS, agent_yaml
@@ -34,6 +35,8 @@ def dropped_mid_transfer() -> Row:
         proxy = Proxy(("127.0.0.1", serve.port), cut_on=b"execute-app-name: bridge\n")
         recs = finish(place(proxy.port, [_transfer_call() for _ in range(5)]), 60)
         row.calls = len({link.uuid for link in proxy.links if link.dropped})
+        check(row.calls == 5, "5 connections cut at the bridge")
+        row.note = "cut as `bridge` was sent"
         proxy.close()
         cut_at = time.monotonic()
         after = finish(place(serve.port, [caller(1) for _ in range(3)]))
@@ -76,6 +79,7 @@ def malformed_frames() -> Row:
         row.calls = len(broken) + len(BROKEN)
         real = recs[len(broken):]
         row.starved = sum(not greeted(r) for r in real) + (5 - len(real))
+        row.note = f"{len(broken)} simulated calls, {len(BROKEN)} raw peers"
         return judge(bed, row, [r.uuid for r in real], started)
     finally:
         bed.close()
@@ -101,6 +105,7 @@ def event_flood() -> Row:
         recs = finish(flooded + others, 60)
         proxy.close()
         row.calls = 1
+        row.note = "ended by the inbox bound" if logged(serve, "past the bound") else "the call read them all"
         row.starved = sum(not greeted(r) for r in recs) + (6 - len(recs))
         return judge(bed, row, [r.uuid for r in recs], started)
     finally:
@@ -132,6 +137,9 @@ def idle_flood() -> Row:
         done.set()
         gevent.killall(holders, timeout=10)
         row.calls = 20
+        closed = int(redis.Redis.from_url(bed.redis.url).hget("switchboard:counters", "calls:setup_failed") or 0)
+        check(closed > 0, "idle set-ups closed by the listener")
+        row.note = f"{closed} idle set-ups closed"
         row.starved = sum(not greeted(r) for r in recs) + (20 - len(recs))
         return judge(bed, row, [r.uuid for r in recs], started)
     finally:

@@ -21,6 +21,8 @@ def event_frame(uuid: str, n: int) -> bytes:
     headers = [("Event-Name", "CHANNEL_EXECUTE"), ("Core-UUID", "chaos-core"), ("Unique-ID", uuid),
                ("Application", "playback"), ("Application-Data", f"silence_stream://{n}"),
                ("Event-Sequence", str(n))]
+    headers += [(f"variable_sb_chaos_{i}", f"value {i} of a channel variable") for i in range(60)]  # ~2.7 kB, the
+    # median size of FreeSWITCH's events in ../shared/esl-captures/
     body = "".join(f"{k}: {quote(v, safe='')}\n" for k, v in headers).encode() + b"\n"
     return f"Content-Length: {len(body)}\nContent-Type: text/event-plain\n\n".encode() + body
 
