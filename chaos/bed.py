@@ -171,6 +171,15 @@ class Proc:
             gevent.sleep(0.05)
         raise RuntimeError("serve did not start listening within 60 s")
 
+    def wait(self, timeout_s: float) -> int:
+        """The exit code, waited for without blocking the hub (the simulated calls go on meanwhile)."""
+        deadline = time.monotonic() + timeout_s
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.proc.args, timeout_s)
+            gevent.sleep(0.05)
+        return self.proc.returncode
+
     def signal(self, sig: int) -> None:
         self.killed = True
         self.proc.send_signal(sig)
