@@ -1,11 +1,12 @@
-# Two commands: `make demo` (simulated calls through the real controller) and `make test` (the whole suite).
-# Both create .venv and install everything from the package registries; nothing is installed system-wide.
+# `make demo` (simulated calls through the real controller), `make test` (the whole suite) and
+# `make chaos` (faults injected for real into serve and worker processes; CI runs it after the tests).
+# Each creates .venv and installs everything from the package registries; nothing is installed system-wide.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test chaos bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Switchboard needs Python 3.11, found " + sys.version.split()[0]'
@@ -18,6 +19,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+chaos: $(STAMP)
+	$(BIN)/python -m chaos
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done

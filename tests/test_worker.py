@@ -14,7 +14,7 @@ from controller.aftercall import queue as jobs
 from controller.aftercall.classify import classify
 from controller.cli.main import main
 from controller.state.store import Store
-from controller.aftercall.worker import Worker
+from controller.aftercall.worker import Worker, build_worker
 from tests.support.peers import Reply, ScriptedHttp, SmtpPeer
 
 CLASSIFICATIONS = {
@@ -161,6 +161,22 @@ def test_a_pending_record_of_a_dead_consumer_is_reclaimed_and_processed(store: S
     assert store.redis.xlen(store.stream_key) == 0
 
 
+def test_the_take_over_of_a_dead_consumers_records_shrinks_with_the_time_scale(store: Store, smtp_server: SmtpPeer) -> None:
+    config = SimpleNamespace(agents={"sales": SimpleNamespace(actions=SimpleNamespace(after_call=[_email()]))},
+                             classifications=CLASSIFICATIONS, smtp=smtp_server.settings())
+    worker = build_worker(config, store, consumer="w-1")  # the store's clock runs at 0.01: 60 s idle is 0.6 s
+    worker.ensure_group()
+    store.append_record(_record())
+    store.redis.xreadgroup(worker.group, "dead-host:4242", {store.stream_key: ">"}, count=10)  # read, then died
+    worker.process_once(block_ms=20)
+    assert smtp_server.mailbox.messages == []  # not idle long enough yet
+    gevent.sleep(0.7)
+
+    _drain(worker)
+
+    assert len(smtp_server.mailbox.messages) == 1
+
+
 def test_the_same_record_replayed_twice_is_emailed_once(store: Store, smtp_server: SmtpPeer) -> None:
     record = _record(record_id="r-spooled-then-replayed")
     store.append_record(record)
@@ -240,7 +256,6 @@ def test_classification_reads_actions_and_timestamps_when_flags_are_absent() -> 
 def test_a_worker_built_from_a_loaded_configuration_runs_each_agents_after_call_actions(
         tmp_path, store: Store, smtp_server: SmtpPeer, http_server: ScriptedHttp) -> None:
     from controller.config.load import load_config
-    from controller.aftercall.worker import build_worker
 
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "summary.html").write_text("<p>{{ caller }}: {{ transcript[0].text }}</p>")

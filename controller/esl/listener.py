@@ -33,6 +33,7 @@ from controller.log import Throttle
 log = logging.getLogger("switchboard.server")
 ACCEPT_RETRY_FIRST_S = 0.01  # the first pause after a failed accept(); it doubles while accept() keeps failing
 ACCEPT_RETRY_MAX_S = 1.0
+CLOSE_GRACE_S = 5.0  # after the drain timeout, how long the calls whose socket was closed get to write their record
 
 
 class Listener(gs.OutboundESLServer):
@@ -209,5 +210,7 @@ class Listener(gs.OutboundESLServer):
             if session is not None:
                 session.connected = False
                 session.close()
+        gevent.joinall(left, timeout=CLOSE_GRACE_S)  # a call whose socket closed ends as any cut call: its record
+        for greenlet in left:
             greenlet.kill(block=False)
         return len(left)
