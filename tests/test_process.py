@@ -124,6 +124,7 @@ def test_sigterm_closes_calls_still_up_after_the_drain_timeout_for_the_dialplan_
     assert any("connection" in note or "closed" in note for _, note in rec.notes)
     ended = [line for line in serve.lines() if line["msg"].startswith("call ended")]
     assert [line.get("uuid") for line in ended] == [rec.uuid]  # the call cut by the drain still has its record
+    assert "(DRAIN_TIMEOUT by system)" in ended[0]["msg"]  # this side cut it, not the caller
 
 
 def test_sigkill_of_the_controller_and_of_redis_after_a_call_loses_no_after_call_record(short_dir, http_server):

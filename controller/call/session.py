@@ -81,8 +81,11 @@ class CallSession:
                 self.esl.hangup("NORMAL_CLEARING")
                 self.esl.hungup.wait(timeout=self.services.command_timeout)
         except CallHangup as hangup:
-            record.hangup_by = record.hangup_by or "caller"
-            record.hangup_cause = hangup.cause
+            if self.esl.ended_here:  # this side cut it (a flood, a broken frame, the drain timeout)
+                record.hangup_by, record.hangup_cause = "system", self.esl.ended_here
+            else:
+                record.hangup_by = record.hangup_by or "caller"
+                record.hangup_cause = hangup.cause
         except (EslTimeout, CommandError) as exc:
             self.log.error("FreeSWITCH did not do what was asked (%s); hanging up this call", exc)
             record.hangup_by = "system"

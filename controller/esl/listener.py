@@ -209,6 +209,7 @@ class Listener(gs.OutboundESLServer):
                         extra={"uuid": session.uuid if session else "-"})
             if session is not None:
                 session.connected = False
+                session.ended_here = "DRAIN_TIMEOUT"
                 session.close()
         gevent.joinall(left, timeout=CLOSE_GRACE_S)  # a call whose socket closed ends as any cut call: its record
         for greenlet in left:

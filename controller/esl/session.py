@@ -64,6 +64,7 @@ class EslSession(gs.OutboundSession):
         self.hungup = gevent.event.Event()
         self.closed = gevent.event.Event()
         self.channel: dict[str, str] = {}
+        self.ended_here: str | None = None  # why this side cut the connection (EVENT_FLOOD, DRAIN_TIMEOUT...)
         self.log = call_logger("-", "switchboard.esl")
         self._unsolicited = Throttle()
         super().__init__(address, sock)
@@ -150,6 +151,7 @@ class EslSession(gs.OutboundSession):
         """End this connection from the reader: log why, close our end now (FreeSWITCH ends the `socket` app and
         the dialplan's next action takes the call), fail every wait of the call with CallHangup(reason)."""
         self.log.error(message + "; closing this call's socket, the dialplan's next action takes the call", *args)
+        self.ended_here = reason
         try:
             self.sock.shutdown(pysocket.SHUT_RDWR)
         except OSError:
