@@ -4,7 +4,7 @@ push through the same SMTP server) measured in the same run.
 
 Real pieces: an embedded redis-server, an aiosmtpd sink in its own process, `switchboard worker --drain`
 processes (their start-up, measured on an empty queue, is subtracted). Each record carries a 20-turn transcript;
-the email has a subject, a text and an HTML body rendered from it. Run:
+the email has a subject, a text and an HTML body rendered from it, sent over the SMTP session the worker keeps. Run:
     .venv/bin/python bench/after_call.py
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     print(f"worker start-up (subtracted): {start_up:.2f} s; records left or dead: {left}")
     print(f"{'who':40} {'emails/s':>9}")
-    print(f"{'one worker (render + new SMTP session)':40} {one:9.0f}")
+    print(f"{'one worker (render + kept SMTP session)':40} {one:9.0f}")
     print(f"{'two workers':40} {two:9.0f}")
     print(f"{'smtplib, one pre-rendered message':40} {base:9.0f}")
     print(f"RESULT emails_per_s={one:.0f} two_workers_per_s={two:.0f} baseline_per_s={base:.0f} "

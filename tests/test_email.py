@@ -140,3 +140,20 @@ def test_the_built_in_summary_renders_on_the_sample_call_within_the_template_bud
     text, html = render(SUMMARY["text"], SAMPLE_VARIABLES), render(SUMMARY["html"], SAMPLE_VARIABLES, html=True)
     assert "transferred" in text and SAMPLE_VARIABLES["caller"] in text and "Transcript:" in text
     assert "<h3>Transcript</h3>" in html
+
+
+def test_the_kept_smtp_session_is_replaced_when_the_relay_restarted_meanwhile() -> None:
+    """Emails reuse one SMTP session; a relay restarted between two emails closed it, and the next email opens
+    a new one at once instead of failing (nothing was accepted on the dead one)."""
+    from tests.support.peers import Mailbox, free_port, start_smtp
+    peer = SmtpPeer("127.0.0.1", free_port(), Mailbox())
+    relay = start_smtp(peer)
+    try:
+        first_id = send_email(_action(), _vars(), peer.settings(), uuid="u-1")
+        relay.stop()
+        peer.mailbox = Mailbox()
+        relay = start_smtp(peer)
+        second_id = send_email(_action(), _vars(), peer.settings(), uuid="u-2")
+    finally:
+        relay.stop()
+    assert first_id != second_id and [m.message["Message-ID"] for m in peer.mailbox.messages] == [second_id]

@@ -17,6 +17,7 @@ import os
 import re
 import smtplib
 import ssl
+import time
 from email.message import EmailMessage
 from functools import lru_cache
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
@@ -137,6 +138,62 @@ def build_message(action: Any, variables: dict[str, Any], smtp: Any, *, clock: O
     return msg, [addr for _, addr in to + cc + bcc]
 
 
+# Open SMTP sessions kept between emails (a relay's EHLO, TLS and AUTH cost more than the message): taken out
+# while in use, so two senders never share one; one not used for IDLE_S is closed rather than reused.
+IDLE_S = 10.0
+_idle: dict[tuple, tuple[smtplib.SMTP, float]] = {}
+
+
+def _open_session(key: tuple) -> smtplib.SMTP:
+    host, port, security, ca_file, username, password, timeout = key
+    context = _tls_context(ca_file or None) if security != "none" else None
+    server = (smtplib.SMTP_SSL(host, port, timeout=timeout, context=context) if security == "tls"
+              else smtplib.SMTP(host, port, timeout=timeout))
+    try:
+        server.ehlo()
+        if security == "starttls":
+            server.starttls(context=context)
+            server.ehlo()
+        if username:
+            server.login(username, password)
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
+def _send_over_session(key: tuple, msg: EmailMessage, recipients: list[str]) -> dict:
+    """Send on the session kept for these settings, or a new one; a kept session the relay has closed meanwhile
+    is replaced once, at once (nothing of the message was accepted on it)."""
+    server, used_at = _idle.pop(key, (None, 0.0))
+    if server is not None and time.monotonic() - used_at > IDLE_S:
+        _quit(server)
+        server = None
+    reused = server is not None
+    server = server or _open_session(key)
+    try:
+        try:
+            refused = server.send_message(msg, from_addr=msg["From"], to_addrs=recipients)
+        except (smtplib.SMTPServerDisconnected, ConnectionError):
+            if not reused:
+                raise
+            server.close()
+            server = _open_session(key)
+            refused = server.send_message(msg, from_addr=msg["From"], to_addrs=recipients)
+    except BaseException:
+        server.close()
+        raise
+    _idle[key] = (server, time.monotonic())
+    return refused
+
+
+def _quit(server: smtplib.SMTP) -> None:
+    try:
+        server.quit()
+    except (smtplib.SMTPException, OSError):
+        server.close()
+
+
 @lru_cache(maxsize=8)
 def _tls_context(ca_file: Optional[str]) -> ssl.SSLContext:
     """One verifying context per CA file: loading the system's CAs takes about 20 ms, per email it capped the
@@ -159,18 +216,9 @@ def send_email(action: Any, variables: dict[str, Any], smtp: Any, *, uuid: str, 
     host, port = _get(smtp, "host"), int(_get(smtp, "port") or 25)
     security, ca_file = _get(smtp, "security") or "none", _get(smtp, "ca_file")
     timeout = float(_get(smtp, "timeout_s") or 30)
+    key = (host, port, security, str(ca_file or ""), username or "", password or "", timeout)
     try:
-        context = _tls_context(str(ca_file) if ca_file else None) if security != "none" else None
-        connection = (smtplib.SMTP_SSL(host, port, timeout=timeout, context=context) if security == "tls"
-                      else smtplib.SMTP(host, port, timeout=timeout))
-        with connection as server:
-            server.ehlo()
-            if security == "starttls":
-                server.starttls(context=context)
-                server.ehlo()
-            if username:
-                server.login(username, password)
-            refused = server.send_message(msg, from_addr=msg["From"], to_addrs=recipients)
+        refused = _send_over_session(key, msg, recipients)
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
         raise DeliveryError(f"SMTP {host}:{port} refused every recipient: {exc.recipients}",
