@@ -184,7 +184,7 @@ def main() -> None:
     minilm = measure("minilm", args.rounds, args.waves)
     use_m3 = measure("use-m3", args.rounds, args.waves)
     stall = max(minilm["stall_ms"], use_m3["stall_ms"])
-    print(f"targets: minilm ratio < 1.3, use-m3 overhead < 2 ms, stall < 10 ms")
+    print("targets: minilm ratio < 1.3, use-m3 overhead < 2 ms, stall < 10 ms")
     print(f"RESULT ratio={minilm['ratio']:.3f} overhead_ms={use_m3['overhead_ms']:.3f} stall_ms={stall:.2f}")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from gevent.lock import Semaphore
