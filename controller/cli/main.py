@@ -29,12 +29,21 @@ def main(log_level: str, log_json: bool | None) -> None:
 @main.command()
 @click.argument("config_arg", required=False, metavar="[CONFIG]")
 @config_option
-def check(config_arg: str | None, config_path: str | None) -> None:
+@click.option("--dialplan", "dialplan_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also check that this FreeSWITCH dialplan file routes every agent's number and hand-off "
+                   "extension to server.host:port with `async full`")
+def check(config_arg: str | None, config_path: str | None, dialplan_path: Path | None) -> None:
     """Validate a configuration: every error with file, field, problem and what is allowed (exit 2)."""
     from controller.config.checks import check_summary, config_warnings
     config = load(config_arg or config_path)
     for warning in config_warnings(config):
         click.echo(f"warning: {warning}", err=True)
+    if dialplan_path is not None:
+        from controller.config.dialplan import dialplan_problems
+        problems = dialplan_problems(config, dialplan_path)
+        if problems:
+            fail("\n".join(problems + [f"{len(problems)} problem(s): the dialplan and {config.display_path} "
+                                         "disagree"]))
     click.echo(check_summary(config))
 
 
