@@ -25,6 +25,7 @@ from typing import Any, Callable
 import gevent
 import gevent.event
 import gevent.lock
+from gevent.pywsgi import WSGIServer
 
 from controller.actions import build_actions
 from controller.actions.context import LoadedSource, Services
@@ -36,6 +37,7 @@ from controller.config.schema import Config, KnowledgeSource
 from controller.esl.listener import Listener
 from controller.esl.modules import ModuleChecker
 from controller.esl.session import EslSession
+from controller.ops.metrics import Probe, serve_metrics
 from controller.state.private import write_private
 from controller.state.store import HEARTBEAT_S, Store
 
@@ -118,6 +120,8 @@ class Runtime:
         self.observers: list[Callable[[CallSession, dict[str, Any]], None]] = []
         self._greenlets: list[gevent.Greenlet] = []
         self.worker = None
+        self.metrics: WSGIServer | None = None
+        self._worker_run: gevent.Greenlet | None = None
         self.stopped = gevent.event.Event()
 
     # ---------------------------------------------------------------- lifecycle
@@ -135,9 +139,30 @@ class Runtime:
         if self.run_worker:
             from controller.aftercall.worker import build_worker
             self.worker = build_worker(self.config, self.store, self.clock)
-            self._greenlets.append(gevent.spawn(self.worker.run, self.stopped))
+            self._worker_run = gevent.spawn(self.worker.run, self.stopped)
+            self._greenlets.append(self._worker_run)
         self.listener.ready.wait(5)
+        if self.config.server.metrics_port is not None:
+            self.metrics = serve_metrics(self.config.server.metrics_port, self._probe())
         return port
+
+    def _probe(self) -> Probe:
+        """What /metrics and /healthz read, at scrape time."""
+        store, listener = self.store, self.listener
+
+        def redis_ok() -> bool:
+            try:
+                return bool(store.redis.ping())
+            except Exception:
+                return False
+
+        return Probe(live_calls=lambda: listener.connection_count,
+                     listening=lambda: listener.accepting,
+                     accept_errors=lambda: listener.accept_errors, counters=store.counters,
+                     queue=lambda: (int(store.redis.xlen(store.stream_key)),
+                                    int(store.redis.xlen(store.dead_letter_key))),
+                     redis_ok=redis_ok,
+                     worker_alive=lambda: None if self._worker_run is None else not self._worker_run.dead)
 
     def _own_calls(self) -> None:
         """Every HEARTBEAT_S until stopped: stay alive for other processes, and recover the calls of dead ones
@@ -221,6 +246,8 @@ class Runtime:
         gevent.joinall(self._greenlets, timeout=5)
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
+        if self.metrics is not None:
+            self.metrics.stop(timeout=1)
         self.store.release_ownership()
         if self._own_store:
             self.store.close()

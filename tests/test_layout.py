@@ -24,6 +24,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("actions", ("controller.actions",)),
     ("call", ("controller.call",)),
     ("aftercall", ("controller.aftercall",)),
+    ("ops", ("controller.ops",)),
     ("runtime", ("controller.runtime",)),
     ("cli", ("controller.cli",)),
 ]

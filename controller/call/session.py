@@ -175,6 +175,7 @@ class CallSession:
             return
         record.enter(Moment.ENDED)
         data = record.as_record()
+        self.services.store.incr(f"call:{record.agent_id}:{record.hangup_by or 'caller'}:{record.hangup_cause}")
         stream_id = self.services.store.append_record(data)
         self.services.store.call_ended(self.uuid)
         if self.placed_by:

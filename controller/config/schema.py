@@ -48,6 +48,7 @@ class ServerSettings(ConfigModel):
     time_scale: Annotated[float, Field(gt=0, le=100)] = 1.0
     extra_events: list[EventName] = []
     connect_timeout_s: Annotated[float, Field(ge=0.1, le=120)] = 5
+    metrics_port: Optional[Annotated[int, Field(ge=0, le=65535)]] = None  # Prometheus + /healthz on 127.0.0.1
     command_timeout_s: Annotated[float, Field(ge=0.1, le=120)] = 10
     execute_timeout_s: Annotated[float, Field(ge=0.1, le=3600)] = 30
 

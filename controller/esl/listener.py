@@ -60,6 +60,11 @@ class Listener(gs.OutboundESLServer):
         self._sessions: dict[gevent.Greenlet, EslSession] = {}
 
     @property
+    def accepting(self) -> bool:
+        """Bound and taking calls (false before `listen()` and after `stop()`)."""
+        return self.ready.is_set() and bool(self._running)
+
+    @property
     def port(self) -> int:
         return self.bound_port or 0
 
