@@ -1,8 +1,10 @@
 """esl.py against a scripted FreeSWITCH peer over real TCP: one test per greenswitch defect it overcomes."""
 from __future__ import annotations
 
+import gc
 import socket
 import time
+import weakref
 
 import gevent
 import gevent.event
@@ -231,6 +233,31 @@ def test_unicast_is_sent_once_the_app_queued_before_it_has_started(serve):
     assert "call-command: unicast" in lines
     peer.send(OK)
     assert sent.wait(3)
+
+
+def test_a_closed_session_is_freed_at_once_not_by_a_full_garbage_collection(serve):
+    """With 2,000 live calls a full collection stalls every call for 100+ ms: ended calls must not wait for one."""
+    sessions = []
+
+    def handler(session):
+        session.connect()
+        sessions.append(weakref.ref(session))
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    lines, _ = peer.read_command()
+    assert lines == ["exit"]
+    peer.send(b"Content-Type: command/reply\nReply-Text: +OK bye\n\n")
+    peer.close()
+    gc.disable()
+    try:
+        for _ in range(100):
+            if sessions and sessions[0]() is None:
+                break
+            gevent.sleep(0.02)
+        assert sessions and sessions[0]() is None
+    finally:
+        gc.enable()
 
 
 def test_a_malformed_frame_ends_that_call_and_the_server_serves_the_next(serve):

@@ -403,6 +403,10 @@ class EslSession(gs.OutboundSession):
             self._receive_events_greenlet.kill(block=True, timeout=1.0)
         if self._process_events_greenlet is not None:
             self._process_events_greenlet.kill(block=True, timeout=1.0)
+        # greenswitch's handlers are bound methods of this session and its dead greenlets keep their last frame:
+        # cycles only a full collection frees, and those walked every live call (100+ ms stalls at 2,000 calls)
+        self.event_handlers.clear()
+        self._receive_events_greenlet = self._process_events_greenlet = None
         for handle in (self.sock_file, self.sock):
             try:
                 handle.close()
