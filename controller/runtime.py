@@ -37,6 +37,7 @@ from controller.config.schema import Config, KnowledgeSource
 from controller.esl.listener import Listener
 from controller.esl.modules import ModuleChecker
 from controller.esl.session import EslSession
+from controller.latency import Latencies
 from controller.ops.metrics import Probe, serve_metrics
 from controller.state.private import write_private
 from controller.state.store import HEARTBEAT_S, Store
@@ -121,6 +122,7 @@ class Runtime:
         self._greenlets: list[gevent.Greenlet] = []
         self.worker = None
         self.metrics: WSGIServer | None = None
+        self.latencies = Latencies()
         self._worker_run: gevent.Greenlet | None = None
         self.stopped = gevent.event.Event()
 
@@ -161,7 +163,7 @@ class Runtime:
                      accept_errors=lambda: listener.accept_errors, counters=store.counters,
                      queue=lambda: (int(store.redis.xlen(store.stream_key)),
                                     int(store.redis.xlen(store.dead_letter_key))),
-                     redis_ok=redis_ok,
+                     redis_ok=redis_ok, latencies=self.latencies,
                      worker_alive=lambda: None if self._worker_run is None else not self._worker_run.dead)
 
     def _own_calls(self) -> None:
@@ -190,7 +192,7 @@ class Runtime:
             if not unchanged or loaded[0] is None:
                 loaded = open_source(config.knowledge_sources[name])
             knowledge[name] = loaded
-        services = Services(config, self.store, self.clock, knowledge)
+        services = Services(config, self.store, self.clock, knowledge, self.latencies)
 
         def lookup(source: str, query: str) -> list[dict[str, Any]]:
             return kb_hits(knowledge, source, query)

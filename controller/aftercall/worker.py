@@ -307,7 +307,9 @@ class Worker:
                 self._run(action, record, variables, uuid)
             except Exception as exc:  # every failure is retried or dead-lettered, never lost
                 failures.append((name, str(exc) or type(exc).__name__, isinstance(exc, DeliveryError) and exc.permanent))
+                self.store.incr(f"delivery:{action_kind(action)}:failed", uuid=uuid)
                 continue
+            self.store.incr(f"delivery:{action_kind(action)}:ok", uuid=uuid)
             self._r.hset(pkey, f"done:{name}", self.clock.now().isoformat())
         if not failures:
             self._finish(entry_id, pkey, classification)
