@@ -73,6 +73,14 @@ class SwitchboardCollector:
                                 value=dead)
 
 
+def redis_answers(store: Any) -> bool:
+    """Whether the store's Redis answers a PING now (any failure is a no: this is what health reports)."""
+    try:
+        return bool(store.redis.ping())
+    except Exception:
+        return False
+
+
 def health(probe: Probe) -> tuple[bool, dict[str, Any]]:
     """(healthy, what each part says)."""
     parts: dict[str, Any] = {"listening": probe.listening(), "redis": probe.redis_ok()}
