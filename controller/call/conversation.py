@@ -194,8 +194,7 @@ class Conversation:
         """
         if not text or not text.strip():
             return self.esl.start_executes(list(then)) if then else []
-        tts = self.speech.tts
-        spoken = build_speech(text, tts.engine, tts.voice)
+        spoken = build_speech(text, self.speech.tts.engine, self.speech.tts.voice)
         if spoken.removed:
             self.log.info("speech builder removed %r from the text to speak", "".join(spoken.removed))
         extra: dict[str, Any] = {}
@@ -309,7 +308,8 @@ class Conversation:
             if kind == "detected-speech":
                 self.turn_arrived_at = self.clock.monotonic()
                 heard = parse_heard(frame.body)
-                self.resume_asr()
+                if self.asr_on:  # not waited for (it runs a media frame later): the answer's speaks queue after it
+                    self.start_execute(commands.detect_speech_control("resume"))
                 if heard.kind == "speech":
                     self.record.add_turn("caller", heard.text, confidence=heard.confidence)
                     return Turn("speech", heard.text, heard.confidence)

@@ -18,8 +18,12 @@ class Execution:
         self.app = app
         self.arg = arg
         self.app_uuid = app_uuid
-        self.started = False
+        self.began = gevent.event.Event()  # its CHANNEL_EXECUTE came
         self.result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+    @property
+    def started(self) -> bool:
+        return self.began.is_set()
 
     @property
     def done(self) -> bool:
@@ -39,7 +43,7 @@ def follow_executions(executions: dict[str, Execution], frame: Frame) -> bool:
     if frame.name == "CHANNEL_EXECUTE":
         execution = executions.get(frame.get("Application-UUID", ""))
         if execution:
-            execution.started = True
+            execution.began.set()
         return True
     if frame.name == "CHANNEL_EXECUTE_COMPLETE":
         execution = executions.pop(frame.get("Application-UUID", ""), None)

@@ -82,7 +82,7 @@ def parse_header_block(block: bytes, decode: bool) -> dict[str, str]:
                 name, value = line[:-1], ""
             else:
                 raise ProtocolError(f"header line without ': ': {line[:80]!r}")
-        headers[name] = unquote(value) if decode else value
+        headers[name] = unquote(value) if decode and "%" in value else value  # most values have no escape
     return headers
 
 
