@@ -10,10 +10,11 @@ import sys
 import time
 import traceback
 
-from chaos import faults_peers, faults_process, faults_wire
+from chaos import faults_hosts, faults_peers, faults_process, faults_wire
 from chaos.calls import Row
 
-FAULTS = faults_process.FAULTS[:2] + faults_peers.FAULTS + faults_wire.FAULTS + faults_process.FAULTS[2:]
+FAULTS = (faults_process.FAULTS[:2] + faults_hosts.FAULTS + faults_peers.FAULTS + faults_wire.FAULTS
+          + faults_process.FAULTS[2:])
 COLUMNS = ("fault", "calls", "lost", "duplicates", "repeats", "crashes", "starved", "recover_s", "note")
 
 

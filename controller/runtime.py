@@ -37,7 +37,9 @@ from controller.config.schema import Config, KnowledgeSource
 from controller.esl.listener import Listener
 from controller.esl.modules import ModuleChecker
 from controller.esl.session import EslSession
-from controller.ops.metrics import Probe, serve_metrics
+from controller.latency import Latencies
+from controller.ops.metrics import Probe, health, redis_answers, serve_metrics
+from controller.ops.systemd import Notifier
 from controller.state.private import write_private
 from controller.state.store import HEARTBEAT_S, Store
 
@@ -121,6 +123,7 @@ class Runtime:
         self._greenlets: list[gevent.Greenlet] = []
         self.worker = None
         self.metrics: WSGIServer | None = None
+        self.latencies = Latencies()
         self._worker_run: gevent.Greenlet | None = None
         self.stopped = gevent.event.Event()
 
@@ -149,19 +152,12 @@ class Runtime:
     def _probe(self) -> Probe:
         """What /metrics and /healthz read, at scrape time."""
         store, listener = self.store, self.listener
-
-        def redis_ok() -> bool:
-            try:
-                return bool(store.redis.ping())
-            except Exception:
-                return False
-
         return Probe(live_calls=lambda: listener.connection_count,
                      listening=lambda: listener.accepting,
                      accept_errors=lambda: listener.accept_errors, counters=store.counters,
                      queue=lambda: (int(store.redis.xlen(store.stream_key)),
                                     int(store.redis.xlen(store.dead_letter_key))),
-                     redis_ok=redis_ok,
+                     redis_ok=lambda: redis_answers(store), latencies=self.latencies,
                      worker_alive=lambda: None if self._worker_run is None else not self._worker_run.dead)
 
     def _own_calls(self) -> None:
@@ -190,7 +186,7 @@ class Runtime:
             if not unchanged or loaded[0] is None:
                 loaded = open_source(config.knowledge_sources[name])
             knowledge[name] = loaded
-        services = Services(config, self.store, self.clock, knowledge)
+        services = Services(config, self.store, self.clock, knowledge, self.latencies)
 
         def lookup(source: str, query: str) -> list[dict[str, Any]]:
             return kb_hits(knowledge, source, query)
@@ -254,26 +250,38 @@ class Runtime:
         return left
 
     def serve_forever(self) -> int:
-        """Run until SIGTERM/SIGINT, then drain (`drain_timeout_s`) and exit 0; SIGHUP reloads the configuration."""
+        """Run until SIGTERM/SIGINT, then drain (`drain_timeout_s`) and exit 0; SIGHUP reloads the configuration.
+        Under systemd (`Type=notify`) it says READY, RELOADING, STOPPING, and pings the watchdog while healthy."""
         stop = gevent.event.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(signum, stop.set)
         reloading = gevent.lock.Semaphore()
+        systemd, draining = Notifier(), gevent.event.Event()
+        where = f"{self.config.server.host}:{self.listener.port}"
 
         def reload() -> None:
             with reloading:
-                self.reload()
+                systemd.reloading()
+                ok, _ = self.reload()
+                systemd.ready(f"accepting calls on {where}, configuration version {self.version.number}"
+                              + ("" if ok else " (the last reload was refused: see the log)"))
 
         gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(reload))
         pid_file = self.state_dir / "serve.pid"
         write_private(pid_file, f"{os.getpid()}\n")
+        probe = self._probe()
+        systemd.ready(f"accepting calls on {where}")
+        systemd.watch(lambda: health(probe, redis=False), draining)
         try:
             stop.wait()
             log.info("signal received: no new calls; draining live calls for up to %ss",
                      self.config.server.drain_timeout_s)
+            draining.set()
+            systemd.stopping(f"draining live calls for up to {self.config.server.drain_timeout_s:g} s")
             left = self.stop()
         finally:
             pid_file.unlink(missing_ok=True)
+            systemd.close()
         log.info("stopped (%d call(s) handed back to the dialplan)", left)
         return 0
 

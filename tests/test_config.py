@@ -224,6 +224,8 @@ def test_an_empty_file_or_a_list_is_not_a_configuration(tmp_path):
     ("digits: \"1w2#\"", "digits: [1]", "digits: expected text, got a list"),
     ("name: carrier_menu", "name: carrier_menu\n          tone_ms: loud",
      "tone_ms: expected a whole number, got 'loud'; allowed: 40..1000 milliseconds (default 100)"),
+    ("default_agent: support", 'server: {peers: ["10.0.0.2"]}\ndefault_agent: support',
+     "server.peers[0]: '10.0.0.2' is not host:port; allowed: another Switchboard host's socket, e.g. 10.0.0.2:8084"),
 ])
 def test_wrong_types_name_what_was_expected(tmp_path, old, new, expected):
     assert expected in only_problem(write(tmp_path, variant(old, new)))

@@ -26,9 +26,9 @@ def test_the_shipped_dialplan_routes_every_example_agent_and_hand_off():
 
 
 @pytest.mark.parametrize("old, new, expected", [
-    ('data="127.0.0.1:8084 async full"/>\n      <!-- safety', 'data="127.0.0.1:8084"/>\n      <!-- safety',
+    ('data="127.0.0.1:8084 async full"/>\n      <!-- several', 'data="127.0.0.1:8084"/>\n      <!-- several',
      "socket '127.0.0.1:8084' lacks `async full`"),
-    ('data="127.0.0.1:8084 async full"/>\n      <!-- safety', 'data="127.0.0.1:9999 async full"/>\n      <!-- safety',
+    ('data="127.0.0.1:8084 async full"/>\n      <!-- several', 'data="127.0.0.1:9999 async full"/>\n      <!-- several',
      "socket '127.0.0.1:9999 async full' is not Switchboard's address; write data=\"127.0.0.1:8084 async full\""),
     ('expression="^2002$"', 'expression="^3002$"',
      "no extension 2002 in context default sends a hand-off to sales"),
@@ -50,6 +50,23 @@ def test_a_dialplan_that_would_lose_calls_is_refused_with_its_line(tmp_path, old
     result = _check(broken)
     assert result.exit_code == 2 and expected in result.output, result.output
     assert f"{broken}:" in result.output and "Traceback" not in result.output
+
+
+def test_a_failover_socket_to_another_host_is_accepted_once_listed_in_server_peers(tmp_path):
+    from controller.config.dialplan import dialplan_problems
+    from controller.config.load import load_config
+    text = SHIPPED.read_text(encoding="utf-8")
+    commented = '<!-- several hosts'
+    assert commented in text
+    failover = tmp_path / "dialplan.xml"
+    failover.write_text(text.replace('<action application="socket" data="10.0.0.2:8084 async full"/> -->',
+                                     '-->\n      <action application="socket" data="10.0.0.2:8084 async full"/>'),
+                        encoding="utf-8")
+    config = load_config(EXAMPLE)
+    [problem] = dialplan_problems(config, failover)
+    assert "10.0.0.2:8084 async full' is not Switchboard's address" in problem and "server.peers" in problem
+    peered = config.model_copy(update={"server": config.server.model_copy(update={"peers": ["10.0.0.2:8084"]})})
+    assert dialplan_problems(peered, failover) == []
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "freeswitch-conf").glob("*.xml")), ids=lambda p: p.name)

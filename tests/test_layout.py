@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("controller", "controller.log", "controller.clock", "controller.templating", "controller.text",
-                    "controller.phrases", "controller.process", "controller.delivery", "controller.address_policy")),
+                    "controller.phrases", "controller.process", "controller.delivery", "controller.address_policy",
+                    "controller.latency")),
     ("audio", ("controller.audio",)),
     ("esl", ("controller.esl",)),
     ("state", ("controller.state",)),

@@ -7,6 +7,10 @@ import json
 import gevent
 import gevent.socket
 
+from prometheus_client import CollectorRegistry, generate_latest
+
+from controller.latency import Latencies
+from controller.ops.metrics import Probe, SwitchboardCollector
 from tests.support.controller import call, running, write_config
 
 
@@ -34,8 +38,34 @@ def test_metrics_count_calls_and_actions_and_healthz_says_what_is_up(tmp_path, s
         assert 'switchboard_actions_total{action="end_call",agent="support",result="hung_up"} 1.0' in text
         assert 'switchboard_calls_total{agent="support",cause="NORMAL_CLEARING",hangup_by="agent"} 1.0' in text
         assert "switchboard_live_calls 0.0" in text and "switchboard_dead_letters 0.0" in text
+        assert "switchboard_turn_latency_seconds_count 1.0" in text  # the greeting's answer to the goodbye
+        assert "switchboard_rag_latency_seconds_count 0.0" in text
         assert json.loads(health) == {"ok": True, "listening": True, "redis": True}
         runtime.listener.stop()
         status, health = _get(port, "/healthz")
         assert status == 503 and json.loads(health)["listening"] is False
         assert _get(port, "/other")[0] == 404
+
+
+def test_transfer_causes_deliveries_and_latencies_are_exposed_from_the_shared_counters():
+    latencies = Latencies()
+    latencies.turn.observe(0.42)
+    latencies.rag.observe(0.03)
+    counters = {"transfer:support.to_advisor:busy:USER_BUSY": 2, "transfer:support.to_advisor:answered:SUCCESS": 5,
+                "delivery:email:ok": 7, "delivery:workflow:failed": 1, "calls:refused": 3, "other:key": 9}
+    probe = Probe(live_calls=lambda: 4, listening=lambda: True, accept_errors=lambda: 0, counters=lambda: counters,
+                  queue=lambda: (2, 1), redis_ok=lambda: True, worker_alive=lambda: None, latencies=latencies)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SwitchboardCollector(probe))
+    text = generate_latest(registry).decode()
+    for line in ['switchboard_transfers_total{action="to_advisor",agent="support",cause="USER_BUSY",result="busy"} 2.0',
+                 'switchboard_transfers_total{action="to_advisor",agent="support",cause="SUCCESS",result="answered"} 5.0',
+                 'switchboard_deliveries_total{kind="email",result="ok"} 7.0',
+                 'switchboard_deliveries_total{kind="workflow",result="failed"} 1.0',
+                 "switchboard_refused_calls_total 3.0", "switchboard_live_calls 4.0",
+                 "switchboard_after_call_queue 2.0", "switchboard_dead_letters 1.0",
+                 'switchboard_turn_latency_seconds_bucket{le="0.5"} 1.0',
+                 'switchboard_turn_latency_seconds_bucket{le="0.3"} 0.0',
+                 'switchboard_rag_latency_seconds_bucket{le="0.05"} 1.0']:
+        assert line in text, line
+    assert "other" not in text

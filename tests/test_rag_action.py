@@ -52,6 +52,8 @@ def test_the_answer_is_queued_while_the_pre_message_still_plays(built, session_r
                              "script": [{"say": QUESTION}]})
         gevent.sleep(0.1)
         [record] = [r for r in records(runtime) if r["uuid"] == rec.uuid]
+        searches = runtime.latencies.rag.collect()[0].samples
+        turns = runtime.latencies.turn.collect()[0].samples
     speaks = [c for c in rec.commands if c.app == "speak"]
     pre = next(c for c in speaks if "je cherche la réponse" in (c.app_arg or ""))
     answer = next(c for c in speaks if "prélèvement" in (c.app_arg or ""))
@@ -62,6 +64,10 @@ def test_the_answer_is_queued_while_the_pre_message_still_plays(built, session_r
     [rag] = [a for a in record["actions"] if a["name"] == "faq"]
     assert rag["result"] == "answered"
     assert rag["detail"]["chunks"][0]["source"] == "paiement.md"
+    count = {s.name: s.value for s in searches if s.name.endswith("_count")}
+    assert count == {"switchboard_rag_latency_seconds_count": 1.0}  # one search timed for /metrics
+    assert {s.name: s.value for s in turns}["switchboard_turn_latency_seconds_count"] == len(
+        record["metrics"]["turn_latency_ms"]) >= 1
 
 
 def test_below_min_score_the_agent_says_the_no_answer_message(tmp_path, session_redis):

@@ -79,6 +79,7 @@ def test_when_nobody_takes_the_call_the_agent_takes_it_back_says_why_and_goes_on
     assert rec.hangup_by == "caller" and record["hangup_by"] == "caller"
     assert wire(rec, "detect_speech")[-2:] == ["pause", "resume"]
     assert counters[f"action:support.to_advisor:{result}"] == 1
+    assert counters[f"transfer:support.to_advisor:{result}:{cause}"] == 1  # switchboard_transfers_total's source
 
 
 def test_the_ring_limit_goes_on_the_wire_unscaled_and_the_caller_is_taken_back_within_a_second(

@@ -123,6 +123,8 @@ def test_a_retry_does_not_send_again_the_email_that_already_went(
     assert len(smtp_server.mailbox.messages) == 1
     assert len(http_server.requests) == 3 and http_server.requests[-1].json()["uuid"] == "u-1"
     assert _dead(store) == [] and store.redis.xlen(store.stream_key) == 0
+    deliveries = {k: v for k, v in store.counters().items() if k.startswith("delivery:")}
+    assert deliveries == {"delivery:email:ok": 1, "delivery:workflow:failed": 2, "delivery:workflow:ok": 1}
 
 
 def test_a_failing_email_is_retried_and_sent_once_it_goes_through(store: Store, smtp_server: SmtpPeer) -> None:

@@ -21,6 +21,7 @@ from controller.config.schema import Config
 from controller.esl.commands import App
 from controller.esl.frames import Frame
 from controller.esl.session import Execution
+from controller.latency import Latencies
 from controller.state.store import Store
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class Services:
     store: Store
     clock: Clock
     sources: Mapping[str, LoadedSource] = field(default_factory=dict)
+    latencies: Latencies = field(default_factory=Latencies)  # the process's: a reload keeps its counts
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))

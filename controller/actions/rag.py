@@ -35,7 +35,8 @@ class RagAction(Action):
         before = self.config.message_before
         if before.enabled:
             ctx.say(before.text or phrase(ctx.language, "rag_before"))
-        hits = kb.search(query, k=TOP_K)
+        with self.services.latencies.rag.time():
+            hits = kb.search(query, k=TOP_K)
         chunks = [{"text": h.text, "source": h.source, "score": round(h.score, 4), "position": h.position}
                   for h in hits]
         if not hits:

@@ -96,6 +96,7 @@ class Worker:
         self._due: dict[str, float] = {}  # entry id -> wall time of its next attempt
         self._next_reclaim = 0.0
         self._group_ready = False
+        self.ready = gevent.event.Event()  # set once the consumer group exists: the worker can take records
         self.finished = self.dead_lettered = 0  # records this worker completed, and sent to the dead letters
 
     def configure(self, actions_for_agent: Callable[[Optional[str]], Iterable[Any]],
@@ -115,6 +116,7 @@ class Worker:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
+        self.ready.set()
 
     def run(self, stop: gevent.event.Event, block_ms: int = MAX_BLOCK_MS) -> None:
         """Process until `stop` is set; a Redis outage pauses the loop (with a log line), it does not end it."""
@@ -307,7 +309,9 @@ class Worker:
                 self._run(action, record, variables, uuid)
             except Exception as exc:  # every failure is retried or dead-lettered, never lost
                 failures.append((name, str(exc) or type(exc).__name__, isinstance(exc, DeliveryError) and exc.permanent))
+                self.store.incr(f"delivery:{action_kind(action)}:failed", uuid=uuid)
                 continue
+            self.store.incr(f"delivery:{action_kind(action)}:ok", uuid=uuid)
             self._r.hset(pkey, f"done:{name}", self.clock.now().isoformat())
         if not failures:
             self._finish(entry_id, pkey, classification)

@@ -200,7 +200,7 @@ class Conversation:
         extra: dict[str, Any] = {}
         if self.turn_arrived_at is not None:
             latency = (self.clock.monotonic() - self.turn_arrived_at) * 1000
-            self.record.metrics["turn_latency_ms"].append(round(latency, 2))
+            self.record.turn_latency(latency)
             extra["latency_ms"] = round(latency, 2)
             self.turn_arrived_at = None
         speaks = [commands.speak(part) for part in spoken.parts] if self.tts_on else []

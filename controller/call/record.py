@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from controller.clock import Clock
+from controller.latency import Latencies
 from controller.state.store import Store
 
 
@@ -76,8 +77,9 @@ class CallRecord:
     """
 
     def __init__(self, store: Store, clock: Clock, log: logging.LoggerAdapter,
-                 redact_digits: Optional[int] = None) -> None:
+                 redact_digits: Optional[int] = None, latencies: Optional[Latencies] = None) -> None:
         self.redact_digits = redact_digits
+        self.latencies = latencies
         self.store = store
         self.clock = clock
         self.log = log
@@ -134,7 +136,16 @@ class CallRecord:
         entry.detail.update(detail)
         self.store.append_action(self.uuid, entry.stored())
         self.store.incr(f"action:{self.agent_id}.{entry.name}:{result}")
+        if entry.type == "transfer":  # by FreeSWITCH's cause too: NO_ANSWER and USER_BUSY call for different fixes
+            cause = entry.detail.get("cause") or entry.detail.get("disposition") or "NONE"
+            self.store.incr(f"transfer:{self.agent_id}.{entry.name}:{result}:{cause}")
         self.log.info("action %s (%s): %s", entry.name, entry.type, result)
+
+    def turn_latency(self, ms: float) -> None:
+        """An answer queued `ms` after the caller's turn: in the record's metrics and the process's histogram."""
+        self.metrics["turn_latency_ms"].append(round(ms, 2))
+        if self.latencies is not None:
+            self.latencies.turn.observe(ms / 1000)
 
     def add_turn(self, who: str, text: str, **extra: Any) -> dict[str, Any]:
         if self.redact_digits:

@@ -36,7 +36,8 @@ class CallSession:
         self.on_ended = on_ended
         self.log = call_logger("-")
         self.record = CallRecord(version.services.store, self.clock, self.log,
-                                 redact_digits=version.services.config.privacy.redact_digit_runs)
+                                 redact_digits=version.services.config.privacy.redact_digit_runs,
+                                 latencies=version.services.latencies)
         self.pieces: Optional[AgentPieces] = None
         self.modules: Optional[LoadedModules] = None
         self.conversation: Optional[Conversation] = None

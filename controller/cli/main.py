@@ -117,34 +117,14 @@ def reload(config_path: str | None, timeout: float) -> None:
 @click.option("--drain", "drain_only", is_flag=True, help="process what the queue holds now (due retries included), "
               "then exit: 0 all delivered, 1 something went to the dead letters or waits for a later retry")
 def worker(config_path: str | None, drain_only: bool) -> None:
-    """Run the after-call worker alone: classify, email, webhooks, with retries and a dead-letter stream."""
+    """Run the after-call worker alone: classify, email, webhooks, with retries and a dead-letter stream.
+
+    SIGTERM stops it (the record in hand is finished), SIGHUP reloads CONFIG for the next records."""
     config = load(config_path)
     from controller.process import cooperative
     cooperative()
-    import signal
-
-    import gevent
-    import gevent.event
-
-    from controller.clock import Clock
-    from controller.state.store import Store
-    from controller.aftercall.worker import build_worker
-    clock = Clock(config.server.time_scale)
-    store = Store.open(config, clock)
-    stop = gevent.event.Event()
-    gevent.signal_handler(signal.SIGTERM, stop.set)
-    gevent.signal_handler(signal.SIGINT, stop.set)
-    try:
-        if drain_only:
-            from controller.aftercall.drain import drain
-            report = drain(build_worker(config, store, clock))
-            later = f", the next retry in {report.next_retry_s:.0f} s" if report.next_retry_s is not None else ""
-            click.echo(f"drained: {report.finished} delivered, {report.dead} to the dead letters (switchboard jobs "
-                       f"list), {report.waiting} waiting for a retry{later}, {report.elsewhere} held by other workers")
-            sys.exit(0 if report.clean else 1)
-        build_worker(config, store, clock).run(stop)
-    finally:
-        store.close()
+    from controller.cli.worker import drain_queue, run_worker
+    sys.exit(drain_queue(config) if drain_only else run_worker(config))
 
 
 @main.command()

@@ -2,7 +2,8 @@
 
 A hand-off by the book lands nowhere when the dialplan and the configuration disagree: an agent's number that no
 extension routes to Switchboard, an agent's hand-off `extension`/`context` with no extension behind it, a
-`socket` app pointing at another address than `server.host:port`, or `async full` lost. Each problem names the
+`socket` app pointing at another address than `server.host:port` or one of `server.peers` (the failover lines
+of several hosts), or `async full` lost. Each problem names the
 dialplan file and line. Extensions outside any `<context name=...>` (a file included into a context, as
 `freeswitch-conf/dialplan-switchboard.xml` is) count as context `default`. Only `destination_number` conditions
 and the `set` and `socket` actions under them are read; a regex FreeSWITCH (PCRE) accepts but Python does not is
@@ -96,6 +97,8 @@ def dialplan_problems(config: Config, path: Path) -> list[str]:
     problems = []
     host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
     expected = f"{host}:{config.server.port} async full"
+    allowed = {(host, config.server.port), (config.server.host, config.server.port)}
+    allowed |= {(peer.rpartition(":")[0], int(peer.rpartition(":")[2])) for peer in config.server.peers}
     for route in routes:
         try:
             re.compile(route.pattern)
@@ -103,10 +106,10 @@ def dialplan_problems(config: Config, path: Path) -> list[str]:
             problems.append(f"{path}:{route.line}: expression {route.pattern!r} is not a regex this check reads ({exc})")
         for data, line in route.sockets:
             parts = SOCKET_RE.fullmatch(data.strip())
-            if parts is None or (parts["host"], int(parts["port"])) not in ((host, config.server.port),
-                                                                           (config.server.host, config.server.port)):
+            if parts is None or (parts["host"], int(parts["port"])) not in allowed:
                 problems.append(f"{path}:{line}: socket {data!r} is not Switchboard's address; write "
-                                f"data=\"{expected}\" (server.host and server.port)")
+                                f"data=\"{expected}\" (server.host and server.port), or list another host's "
+                                "address in server.peers")
             elif parts["rest"].split() != ["async", "full"]:
                 problems.append(f"{path}:{line}: socket {data!r} lacks `async full`; Switchboard needs both "
                                 f"(data=\"{expected}\")")

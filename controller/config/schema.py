@@ -36,6 +36,14 @@ def _ip(value: str) -> str:
     return value
 
 
+def _peer(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise fail(f"{value!r} is not host:port", "another Switchboard host's socket, e.g. 10.0.0.2:8084")
+    _ip(host)
+    return value
+
+
 class ServerSettings(ConfigModel):
     """The outbound event socket server FreeSWITCH's `socket` app connects to."""
 
@@ -49,6 +57,8 @@ class ServerSettings(ConfigModel):
     extra_events: list[EventName] = []
     connect_timeout_s: Annotated[float, Field(ge=0.1, le=120)] = 5
     metrics_port: Optional[Annotated[int, Field(ge=0, le=65535)]] = None  # Prometheus + /healthz on 127.0.0.1
+    # the other Switchboard hosts (address:port) the dialplan's failover socket lines name: `check --dialplan`
+    peers: Annotated[list[Annotated[str, AfterValidator(_peer)]], Field(max_length=16)] = []
     command_timeout_s: Annotated[float, Field(ge=0.1, le=120)] = 10
     execute_timeout_s: Annotated[float, Field(ge=0.1, le=3600)] = 30
 

@@ -18,9 +18,13 @@ from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from controller.latency import Latencies
+
 log = logging.getLogger("switchboard.metrics")
 _ACTION = re.compile(r"action:(?P<agent>[^.]+)\.(?P<action>[^:]+):(?P<result>.+)")
 _CALL = re.compile(r"call:(?P<agent>[^:]+):(?P<by>[^:]+):(?P<cause>.+)")
+_TRANSFER = re.compile(r"transfer:(?P<agent>[^.]+)\.(?P<action>[^:]+):(?P<result>[^:]+):(?P<cause>.+)")
+_DELIVERY = re.compile(r"delivery:(?P<kind>[^:]+):(?P<result>.+)")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class Probe:
     queue: Callable[[], tuple[int, int]]  # (records waiting for the worker, dead letters); raises when Redis is down
     redis_ok: Callable[[], bool]
     worker_alive: Callable[[], bool | None]  # None: no worker in this process
+    latencies: Latencies  # this process's turn and RAG histograms
 
 
 class SwitchboardCollector:
@@ -52,13 +57,22 @@ class SwitchboardCollector:
                                     labels=["agent", "hangup_by", "cause"])
         actions = CounterMetricFamily("switchboard_actions", "actions run, by agent, action and result",
                                       labels=["agent", "action", "result"])
+        transfers = CounterMetricFamily("switchboard_transfers", "transfers, by agent, action, result and cause",
+                                        labels=["agent", "action", "result", "cause"])
+        deliveries = CounterMetricFamily("switchboard_deliveries",
+                                         "after-call emails and workflows tried by a worker, by result",
+                                         labels=["kind", "result"])
         for key, value in sorted(counters.items()):
             if match := _ACTION.fullmatch(key):
                 actions.add_metric([match["agent"], match["action"], match["result"]], value)
             elif match := _CALL.fullmatch(key):
                 calls.add_metric([match["agent"], match["by"], match["cause"]], value)
-        yield calls
-        yield actions
+            elif match := _TRANSFER.fullmatch(key):
+                transfers.add_metric([match["agent"], match["action"], match["result"], match["cause"]], value)
+            elif match := _DELIVERY.fullmatch(key):
+                deliveries.add_metric([match["kind"], match["result"]], value)
+        yield from (calls, actions, transfers, deliveries)
+        yield from probe.latencies.collect()
         yield CounterMetricFamily("switchboard_refused_calls", "calls refused over server.max_connections",
                                   value=counters.get("calls:refused", 0))
         yield CounterMetricFamily("switchboard_setup_failures", "connections closed without a `connect` reply",
@@ -73,9 +87,20 @@ class SwitchboardCollector:
                                 value=dead)
 
 
-def health(probe: Probe) -> tuple[bool, dict[str, Any]]:
-    """(healthy, what each part says)."""
-    parts: dict[str, Any] = {"listening": probe.listening(), "redis": probe.redis_ok()}
+def redis_answers(store: Any) -> bool:
+    """Whether the store's Redis answers a PING now (any failure is a no: this is what health reports)."""
+    try:
+        return bool(store.redis.ping())
+    except Exception:
+        return False
+
+
+def health(probe: Probe, *, redis: bool = True) -> tuple[bool, dict[str, Any]]:
+    """(healthy, what each part says). Without `redis`, for the watchdog: calls go on while Redis is away (their
+    records wait in the spool), so a restart would only cut them."""
+    parts: dict[str, Any] = {"listening": probe.listening()}
+    if redis:
+        parts["redis"] = probe.redis_ok()
     alive = probe.worker_alive()
     if alive is not None:
         parts["worker"] = alive
