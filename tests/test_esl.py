@@ -355,3 +355,20 @@ def test_a_released_session_sends_nothing_and_new_sessions_wait_for_it_to_be_gon
     lines, _ = second.read_command()
     assert lines == ["connect"] and order[:2] == ["connect ESL Test", "released"]
     second.sock.close()
+
+
+def test_no_handler_greenlet_runs_until_a_handler_is_registered(serve):
+    """greenswitch's handler queue and greenlet cost every frame twice; they start with the first own handler."""
+    got = gevent.event.AsyncResult()
+
+    def handler(session):
+        session.connect()
+        before = session._process_events_greenlet
+        session.register_handle("DTMF", lambda frame: None)
+        got.set((before, session._process_events_greenlet is not None))
+
+    listener = serve(handler)
+    peer = connected(listener.port)
+    peer.read_command()
+    peer.send(OK)
+    assert got.get(timeout=3) == (None, True)

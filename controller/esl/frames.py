@@ -16,6 +16,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
 HANGUP_EVENTS = ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
 _DIGITS = re.compile(r"[0-9]{1,12}")
+_ENCODED_BREAK = re.compile(r"%0[aAdD]")
 
 
 class EslError(Exception):
@@ -71,8 +72,13 @@ class Frame:
 
 
 def parse_header_block(block: bytes, decode: bool) -> dict[str, str]:
-    """Split a header block into lines first, then URL-decode each value alone (names are never encoded)."""
+    """Split a header block into lines first, then URL-decode each value alone (names are never encoded).
+
+    The values that hold an escape (a few dozen per event) are decoded in one `unquote` call, joined by line
+    breaks, when none of them encodes a line break itself; otherwise one by one.
+    """
     headers: dict[str, str] = {}
+    escaped: list[str] = []
     for line in block.decode("utf-8", errors="replace").split("\n"):
         if not line:
             continue
@@ -82,7 +88,15 @@ def parse_header_block(block: bytes, decode: bool) -> dict[str, str]:
                 name, value = line[:-1], ""
             else:
                 raise ProtocolError(f"header line without ': ': {line[:80]!r}")
-        headers[name] = unquote(value) if decode and "%" in value else value  # most values have no escape
+        headers[name] = value
+        if decode and "%" in value:  # most values have no escape
+            escaped.append(name)
+    if escaped:
+        joined = "\n".join([headers[name] for name in escaped])
+        if _ENCODED_BREAK.search(joined):
+            headers.update((name, unquote(headers[name])) for name in escaped)
+        else:
+            headers.update(zip(escaped, unquote(joined).split("\n")))
     return headers
 
 

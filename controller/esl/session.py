@@ -16,6 +16,8 @@ command helpers have defects that this module overrides (each has a test in test
   out: completions are resolved in the reader, before any handler runs.
 - its server polls `accept()` every 100 ms and calls `sys.exit()` when `bind_port` is 0: see `listener.py`'s
   `Listener`, which accepts immediately and binds any port.
+- it runs a second greenlet and queue per call for its handler registry, even with no handler: here they start
+  with the first `register_handle` (the controller reads `events`).
 
 Leaving a channel to another session (a hand-off) is not `exit`: when any event-socket session of a channel ends,
 `exit` or a closed socket alike, FreeSWITCH clears the channel's CF_CONTROLLED flag, and that ends whichever
@@ -42,6 +44,8 @@ from controller.esl.execution import Execution, follow_executions
 from controller.esl.handoff import RELEASE_SETTLE_S, RELEASE_TIMEOUT_S, HandoffGate
 from controller.esl.inbox import Inbox
 from controller.log import Throttle, call_logger
+
+YIELD_EVERY_FRAMES = 8
 
 __all__ = ["CallHangup", "CommandError", "EslError", "EslSession", "EslTimeout", "ExecuteFlushed", "Execution",
            "Frame", "FrameReader", "HandoffGate", "ProtocolError", "command_frame"]
@@ -70,14 +74,27 @@ class EslSession(gs.OutboundSession):
         super().__init__(address, sock)
         self._esl_event_queue = Inbox()  # greenswitch's handler registry (register_handle) reads this one
 
+    def start_event_handlers(self) -> None:  # only the reader; see register_handle
+        self._receive_events_greenlet = gevent.spawn(self.receive_events)
+
+    def register_handle(self, name: str, handler: Callable[[Frame], Any]) -> None:
+        """greenswitch's registry minus its own hooks (the reader does their work); the first starts its greenlet."""
+        if handler in (self.on_event, self.on_hangup, self.on_disconnect):
+            return
+        super().register_handle(name, handler)
+        if self._process_events_greenlet is None:
+            self._process_events_greenlet = gevent.spawn(self.process_events)
+
     # ---------------------------------------------------------------- reading
     def receive_events(self) -> None:
         """Replaces greenswitch's reader: whole frames, per-value decoding, completions resolved here.
 
-        It yields after every frame: gevent's recv returns at once while data is buffered, so a connection that
-        keeps its socket full would otherwise hold every other call still until its bound ends it.
-        """
+        It yields after YIELD_EVERY_FRAMES frames read in one hub loop iteration (a read that waited let the hub
+        run): gevent's recv returns at once while data is buffered, so a connection that keeps its socket full
+        would otherwise hold every other call still until its bound ends it."""
         self._frames = FrameReader(self.sock_file)
+        loop = gevent.get_hub().loop
+        iteration, burst = -1, 0
         while self._run:
             try:
                 frame = self._frames.read()
@@ -93,7 +110,10 @@ class EslSession(gs.OutboundSession):
                 self._connection_lost("SOCKET_CLOSED")
                 return
             self._dispatch(frame)
-            gevent.sleep(0)
+            burst, iteration = (burst + 1 if loop.iteration == iteration else 1), loop.iteration
+            if burst >= YIELD_EVERY_FRAMES:
+                gevent.sleep(0)
+                burst = 0
 
     def _dispatch(self, frame: Frame) -> None:
         ctype = frame.content_type
@@ -124,7 +144,7 @@ class EslSession(gs.OutboundSession):
         name = frame.name
         if not follow_executions(self._executions, frame) and name in HANGUP_EVENTS and self._is_mine(frame):
             self._mark_hangup(frame.get("Hangup-Cause") or "NORMAL_CLEARING")
-        for inbox in (self.events, self._esl_event_queue, *self._listeners):
+        for inbox in (self.events, *([self._esl_event_queue] if self.event_handlers else ()), *self._listeners):
             if not inbox.offer(frame):
                 self._abort("EVENT_FLOOD", "%d events (%.1f MB) this call has not read: past the bound of %d events "
                             "or %.0f MB (controller/esl/inbox.py)", inbox.qsize(), inbox.bytes / 2**20,
@@ -180,16 +200,6 @@ class EslSession(gs.OutboundSession):
         for inbox in (self.events, *self._listeners):
             inbox.offer(None)
 
-    # greenswitch's own hang-up and disconnect handlers are superseded by the reader above.
-    def on_hangup(self, event: Any) -> None:  # noqa: D401 - greenswitch hook
-        return None
-
-    def on_disconnect(self, event: Any) -> None:
-        return None
-
-    def on_event(self, event: Any) -> None:
-        return None
-
     # ---------------------------------------------------------------- sending
     @property
     def uuid(self) -> str:
@@ -229,10 +239,8 @@ class EslSession(gs.OutboundSession):
         return text
 
     def connect(self, timeout: float | None = None) -> dict[str, str]:
-        """`connect`: the reply's headers are the channel's data (uuid, caller, variables, Answer-State).
-
-        Sent once: when the listener already connected the session (its bounded set-up), this returns that data.
-        """
+        """`connect`: the reply's headers are the channel's data (uuid, caller, variables, Answer-State); sent
+        once: when the listener already connected the session (its bounded set-up), this returns that data."""
         if self.channel.get("Unique-ID"):
             return self.channel
         reply = self.send(commands.connect(), timeout)
@@ -255,20 +263,15 @@ class EslSession(gs.OutboundSession):
         return body
 
     def start_execute(self, app: str, arg: str | None = None) -> Execution:
-        """Queue one app on the channel without waiting for it to finish.
-
-        Sends exactly (the argument as a body, so no character in it can start a new command):
+        """Queue one app on the channel without waiting for it to finish. Sends exactly (the argument as a body, so no character in it can start a new command):
             sendmsg / call-command: execute / execute-app-name: <app> / event-lock: true /
             Event-UUID: <uuid> / content-type: text/plain / content-length: <n> / (blank) / <arg>
         """
         return self.start_executes([(app, arg)])[0]
 
     def start_executes(self, steps: list[tuple[str, str | None]]) -> list[Execution]:
-        """Queue several apps with one write, then read their `+OK`s: FreeSWITCH runs them in this order.
-
-        Each frame is the one `start_execute` sends; one round trip instead of one per app, where only the
-        order matters (a transfer's `multiset` then its `bridge`).
-        """
+        """Queue several apps with one write, then read their `+OK`s: FreeSWITCH runs them in this order. Each
+        frame is `start_execute`'s; one round trip where only the order matters (a transfer's multiset, bridge)."""
         if self.hungup.is_set():
             raise CallHangup(self.hangup_cause or "NORMAL_CLEARING")
         executions = [Execution(app, arg, str(uuidlib.uuid4())) for app, arg in steps]
@@ -398,15 +401,14 @@ class EslSession(gs.OutboundSession):
         except OSError:
             pass
         self.closed.set()
-        if self._receive_events_greenlet is not None:
-            self._receive_events_greenlet.join(timeout=1.0)
-            self._receive_events_greenlet.kill(block=True, timeout=1.0)
-        if self._process_events_greenlet is not None:
-            self._process_events_greenlet.kill(block=True, timeout=1.0)
-        # greenswitch's handlers are bound methods of this session and its dead greenlets keep their last frame:
-        # cycles only a full collection frees, and those walked every live call (100+ ms stalls at 2,000 calls)
-        self.event_handlers.clear()
-        self._receive_events_greenlet = self._process_events_greenlet = None
+        reader, handlers = self._receive_events_greenlet, self._process_events_greenlet
+        self._receive_events_greenlet = self._process_events_greenlet = None  # a second close runs while we wait
+        if reader is not None:
+            reader.join(timeout=1.0)
+            reader.kill(block=True, timeout=1.0)
+        if handlers is not None:  # greenswitch's handler greenlet, when a handler was registered
+            handlers.kill(block=True, timeout=1.0)
+        self.event_handlers.clear()  # bound methods of a caller's: cycles only a full collection frees
         for handle in (self.sock_file, self.sock):
             try:
                 handle.close()
