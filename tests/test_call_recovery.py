@@ -39,6 +39,7 @@ def _start_call(serve: Store, uuid: str) -> None:
     serve.call_started(uuid, "support", "+33612345678", {"direction": "inbound"})
     serve.update_call(uuid, state="in_call", moments={"ringing": time.time() - 5, "in_call": time.time() - 4})
     serve.append_transcript(uuid, {"who": "caller", "text": "je voudrais un devis", "at": "2026-01-05T10:00:00+00:00"})
+    serve.flush()  # sent, as a running serve does within its write-behind delay (this test does not run gevent's hub)
 
 
 def _records(store: Store) -> list[dict]:

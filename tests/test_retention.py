@@ -50,6 +50,7 @@ def test_purge_by_caller_erases_dead_letters_waiting_records_live_state_and_spoo
     store.call_started("live-1", "support", ERASED, {"caller_number": ERASED})
     store.append_transcript("live-1", {"who": "caller", "text": "mon numéro"})
     store.call_started("live-2", "support", KEPT, {})
+    store.flush()  # what a running serve does within its write-behind delay
     store.spool.write(json.dumps(_record("s-1", ERASED)), int(time.time() * 1e6))
 
     config = _config(tmp_path, store)

@@ -25,7 +25,8 @@ dead. A call whose owner is dead is claimed with one Lua script (the owner compa
 several processes look at once exactly one writes its record (call/recovery.py).
 
 Every method here goes through the connection's outage guard (connection.py): while Redis is down it
-returns its default at once and the call carries on.
+returns its default at once and the call carries on. Writes nobody waits for are written behind (connection.py),
+and a call key's TTL is set at its first write and refreshed every tenth of the TTL, not at every write.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ import uuid as uuidlib
 from typing import IO, Any, Optional
 
 import redis
+from redis.client import Pipeline
 
 from controller.clock import Clock
 from controller.state.connection import dumps
@@ -84,6 +86,7 @@ class Store(RecordStream):
         self.owner = {"pid": os.getpid(), "instance": uuidlib.uuid4().hex}
         self.owner_ttl_s = owner_ttl_s
         self._dir_lock: Optional[IO[str]] = None
+        self._ttl_set: dict[str, float] = {}  # call key -> monotonic time this process last set its TTL
 
     @classmethod
     def open(cls, cfg: Any, clock: Optional[Clock] = None) -> "Store":
@@ -116,22 +119,24 @@ class Store(RecordStream):
 
     def call_ended(self, uuid: str) -> None:
         """The call's record is written (or handed to the spool): no longer a call in progress."""
-        self._safe(uuid, "call_ended", lambda r: r.srem(self.key("live"), uuid), None)
+        for key in (self._call_key(uuid), self._call_key(uuid, "transcript"), self._call_key(uuid, "actions")):
+            self._ttl_set.pop(key, None)
+        self._queue(uuid, "call_ended", lambda pipe: pipe.srem(self.key("live"), uuid))
 
     def _write_fields(self, uuid: str, op: str, fields: dict[str, Any], own: bool = False) -> None:
         key, ttl = self._call_key(uuid), int(self.settings.call_ttl_s)
         fields = {**fields, "owner": self.owner} if own else fields
+        values = {name: dumps(value) for name, value in fields.items()}
+        self._ttl_set[key] = self.clock.monotonic()
 
-        def write(r: redis.Redis) -> None:
-            pipe = r.pipeline(transaction=False)
+        def write(pipe: Pipeline) -> None:
             if own:  # the heartbeat first: a call never names an owner other processes would find dead
                 self._beat(pipe)
                 pipe.sadd(self.key("live"), uuid)
-            pipe.hset(key, mapping={name: dumps(value) for name, value in fields.items()})
+            pipe.hset(key, mapping=values)
             pipe.expire(key, ttl)
-            pipe.execute()
 
-        self._safe(uuid, op, write, None)
+        self._queue(uuid, op, write)
 
     def incr_call(self, uuid: str, counter: str, by: int = 1) -> Optional[int]:
         """A per-call counter (`count:<counter>` in the call hash); None while Redis is down."""
@@ -151,17 +156,29 @@ class Store(RecordStream):
     def append_action(self, uuid: str, entry: dict[str, Any]) -> None:
         self._push(uuid, "actions", entry)
 
+    def _ttl_due(self, key: str) -> bool:
+        """Whether `key`'s TTL needs setting: never set by this process, or last set a tenth of the TTL ago (a
+        call's keys outlive it by the TTL, so refreshing each on every write only costs commands)."""
+        now, last = self.clock.monotonic(), self._ttl_set.get(key)
+        if last is not None and now - last < self.settings.call_ttl_s / 10:
+            return False
+        self._ttl_set[key] = now
+        return True
+
     def _push(self, uuid: str, which: str, entry: dict[str, Any]) -> None:
-        key, ttl = self._call_key(uuid, which), int(self.settings.call_ttl_s)
+        key, call_key, ttl = self._call_key(uuid, which), self._call_key(uuid), int(self.settings.call_ttl_s)
+        value, expire = dumps(entry), [k for k in (key, call_key) if self._ttl_due(k)]
 
-        def push(r: redis.Redis) -> None:
-            pipe = r.pipeline(transaction=False)
-            pipe.rpush(key, dumps(entry))
-            pipe.expire(key, ttl)
-            pipe.expire(self._call_key(uuid), ttl)
-            pipe.execute()
+        def push(pipe: Pipeline) -> None:
+            pipe.rpush(key, value)
+            for k in expire:
+                pipe.expire(k, ttl)
 
-        self._safe(uuid, f"append_{which}", push, None)
+        def check(replies: list[Any]) -> None:
+            if replies[0] == 1 and key not in expire:  # the list was deleted meanwhile (a purge): a TTL again
+                self._queue(uuid, f"append_{which}", lambda pipe: pipe.expire(key, ttl))
+
+        self._queue(uuid, f"append_{which}", push, check)
 
     def call_state(self, uuid: str) -> dict[str, Any]:
         """The call hash decoded, plus `transcript` and `actions`; {} when unknown, expired, or Redis is down."""
@@ -201,7 +218,11 @@ class Store(RecordStream):
         return True
 
     def heartbeat(self) -> None:
-        """This start is alive, for `owner_ttl_s` more seconds."""
+        """This start is alive, for `owner_ttl_s` more seconds; TTL marks old enough to be due are forgotten
+        (calls that ended without `call_ended`, e.g. handed to another process)."""
+        horizon = self.clock.monotonic() - self.settings.call_ttl_s / 10
+        self._ttl_set = {key: at for key, at in self._ttl_set.items() if at >= horizon}
+
         def beat(r: redis.Redis) -> None:
             pipe = r.pipeline(transaction=False)
             self._beat(pipe)
@@ -209,7 +230,7 @@ class Store(RecordStream):
 
         self._safe(None, "heartbeat", beat, None)
 
-    def _beat(self, pipe: Any) -> None:
+    def _beat(self, pipe: Pipeline) -> None:
         value = dumps({**self.owner, "host": socket.gethostname(), "state_dir": str(self.state_dir)})
         pipe.set(self.key("owner", self.owner["instance"]), value, px=int(self.owner_ttl_s * 1000))
 
@@ -303,9 +324,9 @@ class Store(RecordStream):
 
     # -- global counters -------------------------------------------------------------------------------------
 
-    def incr(self, counter: str, by: int = 1, uuid: Optional[str] = None) -> Optional[int]:
-        """HINCRBY `<p>:counters <counter> <by>`; None while Redis is down."""
-        return self._safe(uuid, "incr", lambda r: int(r.hincrby(self.counters_key, counter, by)), None)
+    def incr(self, counter: str, by: int = 1, uuid: Optional[str] = None) -> None:
+        """HINCRBY `<p>:counters <counter> <by>`, written behind."""
+        self._queue(uuid, "incr", lambda pipe: pipe.hincrby(self.counters_key, counter, by))
 
     def counters(self) -> dict[str, int]:
         raw = self._safe(None, "counters", lambda r: r.hgetall(self.counters_key), {})
