@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
+import signal
 import tempfile
 import textwrap
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ import yaml
 
 from controller.clock import Clock
 from controller.config.load import load_config
-from controller.state.embedded_redis import EmbeddedRedis
+from controller.state.embedded_redis import EmbeddedRedis, _pid_alive
 from controller.runtime import Runtime
 from fssim import Scenario, Simulator
 from controller.state.connection import StoreSettings
@@ -74,7 +76,12 @@ class SessionRedis:
         return Store(settings, state_dir, clock).start(maintain=False)
 
     def stop(self) -> None:
+        """Stopped even when a client is still connected (EmbeddedRedis.stop leaves it running then): once its
+        directory is gone, nobody would ever stop it."""
+        pid = self.server.pid
         self.server.stop()
+        if pid is not None and _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
