@@ -189,3 +189,11 @@ def command_frame(command: str, headers: Iterable[tuple[str, str]] = (), body: s
     payload = body.encode("utf-8")
     lines += ["content-type: text/plain", f"content-length: {len(payload)}"]
     return ("\n".join(lines) + "\n\n").encode("utf-8") + payload
+
+
+def send_all(sock: Any, data: bytes) -> None:
+    """`sock.sendall(data)`, in one `send()` when the kernel takes it all (frames are small: it mostly does);
+    gevent's `sendall()` adds a getsockopt() syscall to every call."""
+    sent = sock.send(data)
+    if sent < len(data):
+        sock.sendall(data[sent:])

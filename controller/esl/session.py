@@ -39,7 +39,7 @@ from greenswitch import esl as gs
 
 from controller.esl import commands
 from controller.esl.frames import (HANGUP_EVENTS, CallHangup, CommandError, EslError, EslTimeout, ExecuteFlushed, Frame,
-                         FrameReader, ProtocolError, command_frame)
+                         FrameReader, ProtocolError, command_frame, send_all)
 from controller.esl.execution import Execution, follow_executions
 from controller.esl.handoff import RELEASE_SETTLE_S, RELEASE_TIMEOUT_S, HandoffGate
 from controller.esl.inbox import Inbox
@@ -217,7 +217,7 @@ class EslSession(gs.OutboundSession):
         with self._send_lock:  # reply order is send order: append and write as one step
             self._commands_sent.extend(pendings)
             try:
-                self.sock.sendall(b"".join(frames))
+                send_all(self.sock, b"".join(frames))
             except OSError:
                 self._connection_lost("SOCKET_CLOSED")
                 raise CallHangup(self.hangup_cause or "SOCKET_CLOSED") from None

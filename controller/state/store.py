@@ -26,7 +26,8 @@ several processes look at once exactly one writes its record (call/recovery.py).
 
 Every method here goes through the connection's outage guard (connection.py): while Redis is down it
 returns its default at once and the call carries on. Writes nobody waits for are written behind (connection.py),
-and a call key's TTL is set at its first write and refreshed every tenth of the TTL, not at every write.
+and a call key's TTL is set at its first write and refreshed every tenth of the TTL, not at every write; a new
+call's write carries a heartbeat only when the last one is a third of `owner_ttl_s` old.
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ class Store(RecordStream):
         self.owner_ttl_s = owner_ttl_s
         self._dir_lock: Optional[IO[str]] = None
         self._ttl_set: dict[str, float] = {}  # call key -> monotonic time this process last set its TTL
+        self._beaten_at = float("-inf")  # monotonic time of the last heartbeat sent (or queued)
 
     @classmethod
     def open(cls, cfg: Any, clock: Optional[Clock] = None) -> "Store":
@@ -126,15 +128,19 @@ class Store(RecordStream):
     def _write_fields(self, uuid: str, op: str, fields: dict[str, Any], own: bool = False) -> None:
         key, ttl = self._call_key(uuid), int(self.settings.call_ttl_s)
         fields = {**fields, "owner": self.owner} if own else fields
-        values = {name: dumps(value) for name, value in fields.items()}
-        self._ttl_set[key] = self.clock.monotonic()
+        values, expire = {name: dumps(value) for name, value in fields.items()}, self._ttl_due(key)
+        # The heartbeat first: a call never names an owner other processes would find dead (one beaten within
+        # a third of its TTL has two thirds left, far more than the write-behind delay).
+        beat = own and self.clock.monotonic() - self._beaten_at >= self.owner_ttl_s / 3
 
         def write(pipe: Pipeline) -> None:
-            if own:  # the heartbeat first: a call never names an owner other processes would find dead
+            if beat:
                 self._beat(pipe)
+            if own:
                 pipe.sadd(self.key("live"), uuid)
             pipe.hset(key, mapping=values)
-            pipe.expire(key, ttl)
+            if expire:
+                pipe.expire(key, ttl)
 
         self._queue(uuid, op, write)
 
@@ -231,6 +237,7 @@ class Store(RecordStream):
         self._safe(None, "heartbeat", beat, None)
 
     def _beat(self, pipe: Pipeline) -> None:
+        self._beaten_at = self.clock.monotonic()
         value = dumps({**self.owner, "host": socket.gethostname(), "state_dir": str(self.state_dir)})
         pipe.set(self.key("owner", self.owner["instance"]), value, px=int(self.owner_ttl_s * 1000))
 
