@@ -187,11 +187,8 @@ class Conversation:
             return re.sub(r"{[{%].*?[}%]}", "", text)
 
     def say(self, text: str, then: Sequence[App] = ()) -> list[Execution]:
-        """Queue `speak engine|voice|<sentence>` executes (they play in order) and log the turn.
-
-        `then`: apps to run right after the sentence, sent in the same write (a transfer's bridge is on the wire
-        while its message plays); their executions are returned.
-        """
+        """Queue `speak engine|voice|<sentence>` executes (in order) and log the turn; returns the executions of
+        `then`, apps sent in the same write to run right after (a transfer's bridge, on the wire while it plays)."""
         if not text or not text.strip():
             return self.esl.start_executes(list(then)) if then else []
         spoken = build_speech(text, self.speech.tts.engine, self.speech.tts.voice)
@@ -408,6 +405,7 @@ class Conversation:
         entry.result, entry.ended_at = "handed_off", self.clock.wall()
         entry.detail.update(detail)
         store.update_call(self.uuid, handoff_to=agent_id, **self.record.snapshot())
+        store.flush()  # in Redis now, not written behind: the next session may be another serve's
         with self.esl.gate.leaving():
             try:
                 self.api(command)
@@ -416,5 +414,6 @@ class Conversation:
                 store.update_call(self.uuid, handoff_to="")
                 raise
             self.record.finish_action(entry, "handed_off", **detail)
+            store.flush()
             self.handed_off = True
             self.esl.release()
