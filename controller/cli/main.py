@@ -57,7 +57,7 @@ def serve(config_path: str | None, port: int | None) -> None:
     from controller.config.checks import config_warnings
     for warning in config_warnings(config):  # the same warnings `check` prints, in the log of the process
         logging.getLogger("switchboard.config").warning("%s", warning)
-    from controller.process import cooperative, fit_descriptors
+    from controller.process import cooperative, fit_descriptors, pace_full_collections
     problem = fit_descriptors(config.server.max_connections)
     if problem:
         fail(problem)
@@ -68,10 +68,7 @@ def serve(config_path: str | None, port: int | None) -> None:
         runtime.start()
     except OSError as exc:
         fail(str(exc))
-    import gc
-    # Imports, models and indexes live as long as the process: frozen, no full collection walks them again (it
-    # took 40-90 ms idle; with 2,000 calls the collections that stall every call were 60-230 ms, bench/load.py).
-    gc.freeze()
+    pace_full_collections()
     sys.exit(runtime.serve_forever())
 
 

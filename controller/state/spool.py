@@ -19,11 +19,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from gevent import monkey
+
 from controller.state.private import private_dir, private_opener
 
 log = logging.getLogger("switchboard.spool")
 
 _SUFFIX = ".json"
+# Records of several calls are written at once from gevent's threadpool: their names come from a real lock (the
+# monkey-patched one would be a greenlet lock of the hub).
+_ThreadLock = monkey.get_original("threading", "Lock")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -46,14 +51,17 @@ class Spool:
         last = max((p.stem for p in self.pending()), default="0-0")
         micros, _, seq = last.partition("-")
         self._last = (int(micros), int(seq or 0))
+        self._naming = _ThreadLock()
 
     def _next_name(self, now_us: int) -> str:
-        last_us, last_seq = self._last
-        self._last = (now_us, 0) if now_us > last_us else (last_us, last_seq + 1)
-        return f"{self._last[0]:017d}-{self._last[1]:06d}{_SUFFIX}"
+        with self._naming:
+            last_us, last_seq = self._last
+            self._last = (now_us, 0) if now_us > last_us else (last_us, last_seq + 1)
+            return f"{self._last[0]:017d}-{self._last[1]:06d}{_SUFFIX}"
 
     def write(self, payload: str, now_us: int) -> Path:
-        """Durably store one record; returns its path once the file and its directory entry are on disk."""
+        """Durably store one record; returns its path once the file and its directory entry are on disk. Safe
+        from several threads at once."""
         name = self._next_name(now_us)
         tmp = self.directory / f".{name}.tmp"
         with open(tmp, "w", encoding="utf-8", opener=private_opener) as fh:
