@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 import gevent
 import pytest
 
-from tests.support.controller import call, records, running
+from controller.state.connection import connect
+from tests.support.controller import call, records, running, simulator
 from tests.support.transfer import ASKS_FOR_ADVISOR, SALES, agent_yaml, transfer_config, transfer_entry, wire
 
 GREETED = {"wait_for": {"app": "speak"}}
@@ -51,6 +52,26 @@ def test_a_hand_off_moves_the_call_to_the_other_agent_which_announces_itself_and
     assert transfer_entry(record, "to_sales")["detail"]["agent"] == "sales"
     assert "ringing" in record["moments"] and record["transferred"] is True
     assert counters["action:support.to_sales:handed_off"] == 1
+
+
+def test_the_hand_off_snapshot_is_in_redis_before_freeswitch_moves_the_call(tmp_path, session_redis):
+    """Not written behind: the next agent's session may run in another serve, which reads it at connect."""
+    support = agent_yaml({"name": "to_sales", "destinations": [{"agent": "sales", "description": "Agent commercial"}]})
+    config = transfer_config(tmp_path, agents={"support": support, "sales": SALES}, extra="")
+    other = connect(session_redis.server.url)  # another process's view
+    seen: list[bytes | None] = []
+    with running(config, session_redis) as runtime:
+        def on_event(name: str, headers: dict[str, str], _frame: bytes) -> None:
+            if name == "CHANNEL_UNPARK" and not seen:  # the socket app gave the channel up to uuid_transfer
+                seen.append(other.hget(runtime.store.key("call", headers["Unique-ID"]), "handoff_to"))
+
+        simulator(runtime).switch.sinks.append(on_event)
+        call(runtime, {"agent": "support", "handoffs": {"2002": "sales"}, "end": "wait", "script": [
+            GREETED, {"say": ASKS_FOR_ADVISOR}, {"wait_for": {"app": "speak", "count": 3}},
+            {"say": "merci au revoir", "after": 1}]})
+    other.close()
+
+    assert seen == [b'"sales"']
 
 
 def test_a_hand_off_freeswitch_refuses_is_taken_back_and_counted_once_as_failed(tmp_path, session_redis):

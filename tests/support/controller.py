@@ -116,10 +116,15 @@ def running(config_path: Path, session_redis: SessionRedis, **kwargs: Any) -> It
         store.close()
 
 
+def simulator(runtime: Runtime) -> Simulator:
+    """The runtime's simulator (one per runtime, made at first use)."""
+    return runtime.__dict__.setdefault("_test_simulator", Simulator(("127.0.0.1", runtime.listener.port),
+                                                                     time_scale=runtime.clock.time_scale))
+
+
 def call(runtime: Runtime, scenario: dict[str, Any]):
     """Play one scenario (a dict as in examples/scenarios/) against the runtime; returns the recording."""
-    sim = runtime.__dict__.setdefault("_test_simulator", Simulator(("127.0.0.1", runtime.listener.port),
-                                                                    time_scale=runtime.clock.time_scale))
+    sim = simulator(runtime)
     # The caller waits 5 s of agent silence before hanging up (not the default 2): on a loaded CI machine a
     # decision can take longer than 2 call seconds at this time scale.
     return sim.run(Scenario.from_dict({"name": "test", "end_after_s": 5, **scenario}))
