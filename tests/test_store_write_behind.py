@@ -83,3 +83,13 @@ def test_closing_a_store_sends_its_queued_writes(store: Store, state_dir: Path) 
 
     assert store.redis.hget("t:call:u-9", "agent") == b'"sales"'
 
+
+
+def test_a_call_hash_purged_under_a_live_call_gets_its_ttl_at_the_next_field_write(store: Store) -> None:
+    store.call_started("u-1", "sales", "+33612345678", {})
+    store.flush()
+    store.redis.delete("t:call:u-1")  # `calls purge`, or a write lost while Redis was down
+    store.update_call("u-1", state="in_call")  # within a tenth of the TTL of the first
+    store.flush()
+
+    assert 0 < store.redis.ttl("t:call:u-1") <= 600

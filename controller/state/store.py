@@ -25,9 +25,10 @@ dead. A call whose owner is dead is claimed with one Lua script (the owner compa
 several processes look at once exactly one writes its record (call/recovery.py).
 
 Every method here goes through the connection's outage guard (connection.py): while Redis is down it
-returns its default at once and the call carries on. Writes nobody waits for are written behind (connection.py),
-and a call key's TTL is set at its first write and refreshed every tenth of the TTL, not at every write; a new
-call's write carries a heartbeat only when the last one is a third of `owner_ttl_s` old.
+returns its default at once and the call carries on. Writes nobody waits for are written behind (connection.py);
+the call hash gets its TTL at every field write, a transcript or actions push refreshes TTLs only every tenth of
+the TTL (a list the push finds new gets one again); a new call's write carries a heartbeat only when the last one
+is a third of `owner_ttl_s` old.
 """
 from __future__ import annotations
 
@@ -128,7 +129,10 @@ class Store(RecordStream):
     def _write_fields(self, uuid: str, op: str, fields: dict[str, Any], own: bool = False) -> None:
         key, ttl = self._call_key(uuid), int(self.settings.call_ttl_s)
         fields = {**fields, "owner": self.owner} if own else fields
-        values, expire = {name: dumps(value) for name, value in fields.items()}, self._ttl_due(key)
+        values = {name: dumps(value) for name, value in fields.items()}
+        # Always its TTL: a write lost in an outage, or a hash purged under a live call, must not leave a hash
+        # that never expires (HSET's reply cannot tell a new hash from an old one); pushes refresh it when due.
+        self._ttl_set[key] = self.clock.monotonic()
         # The heartbeat first: a call never names an owner other processes would find dead (one beaten within
         # a third of its TTL has two thirds left, far more than the write-behind delay).
         beat = own and self.clock.monotonic() - self._beaten_at >= self.owner_ttl_s / 3
@@ -139,8 +143,7 @@ class Store(RecordStream):
             if own:
                 pipe.sadd(self.key("live"), uuid)
             pipe.hset(key, mapping=values)
-            if expire:
-                pipe.expire(key, ttl)
+            pipe.expire(key, ttl)
 
         self._queue(uuid, op, write)
 
